@@ -1,0 +1,154 @@
+"""Model configs of the native VLA families: frozen dataclasses, validated on construction."""
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ConfigDict, TypeAdapter, ValidationError
+
+from vlarena.errors import ConfigError, UnknownNameError, describe_validation
+
+_STRICT = ConfigDict(extra="forbid")
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+@dataclass(frozen=True)
+class BackboneConfig:
+    """The slow vision-language stage: per-camera patch tokens + byte tokens → transformer."""
+
+    __pydantic_config__ = _STRICT
+
+    camera_names: tuple[str, ...] = ("front", "wrist")  # cameras, in token order
+    image_height: int = 96  # input image height in pixels
+    image_width: int = 96  # input image width in pixels
+    patch_size: int = 12  # square patch side in pixels; tokens per camera = (H/p)·(W/p)
+    max_text_len: int = 48  # instruction bytes kept (longer ones are truncated)
+    d_model: int = 128  # token width
+    n_layers: int = 4  # transformer layers
+    n_heads: int = 4  # attention heads
+    mlp_ratio: int = 4  # feed-forward width = mlp_ratio · d_model
+    dropout: float = 0.0  # dropout inside the transformer (training only)
+
+    def __post_init__(self) -> None:
+        _require(len(self.camera_names) > 0, "camera_names must name at least one camera")
+        _require(len(set(self.camera_names)) == len(self.camera_names), "camera_names repeat")
+        _require(self.patch_size > 0, "patch_size must be positive")
+        _require(
+            self.image_height % self.patch_size == 0 and self.image_width % self.patch_size == 0,
+            f"image size {self.image_height}x{self.image_width} is not a multiple of "
+            f"patch_size {self.patch_size}",
+        )
+        _require(self.max_text_len > 1, "max_text_len must be at least 2")
+        _check_transformer("backbone", self.d_model, self.n_layers, self.n_heads, self.mlp_ratio)
+        _require(0.0 <= self.dropout < 1.0, "dropout must be in [0, 1)")
+
+    @property
+    def tokens_per_camera(self) -> int:
+        return (self.image_height // self.patch_size) * (self.image_width // self.patch_size)
+
+
+@dataclass(frozen=True)
+class ExpertConfig:
+    """The fast action stage: a transformer decoder cross-attending to vision-language features."""
+
+    __pydantic_config__ = _STRICT
+
+    d_model: int = 64  # token width
+    n_layers: int = 2  # decoder layers
+    n_heads: int = 4  # attention heads
+    mlp_ratio: int = 4  # feed-forward width = mlp_ratio · d_model
+    flow_steps: int = 10  # flow family: Euler steps from noise to actions
+    n_bins: int = 256  # autoregressive family: bins per action dimension
+    temperature: float = 0.0  # autoregressive family: 0 decodes greedily, > 0 samples
+
+    def __post_init__(self) -> None:
+        _check_transformer("expert", self.d_model, self.n_layers, self.n_heads, self.mlp_ratio)
+        _require(self.d_model % 2 == 0, "expert d_model must be even (sinusoidal time embedding)")
+        _require(self.flow_steps > 0, "flow_steps must be positive")
+        _require(2 <= self.n_bins <= 4096, "n_bins must be in 2..4096")
+        _require(self.temperature >= 0.0, "temperature must be ≥ 0")
+
+
+@dataclass(frozen=True)
+class VLAConfig:
+    """A whole native VLA: backbone, action expert and the robot interface."""
+
+    __pydantic_config__ = _STRICT
+
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)  # vision-language stage
+    expert: ExpertConfig = field(default_factory=ExpertConfig)  # action stage
+    action_dim: int = 8  # D: 7 joint targets + gripper for the Franka Panda
+    chunk_size: int = 8  # H: actions predicted per call
+    state_dim: int = 9  # J: joint positions (and as many velocities) per observation
+    sensor_window: int = 0  # T: high-rate sensor samples per observation (0: none)
+    sensor_dim: int = 0  # sensor channels (0: none)
+    embodiments: tuple[str, ...] = ("franka",)  # robot tags the model accepts
+
+    def __post_init__(self) -> None:
+        _require(self.action_dim > 0, "action_dim must be positive")
+        _require(self.chunk_size > 0, "chunk_size must be positive")
+        _require(self.state_dim > 0, "state_dim must be positive")
+        _require(
+            (self.sensor_window == 0) == (self.sensor_dim == 0),
+            "sensor_window and sensor_dim must both be 0 or both positive",
+        )
+        _require(self.sensor_window >= 0 and self.sensor_dim >= 0, "sensor sizes must be ≥ 0")
+        _require(len(self.embodiments) > 0, "embodiments must name at least one robot")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (what config.json holds)."""
+        return dict(_VLA_CONFIG.dump_python(self, mode="json"))
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "VLAConfig":
+        """Parse and validate, raising ConfigError with every problem listed."""
+        try:
+            return _VLA_CONFIG.validate_python(data)
+        except ValidationError as exc:
+            raise ConfigError(f"invalid VLA config: {describe_validation(exc)}") from None
+
+
+def _check_transformer(where: str, d_model: int, n_layers: int, n_heads: int, mlp: int) -> None:
+    _require(d_model > 0 and n_layers > 0 and n_heads > 0, f"{where}: sizes must be positive")
+    _require(
+        d_model % n_heads == 0, f"{where}: d_model {d_model} not divisible by n_heads {n_heads}"
+    )
+    _require(mlp > 0, f"{where}: mlp_ratio must be positive")
+
+
+_VLA_CONFIG = TypeAdapter(VLAConfig)
+
+PRESETS: dict[str, VLAConfig] = {
+    # Unit tests: under a million parameters, milliseconds per call.
+    "tiny": VLAConfig(
+        backbone=BackboneConfig(
+            image_height=32, image_width=32, patch_size=8, max_text_len=32,
+            d_model=32, n_layers=2, n_heads=2,
+        ),
+        expert=ExpertConfig(d_model=32, n_layers=1, n_heads=2, flow_steps=4, n_bins=32),
+        chunk_size=4,
+    ),
+    # What the project ships: fast on two CPU cores, a few MB on disk; 5 Euler steps as GR00T.
+    "small": VLAConfig(expert=ExpertConfig(flow_steps=5)),
+    # The shape of pi0 (~3B parameters, 3 cameras at 224x224): GPU benchmarks only.
+    "pi0-scale": VLAConfig(
+        backbone=BackboneConfig(
+            camera_names=("front", "left_wrist", "right_wrist"),
+            image_height=224, image_width=224, patch_size=14,
+            d_model=2048, n_layers=32, n_heads=16, mlp_ratio=8,
+        ),
+        expert=ExpertConfig(d_model=1024, n_layers=18, n_heads=8),
+        chunk_size=50,
+    ),
+}  # fmt: skip
+
+
+def get_preset(name: str) -> VLAConfig:
+    """The named size preset; unknown names list the valid ones."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise UnknownNameError("preset", name, PRESETS) from None

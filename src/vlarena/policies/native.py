@@ -1,0 +1,287 @@
+"""The two native VLA families as policies: flow matching (`vla-flow`) and tokens (`vla-ar`)."""
+
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Self
+
+import numpy as np
+import torch
+from torch import nn
+
+from vlarena.errors import CheckpointError, InvalidObservationError
+from vlarena.policies.base import Seeds, SplitPolicy, VLFeatures
+from vlarena.policies.checkpoint import (
+    CONFIG_FILE,
+    NORM_STATS_FILE,
+    CheckpointMeta,
+    read_metadata,
+    read_section,
+    read_weights,
+    write_checkpoint,
+)
+from vlarena.policies.config import VLAConfig
+from vlarena.policies.device import DeviceConfig
+from vlarena.policies.networks import ActionHead, Conditioning, FlowExpert, TokenDecoder, VLBackbone
+from vlarena.policies.networks.tokenizer import encode_text
+from vlarena.policies.normalization import Normalizer, NormStats
+from vlarena.policies.registry import register_policy
+from vlarena.types import ActionChunk, ModelInfo, Observation, RobotState
+
+
+class NativeVLA(nn.Module):
+    """Backbone + action head + normalization: raw robot tensors in, raw actions out."""
+
+    def __init__(self, cfg: VLAConfig, head: type[ActionHead], norm_stats: NormStats) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.backbone = VLBackbone(cfg.backbone)
+        self.head = head(cfg)
+        self.normalizer = Normalizer(norm_stats)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.head.memory_proj.weight.dtype
+
+    def features(
+        self, images: torch.Tensor, text_ids: torch.Tensor, text_pad: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """uint8 images (B, C, H, W, 3) and byte tokens → feature tokens and their padding."""
+        pixels = images.permute(0, 1, 4, 2, 3).to(self.dtype) / 127.5 - 1.0
+        return self.backbone(pixels, text_ids, text_pad)
+
+    def condition(
+        self,
+        tokens: torch.Tensor,
+        padding: torch.Tensor,
+        state: torch.Tensor,
+        sensor: torch.Tensor | None,
+    ) -> Conditioning:
+        """Raw state (B, 2J) and sensor window (B, T, D) in float32 → head conditioning."""
+        norm_sensor = None if sensor is None else self.normalizer.sensor(sensor).to(self.dtype)
+        return self.head.condition(
+            tokens, padding, self.normalizer.state(state).to(self.dtype), norm_sensor
+        )
+
+    def act(
+        self, cond: Conditioning, noise: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Raw float32 actions (B, H, D) and optional confidence (B,)."""
+        actions, confidence = self.head.sample(cond, noise.to(self.dtype))
+        actions = actions.float()
+        if self.head.unit_actions:
+            return self.normalizer.actions_from_unit(actions), confidence
+        return self.normalizer.actions_from_standard(actions), confidence
+
+    def loss(self, cond: Conditioning, actions: torch.Tensor) -> torch.Tensor:
+        """Training loss for raw target actions (B, H, D)."""
+        if self.head.unit_actions:
+            target = self.normalizer.actions_to_unit(actions)
+        else:
+            target = self.normalizer.actions_to_standard(actions)
+        return self.head.loss(cond, target.to(self.dtype))
+
+
+class NativeVLAPolicy(SplitPolicy):
+    """A native VLA network behind the policy interface; subclasses pick the action head."""
+
+    head_type: type[ActionHead]
+
+    def __init__(
+        self,
+        config: VLAConfig,
+        meta: CheckpointMeta,
+        norm_stats: NormStats,
+        device: DeviceConfig,
+        weights: dict[str, torch.Tensor] | None = None,
+        seed: int = 0,
+    ) -> None:
+        _check_stats(config, norm_stats)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = NativeVLA(config, self.head_type, norm_stats)
+        if weights is not None:
+            try:
+                model.load_state_dict(weights, strict=True)
+            except RuntimeError as exc:
+                raise CheckpointError(f"weights do not match the config: {exc}") from None
+        model.backbone.to(device.dtype)
+        model.head.to(device.dtype)  # the normalizer stays in float32
+        self.model = model.to(device.torch_device()).eval()
+        if device.compile:
+            model.backbone.compile()
+            model.head.compile()
+        self.config, self.meta, self.norm_stats = config, meta, norm_stats
+        self._device = self.model.normalizer.state_mean.device
+        self._rng = torch.Generator().manual_seed(seed)
+        self._rng_lock = threading.Lock()
+        self._info = ModelInfo(
+            name=meta.name,
+            version=meta.version,
+            policy_type=self.policy_type,
+            action_dim=config.action_dim,
+            chunk_size=config.chunk_size,
+            camera_names=config.backbone.camera_names,
+            image_height=config.backbone.image_height,
+            image_width=config.backbone.image_width,
+            state_dim=config.state_dim,
+            sensor_window=config.sensor_window,
+            sensor_dim=config.sensor_dim,
+            embodiments=config.embodiments,
+            supports_split=True,
+            num_params=sum(p.numel() for p in model.parameters()),
+        )
+
+    @classmethod
+    def create(
+        cls,
+        config: VLAConfig,
+        name: str,
+        *,
+        norm_stats: NormStats | None = None,
+        seed: int = 0,
+        device: DeviceConfig | None = None,
+    ) -> Self:
+        """A freshly initialized model (weights drawn from `seed`)."""
+        stats = norm_stats or NormStats.identity(
+            config.state_dim, config.action_dim, config.sensor_dim
+        )
+        meta = CheckpointMeta(policy_type=cls.policy_type, name=name)
+        return cls(config, meta, stats, device or DeviceConfig(), seed=seed)
+
+    @classmethod
+    def parameter_count(cls, config: VLAConfig) -> int:
+        """Parameters of a model of this config, counted without allocating its weights."""
+        stats = NormStats.identity(config.state_dim, config.action_dim, config.sensor_dim)
+        with torch.device("meta"):
+            model = NativeVLA(config, cls.head_type, stats)
+        return sum(p.numel() for p in model.parameters())
+
+    @classmethod
+    def load(cls, path: Path, device: DeviceConfig) -> Self:
+        meta = read_metadata(path)
+        if meta.policy_type != cls.policy_type:
+            raise CheckpointError(
+                f"{path} holds a {meta.policy_type!r} checkpoint, not {cls.policy_type!r}"
+            )
+        config = read_section(path, CONFIG_FILE, VLAConfig.from_dict)
+        norm_stats = read_section(path, NORM_STATS_FILE, NormStats.from_dict)
+        return cls(config, meta, norm_stats, device, read_weights(path))
+
+    def save(self, path: Path) -> None:
+        """Write this model as a checkpoint directory."""
+        write_checkpoint(
+            path, self.meta, self.config.to_dict(), self.norm_stats.to_dict(),
+            self.model.state_dict(),
+        )  # fmt: skip
+
+    @property
+    def info(self) -> ModelInfo:
+        return self._info
+
+    @torch.inference_mode()
+    def predict(
+        self, observations: Sequence[Observation], seeds: Seeds = None
+    ) -> list[ActionChunk]:
+        started = time.perf_counter()
+        features = self.extract_features(observations)
+        return self._act(features, [obs.state for obs in observations], seeds, started)
+
+    @torch.inference_mode()
+    def extract_features(self, observations: Sequence[Observation]) -> VLFeatures:
+        if not observations:
+            raise InvalidObservationError("empty batch")
+        for obs in observations:
+            self._info.check(obs)
+        cams = self.config.backbone.camera_names
+        images = np.stack([np.stack([obs.images[c] for c in cams]) for obs in observations])
+        ids, pad = encode_text(
+            [obs.instruction for obs in observations], self.config.backbone.max_text_len
+        )
+        tokens, padding = self.model.features(
+            torch.from_numpy(images).to(self._device), ids.to(self._device), pad.to(self._device)
+        )
+        return VLFeatures(tokens, padding, self._info.name)
+
+    @torch.inference_mode()
+    def predict_from_features(
+        self, features: VLFeatures, states: Sequence[RobotState], seeds: Seeds = None
+    ) -> list[ActionChunk]:
+        return self._act(features, states, seeds, time.perf_counter())
+
+    def _act(
+        self, features: VLFeatures, states: Sequence[RobotState], seeds: Seeds, started: float
+    ) -> list[ActionChunk]:
+        if features.model_id != self._info.name:
+            raise InvalidObservationError(
+                f"features come from model {features.model_id!r}, not {self._info.name!r}"
+            )
+        if len(states) != features.batch_size:
+            raise InvalidObservationError(
+                f"{len(states)} states for a feature batch of {features.batch_size}"
+            )
+        if seeds is not None and len(seeds) != len(states):
+            raise InvalidObservationError(f"{len(seeds)} seeds for {len(states)} observations")
+        for robot_state in states:
+            self._info.check_state(robot_state)
+        state = torch.from_numpy(
+            np.stack([np.concatenate([s.joint_positions, s.joint_velocities]) for s in states])
+        )
+        sensor = None
+        if self.config.sensor_window:
+            sensor = torch.from_numpy(np.stack([s.sensor_window for s in states]))  # type: ignore[misc]
+            sensor = sensor.to(self._device)
+        cond = self.model.condition(
+            features.tokens, features.padding, state.to(self._device), sensor
+        )
+        actions, confidence = self.model.act(cond, self._noise(seeds, len(states)))
+        elapsed_ms = (time.perf_counter() - started) * 1000.0
+        actions_np = actions.cpu().numpy()
+        conf = [None] * len(states) if confidence is None else confidence.float().cpu().tolist()
+        return [
+            ActionChunk(actions_np[i], elapsed_ms, self._info.name, conf[i])
+            for i in range(len(states))
+        ]
+
+    def _noise(self, seeds: Seeds, batch: int) -> torch.Tensor:
+        """Per-sample noise, each drawn from its own seed so batching never changes a result."""
+        draws = []
+        with self._rng_lock:
+            for seed in seeds or [None] * batch:
+                gen = self._rng if seed is None else torch.Generator().manual_seed(seed)
+                draws.append(self.model.head.draw_noise(gen))
+        return torch.stack(draws).to(self._device)
+
+
+def _check_stats(config: VLAConfig, stats: NormStats) -> None:
+    expected = {
+        "state": 2 * config.state_dim,
+        "action": config.action_dim,
+        "sensor": config.sensor_dim,
+    }
+    actual = {
+        "state": len(stats.state_mean),
+        "action": len(stats.action_mean),
+        "sensor": len(stats.sensor_mean),
+    }
+    if expected != actual:
+        raise CheckpointError(
+            f"normalization stats sizes {actual} do not match the config {expected}"
+        )
+
+
+@register_policy
+class FlowVLAPolicy(NativeVLAPolicy):
+    """Flow-matching VLA: denoises an action chunk in `flow_steps` Euler steps."""
+
+    policy_type = "vla-flow"
+    head_type = FlowExpert
+
+
+@register_policy
+class AutoregressiveVLAPolicy(NativeVLAPolicy):
+    """Autoregressive VLA: decodes binned action tokens one at a time."""
+
+    policy_type = "vla-ar"
+    head_type = TokenDecoder

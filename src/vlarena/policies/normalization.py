@@ -1,0 +1,136 @@
+"""Normalization statistics stored with a checkpoint, and the module that applies them."""
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from numpy.typing import ArrayLike
+from pydantic import ConfigDict, TypeAdapter, ValidationError
+from torch import nn
+
+from vlarena.errors import ConfigError, describe_validation
+
+_EPS = 1e-6
+
+
+@dataclass(frozen=True)
+class NormStats:
+    """Per-dimension statistics of states, actions and sensor samples in the training data."""
+
+    __pydantic_config__ = ConfigDict(extra="forbid")
+
+    state_mean: tuple[float, ...]  # (2J,) joint positions then velocities
+    state_std: tuple[float, ...]  # (2J,)
+    action_mean: tuple[float, ...]  # (D,) flow family: actions are standardized
+    action_std: tuple[float, ...]  # (D,)
+    action_low: tuple[float, ...]  # (D,) autoregressive family: 1st percentile → bin 0
+    action_high: tuple[float, ...]  # (D,) 99th percentile → last bin
+    sensor_mean: tuple[float, ...] = ()  # (sensor channels,) empty when no sensor
+    sensor_std: tuple[float, ...] = ()
+
+    def __post_init__(self) -> None:
+        pairs = [
+            ("state", self.state_mean, self.state_std),
+            ("action", self.action_mean, self.action_std),
+            ("sensor", self.sensor_mean, self.sensor_std),
+        ]
+        for name, mean, std in pairs:
+            if len(mean) != len(std):
+                raise ConfigError(f"{name}_mean and {name}_std differ in length")
+            if any(s <= 0 or not np.isfinite(s) for s in std):
+                raise ConfigError(f"{name}_std must be positive and finite")
+        if len(self.action_low) != len(self.action_mean) or len(self.action_high) != len(
+            self.action_mean
+        ):
+            raise ConfigError("action_low/high must have one value per action dimension")
+        if any(hi <= lo for lo, hi in zip(self.action_low, self.action_high, strict=True)):
+            raise ConfigError("action_high must exceed action_low in every dimension")
+
+    @classmethod
+    def identity(cls, state_dim: int, action_dim: int, sensor_dim: int = 0) -> "NormStats":
+        """Statistics that leave values unchanged (actions binned over [-1, 1])."""
+        return cls(
+            state_mean=(0.0,) * 2 * state_dim, state_std=(1.0,) * 2 * state_dim,
+            action_mean=(0.0,) * action_dim, action_std=(1.0,) * action_dim,
+            action_low=(-1.0,) * action_dim, action_high=(1.0,) * action_dim,
+            sensor_mean=(0.0,) * sensor_dim, sensor_std=(1.0,) * sensor_dim,
+        )  # fmt: skip
+
+    @classmethod
+    def from_data(
+        cls, states: ArrayLike, actions: ArrayLike, sensors: ArrayLike | None = None
+    ) -> "NormStats":
+        """Fit statistics to arrays of shape (N, 2J), (N, D) and optionally (N, sensor channels)."""
+
+        def mean_std(x: ArrayLike) -> tuple[tuple[float, ...], tuple[float, ...]]:
+            arr = np.asarray(x, dtype=np.float64)
+            return tuple(arr.mean(0).tolist()), tuple(np.maximum(arr.std(0), _EPS).tolist())
+
+        acts = np.asarray(actions, dtype=np.float64)
+        low, high = np.percentile(acts, 1, axis=0), np.percentile(acts, 99, axis=0)
+        high = np.maximum(high, low + _EPS)
+        state_mean, state_std = mean_std(states)
+        action_mean, action_std = mean_std(acts)
+        sensor_mean, sensor_std = mean_std(sensors) if sensors is not None else ((), ())
+        return cls(
+            state_mean=state_mean, state_std=state_std,
+            action_mean=action_mean, action_std=action_std,
+            action_low=tuple(low.tolist()), action_high=tuple(high.tolist()),
+            sensor_mean=sensor_mean, sensor_std=sensor_std,
+        )  # fmt: skip
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (what norm_stats.json holds)."""
+        return dict(_NORM_STATS.dump_python(self, mode="json"))
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "NormStats":
+        """Parse and validate, raising ConfigError on any problem."""
+        try:
+            return _NORM_STATS.validate_python(data)
+        except ValidationError as exc:
+            raise ConfigError(f"invalid normalization stats: {describe_validation(exc)}") from None
+
+
+_NORM_STATS = TypeAdapter(NormStats)
+
+
+class Normalizer(nn.Module):
+    """Applies NormStats to tensors on the model's device (always in float32)."""
+
+    state_mean: torch.Tensor
+    state_std: torch.Tensor
+    action_mean: torch.Tensor
+    action_std: torch.Tensor
+    action_low: torch.Tensor
+    action_high: torch.Tensor
+    sensor_mean: torch.Tensor
+    sensor_std: torch.Tensor
+
+    def __init__(self, stats: NormStats) -> None:
+        super().__init__()
+        for name in ("state_mean", "state_std", "action_mean", "action_std", "action_low",
+                     "action_high", "sensor_mean", "sensor_std"):  # fmt: skip
+            values = torch.tensor(getattr(stats, name), dtype=torch.float32)
+            self.register_buffer(name, values, persistent=False)
+
+    def state(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.state_mean) / self.state_std
+
+    def sensor(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.sensor_mean) / self.sensor_std
+
+    def actions_to_standard(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.action_mean) / self.action_std
+
+    def actions_from_standard(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.action_std + self.action_mean
+
+    def actions_to_unit(self, x: torch.Tensor) -> torch.Tensor:
+        """Map [low, high] to [-1, 1], clipping outliers."""
+        unit = 2 * (x - self.action_low) / (self.action_high - self.action_low) - 1
+        return unit.clamp(-1.0, 1.0)
+
+    def actions_from_unit(self, x: torch.Tensor) -> torch.Tensor:
+        return (x + 1) / 2 * (self.action_high - self.action_low) + self.action_low

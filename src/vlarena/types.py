@@ -1,0 +1,214 @@
+"""Core value types: what goes into a policy (Observation) and what comes out (ActionChunk).
+
+Every type validates itself on construction and raises InvalidObservationError with a message a
+client can act on; model-specific checks (camera names, image size, joint count) live in
+ModelInfo.check.
+"""
+
+import io
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image, UnidentifiedImageError
+
+from vlarena.errors import InvalidObservationError
+
+MAX_IMAGE_SIDE_PX = 4096  # larger camera images are refused before any work is done on them
+MAX_CAMERAS = 8
+MAX_JOINTS = 64
+MAX_SENSOR_SAMPLES = 8192
+MAX_SENSOR_CHANNELS = 64
+MAX_INSTRUCTION_BYTES = 1024
+
+FloatArray = NDArray[np.float32]
+ImageArray = NDArray[np.uint8]
+
+
+def _finite_vector(name: str, value: Any, length: int | None = None) -> FloatArray:
+    try:
+        arr = np.asarray(value, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise InvalidObservationError(f"{name} must be numeric: {exc}") from None
+    if arr.ndim != 1:
+        raise InvalidObservationError(f"{name} must be 1-D, got shape {arr.shape}")
+    if not 0 < arr.shape[0] <= MAX_JOINTS:
+        raise InvalidObservationError(
+            f"{name} must have 1..{MAX_JOINTS} values, got {arr.shape[0]}"
+        )
+    if length is not None and arr.shape[0] != length:
+        raise InvalidObservationError(f"{name} has {arr.shape[0]} values, expected {length}")
+    if not np.isfinite(arr).all():
+        raise InvalidObservationError(f"{name} contains NaN or inf")
+    return arr
+
+
+def _image(camera: str, value: Any) -> ImageArray:
+    arr = np.asarray(value)
+    if arr.dtype != np.uint8:
+        raise InvalidObservationError(f"image {camera!r} must be uint8, got {arr.dtype}")
+    if arr.ndim != 3 or arr.shape[2] != 3:
+        raise InvalidObservationError(
+            f"image {camera!r} must be HxWx3 (RGB), got shape {arr.shape}"
+        )
+    _check_image_size(camera, *arr.shape[:2])
+    return arr
+
+
+def _check_image_size(camera: str, height: int, width: int) -> None:
+    if not (0 < height <= MAX_IMAGE_SIDE_PX and 0 < width <= MAX_IMAGE_SIDE_PX):
+        raise InvalidObservationError(
+            f"image {camera!r} is {height}x{width}; each side must be 1..{MAX_IMAGE_SIDE_PX} px"
+        )
+
+
+def decode_image(data: bytes, camera: str = "image") -> ImageArray:
+    """Decode a JPEG/PNG byte string to an RGB uint8 HxWx3 array, refusing oversized images."""
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            _check_image_size(camera, img.height, img.width)
+            return np.asarray(img.convert("RGB"), dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+        if isinstance(exc, InvalidObservationError):
+            raise
+        raise InvalidObservationError(f"image {camera!r} could not be decoded: {exc}") from None
+
+
+@dataclass(frozen=True)
+class RobotState:
+    """Proprioception and high-rate sensing at one instant: the fast input of a policy."""
+
+    joint_positions: FloatArray  # (J,) joint positions, radians / metres
+    joint_velocities: FloatArray  # (J,) joint velocities, same units per second
+    sensor_window: FloatArray | None = None  # (T, D) newest T samples of a high-rate sensor
+
+    def __post_init__(self) -> None:
+        pos = _finite_vector("joint_positions", self.joint_positions)
+        vel = _finite_vector("joint_velocities", self.joint_velocities, length=pos.shape[0])
+        object.__setattr__(self, "joint_positions", pos)
+        object.__setattr__(self, "joint_velocities", vel)
+        if self.sensor_window is not None:
+            window = np.asarray(self.sensor_window, dtype=np.float32)
+            if window.ndim != 2:
+                raise InvalidObservationError(
+                    f"sensor_window must be TxD, got shape {window.shape}"
+                )
+            samples, channels = window.shape
+            if not (0 < samples <= MAX_SENSOR_SAMPLES and 0 < channels <= MAX_SENSOR_CHANNELS):
+                raise InvalidObservationError(
+                    f"sensor_window is {samples}x{channels}; limits are "
+                    f"{MAX_SENSOR_SAMPLES} samples x {MAX_SENSOR_CHANNELS} channels"
+                )
+            if not np.isfinite(window).all():
+                raise InvalidObservationError("sensor_window contains NaN or inf")
+            object.__setattr__(self, "sensor_window", window)
+
+
+@dataclass(frozen=True)
+class Observation:
+    """Everything a policy sees at one control step."""
+
+    images: Mapping[str, ImageArray]  # camera name -> RGB uint8 HxWx3
+    state: RobotState  # proprioception and optional sensor window
+    instruction: str  # natural-language task, e.g. "pick up the red cube"
+    embodiment: str = "franka"  # robot tag the policy must support
+    timestamp_s: float = 0.0  # capture time on the robot's clock
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.state, RobotState):
+            raise InvalidObservationError("state must be a RobotState")
+        if not self.images:
+            raise InvalidObservationError("at least one camera image is required")
+        if len(self.images) > MAX_CAMERAS:
+            raise InvalidObservationError(f"at most {MAX_CAMERAS} cameras, got {len(self.images)}")
+        images = {str(name): _image(str(name), img) for name, img in self.images.items()}
+        object.__setattr__(self, "images", images)
+        if not isinstance(self.instruction, str) or not self.instruction.strip():
+            raise InvalidObservationError("instruction must be a non-empty string")
+        if len(self.instruction.encode()) > MAX_INSTRUCTION_BYTES:
+            raise InvalidObservationError(
+                f"instruction is longer than {MAX_INSTRUCTION_BYTES} bytes"
+            )
+        if not self.embodiment:
+            raise InvalidObservationError("embodiment must be a non-empty string")
+        if not np.isfinite(self.timestamp_s):
+            raise InvalidObservationError("timestamp_s must be finite")
+
+
+@dataclass(frozen=True)
+class ActionChunk:
+    """H future actions of D dimensions each, predicted from one observation."""
+
+    actions: FloatArray  # (H, D) in the robot's action units (unnormalized)
+    inference_time_ms: float  # wall time of the policy call that produced this chunk
+    model_id: str  # name of the model that produced it
+    confidence: float | None = None  # model's own confidence in [0, 1], if it has one
+
+    def __post_init__(self) -> None:
+        actions = np.asarray(self.actions, dtype=np.float32)
+        if actions.ndim != 2:
+            raise ValueError(f"actions must be HxD, got shape {actions.shape}")
+        object.__setattr__(self, "actions", actions)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """The input/output contract of a model: what it expects and what it returns."""
+
+    name: str  # model id, e.g. "vla-flow-small"
+    version: str  # model version string
+    policy_type: str  # registered policy implementation, e.g. "vla-flow"
+    action_dim: int  # D, dimensions of one action
+    chunk_size: int  # H, actions per chunk
+    camera_names: tuple[str, ...]  # cameras expected in every observation
+    image_height: int  # expected image height in pixels
+    image_width: int  # expected image width in pixels
+    state_dim: int  # J, joint positions (and velocities) per observation
+    sensor_window: int = 0  # T, sensor samples per observation (0: no sensor input)
+    sensor_dim: int = 0  # D, sensor channels (0: no sensor input)
+    embodiments: tuple[str, ...] = ("franka",)  # robot tags the model was trained for
+    supports_split: bool = False  # features and actions can run apart (dual-rate)
+    num_params: int = 0  # parameter count
+    extra: Mapping[str, str] = field(default_factory=dict)  # free-form model metadata
+
+    def check(self, obs: Observation) -> None:
+        """Raise InvalidObservationError unless `obs` matches this contract."""
+        if set(obs.images) != set(self.camera_names):
+            raise InvalidObservationError(
+                f"model {self.name!r} expects cameras {sorted(self.camera_names)}, "
+                f"got {sorted(obs.images)}"
+            )
+        for camera, img in obs.images.items():
+            if img.shape[:2] != (self.image_height, self.image_width):
+                raise InvalidObservationError(
+                    f"image {camera!r} is {img.shape[0]}x{img.shape[1]}, model {self.name!r} "
+                    f"expects {self.image_height}x{self.image_width}"
+                )
+        self.check_state(obs.state)
+        if obs.embodiment not in self.embodiments:
+            raise InvalidObservationError(
+                f"model {self.name!r} supports embodiments {list(self.embodiments)}, "
+                f"got {obs.embodiment!r}"
+            )
+
+    def check_state(self, state: RobotState) -> None:
+        """Raise InvalidObservationError unless `state` matches this contract."""
+        joints = state.joint_positions.shape[0]
+        if joints != self.state_dim:
+            raise InvalidObservationError(
+                f"model {self.name!r} expects {self.state_dim} joint values, got {joints}"
+            )
+        if self.sensor_window == 0:
+            return
+        expected = (self.sensor_window, self.sensor_dim)
+        if state.sensor_window is None:
+            raise InvalidObservationError(
+                f"model {self.name!r} needs a sensor_window of shape {expected}"
+            )
+        if state.sensor_window.shape != expected:
+            raise InvalidObservationError(
+                f"sensor_window has shape {state.sensor_window.shape}, model {self.name!r} "
+                f"expects {expected}"
+            )

@@ -1,0 +1,54 @@
+"""The `vlarena` command line, run in-process."""
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from vlarena.cli import app
+from vlarena.policies import PRESETS, AutoregressiveVLAPolicy
+
+runner = CliRunner()
+
+
+def test_help_lists_commands() -> None:
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in ("models", "info", "demo"):
+        assert command in result.output
+
+
+def test_models_lists_types_and_presets() -> None:
+    result = runner.invoke(app, ["models"])
+    assert result.exit_code == 0, result.output
+    assert "vla-ar, vla-flow" in result.output
+    assert "pi0-scale" in result.output
+
+
+def test_demo_runs_both_families() -> None:
+    result = runner.invoke(app, ["demo", "--preset", "tiny", "--calls", "2"])
+    assert result.exit_code == 0, result.output
+    assert "vla-flow-tiny" in result.output
+    assert "vla-ar-tiny" in result.output
+    assert result.output.count("median latency") == 2
+
+
+def test_info_and_demo_on_a_checkpoint(tmp_path: Path) -> None:
+    AutoregressiveVLAPolicy.create(PRESETS["tiny"], "my-ar").save(tmp_path / "ck")
+    result = runner.invoke(app, ["info", str(tmp_path / "ck")])
+    assert result.exit_code == 0, result.output
+    assert "my-ar (vla-ar)" in result.output
+    result = runner.invoke(app, ["demo", "--checkpoint", str(tmp_path / "ck"), "--calls", "1"])
+    assert result.exit_code == 0, result.output
+    assert "my-ar" in result.output
+
+
+def test_errors_are_one_line_not_tracebacks(tmp_path: Path) -> None:
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "metadata.json").write_text(json.dumps({"policy_type": "nope"}))
+    for args in (["info", str(tmp_path / "bad")], ["demo", "--preset", "huge"],
+                 ["demo", "--device", "cuda"]):  # fmt: skip
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, args
+        assert "error:" in result.output
+        assert "Traceback" not in result.output

@@ -1,0 +1,142 @@
+"""Observation, RobotState, ActionChunk and ModelInfo validation: every error path."""
+
+import io
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from vlarena import InvalidObservationError, ModelInfo, Observation, RobotState, decode_image
+from vlarena.types import MAX_IMAGE_SIDE_PX, ActionChunk
+
+J = 3
+
+
+def state(**overrides: Any) -> RobotState:
+    kwargs: dict[str, Any] = {"joint_positions": [0.0] * J, "joint_velocities": [0.0] * J}
+    return RobotState(**(kwargs | overrides))
+
+
+def obs(rgb: np.ndarray, **overrides: Any) -> Observation:
+    kwargs: dict[str, Any] = {"images": {"front": rgb}, "state": state(), "instruction": "go"}
+    return Observation(**(kwargs | overrides))
+
+
+INFO = ModelInfo(
+    name="m", version="1", policy_type="t", action_dim=2, chunk_size=4, camera_names=("front",),
+    image_height=32, image_width=32, state_dim=J, sensor_window=5, sensor_dim=2,
+)  # fmt: skip
+
+
+def test_valid_observation_converts_to_float32(rgb: np.ndarray) -> None:
+    o = obs(rgb, state=state(joint_positions=[1, 2, 3]))
+    assert o.state.joint_positions.dtype == np.float32
+    assert o.images["front"].shape == (32, 32, 3)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"joint_positions": [0.0, float("nan"), 0.0]}, "NaN or inf"),
+        ({"joint_velocities": [0.0, float("inf"), 0.0]}, "NaN or inf"),
+        ({"joint_velocities": [0.0, 0.0]}, "has 2 values, expected 3"),
+        ({"joint_positions": [[0.0, 1.0]], "joint_velocities": [[0.0, 1.0]]}, "must be 1-D"),
+        ({"joint_positions": [], "joint_velocities": []}, "must have 1..64 values"),
+        ({"joint_positions": ["a", "b", "c"]}, "must be numeric"),
+        ({"sensor_window": np.zeros(5)}, "must be TxD"),
+        ({"sensor_window": np.full((5, 2), np.nan)}, "sensor_window contains NaN"),
+        ({"sensor_window": np.zeros((10_000, 2))}, "limits are"),
+    ],
+)
+def test_robot_state_errors(overrides: dict[str, Any], message: str) -> None:
+    with pytest.raises(InvalidObservationError, match=message):
+        state(**overrides)
+
+
+@pytest.mark.parametrize(
+    ("image", "message"),
+    [
+        (np.zeros((32, 32, 3), dtype=np.float32), "must be uint8"),
+        (np.zeros((32, 32), dtype=np.uint8), r"must be HxWx3"),
+        (np.zeros((32, 32, 4), dtype=np.uint8), r"must be HxWx3"),
+        (np.zeros((MAX_IMAGE_SIDE_PX + 1, 1, 3), dtype=np.uint8), "each side must be"),
+        (np.zeros((0, 32, 3), dtype=np.uint8), "each side must be"),
+    ],
+)
+def test_image_errors(image: np.ndarray, message: str) -> None:
+    with pytest.raises(InvalidObservationError, match=message):
+        obs(image, images={"front": image})
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"instruction": ""}, "non-empty"),
+        ({"instruction": "   "}, "non-empty"),
+        ({"instruction": "x" * 2000}, "longer than"),
+        ({"images": {}}, "at least one camera"),
+        ({"images": {f"c{i}": np.zeros((2, 2, 3), np.uint8) for i in range(9)}}, "at most 8"),
+        ({"embodiment": ""}, "embodiment"),
+        ({"timestamp_s": float("nan")}, "timestamp_s"),
+        ({"state": "not a state"}, "RobotState"),
+    ],
+)
+def test_observation_errors(rgb: np.ndarray, overrides: dict[str, Any], message: str) -> None:
+    with pytest.raises(InvalidObservationError, match=message):
+        obs(rgb, **overrides)
+
+
+def _encode(img: Image.Image, fmt: str = "JPEG") -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def test_decode_jpeg_round_trip() -> None:
+    arr = decode_image(_encode(Image.new("RGB", (40, 30), (200, 10, 10))))
+    assert arr.shape == (30, 40, 3)
+    assert arr.dtype == np.uint8
+    assert abs(int(arr[0, 0, 0]) - 200) < 5
+
+
+def test_decode_converts_grayscale_to_rgb() -> None:
+    assert decode_image(_encode(Image.new("L", (8, 8)), "PNG")).shape == (8, 8, 3)
+
+
+def test_decode_rejects_garbage() -> None:
+    with pytest.raises(InvalidObservationError, match="could not be decoded"):
+        decode_image(b"not a jpeg", camera="front")
+
+
+def test_decode_rejects_oversized_before_decoding() -> None:
+    data = _encode(Image.new("L", (MAX_IMAGE_SIDE_PX + 1, 1)), "PNG")
+    with pytest.raises(InvalidObservationError, match="each side must be"):
+        decode_image(data)
+
+
+def test_model_info_accepts_matching(rgb: np.ndarray) -> None:
+    INFO.check(obs(rgb, state=state(sensor_window=np.zeros((5, 2)))))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"images": {"wrist": np.zeros((32, 32, 3), np.uint8)}}, r"expects cameras \['front'\]"),
+        ({"images": {"front": np.zeros((16, 32, 3), np.uint8)}}, "expects 32x32"),
+        ({"state": state(joint_positions=[0.0] * 2, joint_velocities=[0.0] * 2)}, "3 joint"),
+        ({"state": state()}, "needs a sensor_window"),
+        ({"state": state(sensor_window=np.zeros((4, 2)))}, r"expects \(5, 2\)"),
+        ({"embodiment": "unitree_h1"}, "supports embodiments"),
+    ],
+)
+def test_model_info_errors(rgb: np.ndarray, overrides: dict[str, Any], message: str) -> None:
+    base: dict[str, Any] = {"state": state(sensor_window=np.zeros((5, 2)))}
+    with pytest.raises(InvalidObservationError, match=message):
+        INFO.check(obs(rgb, **(base | overrides)))
+
+
+def test_action_chunk_requires_2d() -> None:
+    assert ActionChunk(np.zeros((4, 2), np.float32), 1.0, "m").actions.dtype == np.float32
+    with pytest.raises(ValueError, match="HxD"):
+        ActionChunk(np.zeros(4, np.float32), 1.0, "m")
