@@ -7,7 +7,7 @@ ModelInfo.check.
 
 import io
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -171,7 +171,6 @@ class ModelInfo:
     embodiments: tuple[str, ...] = ("franka",)  # robot tags the model was trained for
     supports_split: bool = False  # features and actions can run apart (dual-rate)
     num_params: int = 0  # parameter count
-    extra: Mapping[str, str] = field(default_factory=dict)  # free-form model metadata
 
     def check(self, obs: Observation) -> None:
         """Raise InvalidObservationError unless `obs` matches this contract."""

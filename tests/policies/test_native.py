@@ -186,6 +186,20 @@ def test_sensor_window_input(family: str, make_obs: MakeObs) -> None:
         policy.predict_from_features(features, [no_sensor])
 
 
+def test_five_camera_views(make_obs: MakeObs) -> None:
+    views = ("front", "left", "right", "top", "wrist")
+    config = dataclasses.replace(
+        TINY, backbone=dataclasses.replace(TINY.backbone, camera_names=views)
+    )
+    policy = FlowVLAPolicy.create(config, "five")
+    obs = make_obs(policy.info)
+    assert tuple(obs.images) == views
+    features = policy.extract_features([obs])
+    tokens = len(views) * TINY.backbone.tokens_per_camera + TINY.backbone.max_text_len
+    assert features.tokens.shape == (1, tokens, TINY.backbone.d_model)
+    assert policy.predict([obs])[0].actions.shape == (TINY.chunk_size, TINY.action_dim)
+
+
 def test_training_steps_lower_the_loss(family: str, make_obs: MakeObs) -> None:
     cls = get_policy_type(family)
     assert issubclass(cls, NativeVLAPolicy)
