@@ -5,21 +5,16 @@ from functools import partial
 from rich.progress import Progress
 
 from benchmarks.common import time_calls
-from vlarena.policies import PRESETS, NativeVLAPolicy, get_policy_type, policy_types
+from vlarena.policies import PRESETS, NativeVLAPolicy, native_policy_types
 from vlarena.policies.synthetic import synthetic_observation
 
 CPU_PRESETS = ("tiny", "small")
 BATCH_SIZES = (1, 4, 8)
 
 
-def _natives() -> list[type[NativeVLAPolicy]]:
-    types = [get_policy_type(name) for name in policy_types()]
-    return [cls for cls in types if issubclass(cls, NativeVLAPolicy)]
-
-
 def run(samples: int, progress: Progress) -> str:
     """Markdown section: predict latency table and split-stage table."""
-    natives = _natives()
+    natives = list(native_policy_types().values())
     latency = [
         "| policy | preset | params | batch | p50 ms | p99 ms | obs/s |",
         "|---|---|---:|---:|---:|---:|---:|",

@@ -33,6 +33,8 @@ def test_valid_observation_converts_to_float32(rgb: np.ndarray) -> None:
     o = obs(rgb, state=state(joint_positions=[1, 2, 3]))
     assert o.state.joint_positions.dtype == np.float32
     assert o.images["front"].shape == (32, 32, 3)
+    with pytest.raises(TypeError):
+        o.images["extra"] = rgb  # type: ignore[index]
 
 
 @pytest.mark.parametrize(
@@ -40,13 +42,16 @@ def test_valid_observation_converts_to_float32(rgb: np.ndarray) -> None:
     [
         ({"joint_positions": [0.0, float("nan"), 0.0]}, "NaN or inf"),
         ({"joint_velocities": [0.0, float("inf"), 0.0]}, "NaN or inf"),
-        ({"joint_velocities": [0.0, 0.0]}, "has 2 values, expected 3"),
-        ({"joint_positions": [[0.0, 1.0]], "joint_velocities": [[0.0, 1.0]]}, "must be 1-D"),
-        ({"joint_positions": [], "joint_velocities": []}, "must have 1..64 values"),
+        ({"joint_velocities": [0.0, 0.0]}, "has 2 values, joint_positions 3"),
+        ({"joint_positions": [[0.0, 1.0]], "joint_velocities": [[0.0, 1.0]]}, "1 dimension"),
+        ({"joint_positions": [], "joint_velocities": []}, "each dimension must be 1..limit"),
         ({"joint_positions": ["a", "b", "c"]}, "must be numeric"),
-        ({"sensor_window": np.zeros(5)}, "must be TxD"),
-        ({"sensor_window": np.full((5, 2), np.nan)}, "sensor_window contains NaN"),
-        ({"sensor_window": np.zeros((10_000, 2))}, "limits are"),
+        ({"joint_positions": [0.0, [1.0], 2.0]}, "must be numeric"),
+        ({"sensor_window": np.zeros(5)}, "2 dimension"),
+        ({"sensor_window": [[1.0, 2.0], [3.0]]}, "must be numeric"),
+        ({"sensor_window": "abc"}, "must be numeric"),
+        ({"sensor_window": np.full((5, 2), np.nan)}, r"sensor_window \(TxD\) contains NaN"),
+        ({"sensor_window": np.zeros((10_000, 2))}, "each dimension must be 1..limit"),
     ],
 )
 def test_robot_state_errors(overrides: dict[str, Any], message: str) -> None:
@@ -75,7 +80,14 @@ def test_image_errors(image: np.ndarray, message: str) -> None:
         ({"instruction": ""}, "non-empty"),
         ({"instruction": "   "}, "non-empty"),
         ({"instruction": "x" * 2000}, "longer than"),
-        ({"images": {}}, "at least one camera"),
+        ({"images": {}}, "at least one image"),
+        ({"images": [np.zeros((2, 2, 3), np.uint8)]}, "must map camera names"),
+        ({"images": {1: np.zeros((2, 2, 3), np.uint8)}}, "non-empty strings"),
+        ({"instruction": "bad \ud800 surrogate"}, "not valid Unicode"),
+        ({"instruction": 5}, "non-empty string"),
+        ({"embodiment": 5}, "embodiment"),
+        ({"timestamp_s": "now"}, "timestamp_s must be a number"),
+        ({"timestamp_s": None}, "timestamp_s must be a number"),
         ({"images": {f"c{i}": np.zeros((2, 2, 3), np.uint8) for i in range(9)}}, "at most 8"),
         ({"embodiment": ""}, "embodiment"),
         ({"timestamp_s": float("nan")}, "timestamp_s"),

@@ -13,11 +13,10 @@ from vlarena.errors import VLArenaError
 from vlarena.policies import (
     PRESETS,
     DeviceConfig,
-    NativeVLAPolicy,
     Policy,
-    get_policy_type,
     get_preset,
     load_policy,
+    native_policy_types,
     policy_types,
 )
 from vlarena.policies.synthetic import synthetic_observation
@@ -36,13 +35,6 @@ def _fail(exc: VLArenaError) -> typer.Exit:
     return typer.Exit(code=2)
 
 
-def _native_type(name: str) -> type[NativeVLAPolicy]:
-    cls = get_policy_type(name)
-    if not issubclass(cls, NativeVLAPolicy):
-        raise typer.BadParameter(f"{name!r} is not a native VLA family")
-    return cls
-
-
 def _info_table(info: ModelInfo) -> Table:
     table = Table(title=f"{info.name} ({info.policy_type})", show_header=False)
     for key, value in vars(info).items():
@@ -55,13 +47,11 @@ def models() -> None:
     """List the registered policy types and the parameter count of every native preset."""
     table = Table(title="Native VLA presets (parameters)")
     table.add_column("preset")
-    natives = [
-        name for name in policy_types() if issubclass(get_policy_type(name), NativeVLAPolicy)
-    ]
+    natives = native_policy_types()
     for name in natives:
         table.add_column(name, justify="right")
     for preset, config in PRESETS.items():
-        counts = [_native_type(name).parameter_count(config) for name in natives]
+        counts = [cls.parameter_count(config) for cls in natives.values()]
         table.add_row(preset, *(f"{n:,}" for n in counts))
     console.print(f"policy types: {', '.join(policy_types())}")
     console.print(table)
@@ -96,9 +86,8 @@ def demo(
         else:
             config = get_preset(preset)
             policies = [
-                _native_type(name).create(config, f"{name}-{preset}", device=where)
-                for name in policy_types()
-                if issubclass(get_policy_type(name), NativeVLAPolicy)
+                cls.create(config, f"{name}-{preset}", device=where)
+                for name, cls in native_policy_types().items()
             ]
     except VLArenaError as exc:
         raise _fail(exc) from None

@@ -8,6 +8,7 @@ ModelInfo.check.
 import io
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -27,19 +28,20 @@ FloatArray = NDArray[np.float32]
 ImageArray = NDArray[np.uint8]
 
 
-def _finite_vector(name: str, value: Any, length: int | None = None) -> FloatArray:
+def _finite_array(name: str, value: Any, limits: tuple[int, ...]) -> FloatArray:
+    """A float32 array with len(limits) dimensions, each of size 1..limit, all values finite."""
     try:
         arr = np.asarray(value, dtype=np.float32)
     except (TypeError, ValueError) as exc:
         raise InvalidObservationError(f"{name} must be numeric: {exc}") from None
-    if arr.ndim != 1:
-        raise InvalidObservationError(f"{name} must be 1-D, got shape {arr.shape}")
-    if not 0 < arr.shape[0] <= MAX_JOINTS:
+    if arr.ndim != len(limits):
         raise InvalidObservationError(
-            f"{name} must have 1..{MAX_JOINTS} values, got {arr.shape[0]}"
+            f"{name} must have {len(limits)} dimension(s), got shape {arr.shape}"
         )
-    if length is not None and arr.shape[0] != length:
-        raise InvalidObservationError(f"{name} has {arr.shape[0]} values, expected {length}")
+    if not all(0 < size <= limit for size, limit in zip(arr.shape, limits, strict=True)):
+        raise InvalidObservationError(
+            f"{name} has shape {arr.shape}; each dimension must be 1..limit {limits}"
+        )
     if not np.isfinite(arr).all():
         raise InvalidObservationError(f"{name} contains NaN or inf")
     return arr
@@ -85,24 +87,17 @@ class RobotState:
     sensor_window: FloatArray | None = None  # (T, D) newest T samples of a high-rate sensor
 
     def __post_init__(self) -> None:
-        pos = _finite_vector("joint_positions", self.joint_positions)
-        vel = _finite_vector("joint_velocities", self.joint_velocities, length=pos.shape[0])
+        pos = _finite_array("joint_positions", self.joint_positions, (MAX_JOINTS,))
+        vel = _finite_array("joint_velocities", self.joint_velocities, (MAX_JOINTS,))
+        if vel.shape != pos.shape:
+            raise InvalidObservationError(
+                f"joint_velocities has {vel.shape[0]} values, joint_positions {pos.shape[0]}"
+            )
         object.__setattr__(self, "joint_positions", pos)
         object.__setattr__(self, "joint_velocities", vel)
         if self.sensor_window is not None:
-            window = np.asarray(self.sensor_window, dtype=np.float32)
-            if window.ndim != 2:
-                raise InvalidObservationError(
-                    f"sensor_window must be TxD, got shape {window.shape}"
-                )
-            samples, channels = window.shape
-            if not (0 < samples <= MAX_SENSOR_SAMPLES and 0 < channels <= MAX_SENSOR_CHANNELS):
-                raise InvalidObservationError(
-                    f"sensor_window is {samples}x{channels}; limits are "
-                    f"{MAX_SENSOR_SAMPLES} samples x {MAX_SENSOR_CHANNELS} channels"
-                )
-            if not np.isfinite(window).all():
-                raise InvalidObservationError("sensor_window contains NaN or inf")
+            limits = (MAX_SENSOR_SAMPLES, MAX_SENSOR_CHANNELS)
+            window = _finite_array("sensor_window (TxD)", self.sensor_window, limits)
             object.__setattr__(self, "sensor_window", window)
 
 
@@ -119,21 +114,30 @@ class Observation:
     def __post_init__(self) -> None:
         if not isinstance(self.state, RobotState):
             raise InvalidObservationError("state must be a RobotState")
-        if not self.images:
-            raise InvalidObservationError("at least one camera image is required")
+        if not isinstance(self.images, Mapping) or not self.images:
+            raise InvalidObservationError("images must map camera names to at least one image")
         if len(self.images) > MAX_CAMERAS:
             raise InvalidObservationError(f"at most {MAX_CAMERAS} cameras, got {len(self.images)}")
-        images = {str(name): _image(str(name), img) for name, img in self.images.items()}
-        object.__setattr__(self, "images", images)
+        if not all(isinstance(name, str) and name for name in self.images):
+            raise InvalidObservationError("camera names must be non-empty strings")
+        images = {name: _image(name, img) for name, img in self.images.items()}
+        object.__setattr__(self, "images", MappingProxyType(images))
         if not isinstance(self.instruction, str) or not self.instruction.strip():
             raise InvalidObservationError("instruction must be a non-empty string")
-        if len(self.instruction.encode()) > MAX_INSTRUCTION_BYTES:
+        try:
+            size = len(self.instruction.encode("utf-8"))
+        except UnicodeEncodeError:
+            raise InvalidObservationError("instruction is not valid Unicode text") from None
+        if size > MAX_INSTRUCTION_BYTES:
             raise InvalidObservationError(
                 f"instruction is longer than {MAX_INSTRUCTION_BYTES} bytes"
             )
-        if not self.embodiment:
+        if not isinstance(self.embodiment, str) or not self.embodiment:
             raise InvalidObservationError("embodiment must be a non-empty string")
-        if not np.isfinite(self.timestamp_s):
+        timestamp = self.timestamp_s
+        if isinstance(timestamp, bool) or not isinstance(timestamp, int | float):
+            raise InvalidObservationError("timestamp_s must be a number")
+        if not np.isfinite(timestamp):
             raise InvalidObservationError("timestamp_s must be finite")
 
 

@@ -62,7 +62,7 @@ def test_missing_file(ckpt: Path, filename: str) -> None:
 
 def test_malformed_json(ckpt: Path) -> None:
     (ckpt / "config.json").write_text("{not json")
-    with pytest.raises(CheckpointError, match=r"cannot read .*config\.json"):
+    with pytest.raises(CheckpointError, match=r"config\.json: invalid VLA config: .*Invalid JSON"):
         load_policy(ckpt)
 
 
@@ -118,4 +118,39 @@ def test_missing_tensor(ckpt: Path) -> None:
 def test_corrupt_weights(ckpt: Path) -> None:
     (ckpt / "model.safetensors").write_bytes(b"\x00" * 16)
     with pytest.raises(CheckpointError, match="cannot read weights"):
+        load_policy(ckpt)
+
+
+@pytest.mark.parametrize(
+    ("filename", "text", "message"),
+    [
+        ("config.json", '{"chunk_size": "8"}', "chunk_size: Input should be a valid integer"),
+        ("config.json", '{"chunk_size": true}', "chunk_size: Input should be a valid integer"),
+        ("config.json", '{"chunk_size": 1' + "0" * 5000 + "}", "number out of range"),
+        ("config.json", "[" * 100_000 + "]" * 100_000, "recursion limit"),
+        ("config.json", '{"expert": {"d_model": 1099511627776}}', "d_model must be in"),
+        ("config.json", '{"state_dim": 100}', "state_dim must be in 1..64"),
+        ("config.json", '{"backbone": {"camera_names": [""]}}', "non-empty strings"),
+        ("config.json", '{"expert": {"temperature": 1e999}}', "temperature"),
+        ("metadata.json", '{"policy_type": 1, "name": "x"}', "policy_type"),
+        ("norm_stats.json", '{"state_mean": [NaN]}', "state_mean"),
+    ],
+)
+def test_hostile_json_gives_checkpoint_errors(
+    ckpt: Path, filename: str, text: str, message: str
+) -> None:
+    (ckpt / filename).write_text(text)
+    with pytest.raises(CheckpointError, match=message):
+        load_policy(ckpt)
+
+
+def test_nan_norm_stats_are_refused(ckpt: Path) -> None:
+    edit_json(ckpt / "norm_stats.json", lambda n: n.update(action_mean=[1e308 * 10] * 8))
+    with pytest.raises(CheckpointError, match=r"norm_stats\.json"):
+        load_policy(ckpt)
+
+
+def test_oversized_json_is_refused(ckpt: Path) -> None:
+    (ckpt / "config.json").write_text(" " * (2 << 20) + "{}")
+    with pytest.raises(CheckpointError, match="larger than"):
         load_policy(ckpt)

@@ -133,16 +133,28 @@ def test_two_policies_loaded_at_once_stay_independent(make_obs: MakeObs) -> None
     before = a.predict(obs, seeds=[0])[0].actions
     b.predict(obs)
     np.testing.assert_array_equal(before, a.predict(obs, seeds=[0])[0].actions)
-    with pytest.raises(InvalidObservationError, match="features come from model 'a'"):
+    with pytest.raises(InvalidObservationError, match="features come from 'a'"):
         b.predict_from_features(a.extract_features(obs), [obs[0].state])
+    a_half = FlowVLAPolicy.create(TINY, "a", seed=1, device=DeviceConfig(precision="bf16"))
+    with pytest.raises(InvalidObservationError, match=r"do not fit model 'a'.*bfloat16"):
+        a_half.predict_from_features(a.extract_features(obs), [obs[0].state])
 
 
 @pytest.mark.parametrize(
     ("call", "message"),
     [
         (lambda p, o: p.predict([]), "empty batch"),
-        (lambda p, o: p.predict([o], seeds=[1, 2]), "2 seeds for 1"),
-        (lambda p, o: p.predict_from_features(p.extract_features([o]), []), "0 states"),
+        (lambda p, o: p.predict(o), "must be a list of Observation"),
+        (lambda p, o: p.predict([o, "x"]), "every item of observations must be"),
+        (lambda p, o: p.predict([o], seeds=[1, 2]), "a list of 1"),
+        (lambda p, o: p.predict([o], seeds=["1"]), "not an integer"),
+        (lambda p, o: p.predict([o], seeds=[True]), "not an integer"),
+        (lambda p, o: p.predict([o], seeds=[1.5]), "not an integer"),
+        (lambda p, o: p.predict([o], seeds=[2**70]), "not an integer"),
+        (lambda p, o: p.predict([o], seeds=[-1]), "not an integer"),
+        (lambda p, o: p.predict_from_features(p.extract_features([o]), []), "empty batch"),
+        (lambda p, o: p.predict_from_features(p.extract_features([o]), [o]), "must be a Robot"),
+        (lambda p, o: p.predict_from_features("features", [o.state]), "features come from"),
         (
             lambda p, o: p.predict_from_features(
                 p.extract_features([o]),

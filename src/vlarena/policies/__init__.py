@@ -3,7 +3,12 @@
 from vlarena.policies.base import Policy, Seeds, SplitPolicy, VLFeatures
 from vlarena.policies.config import PRESETS, BackboneConfig, ExpertConfig, VLAConfig, get_preset
 from vlarena.policies.device import DeviceConfig
-from vlarena.policies.native import AutoregressiveVLAPolicy, FlowVLAPolicy, NativeVLAPolicy
+from vlarena.policies.native import (
+    AutoregressiveVLAPolicy,
+    FlowVLAPolicy,
+    NativeVLAPolicy,
+    native_policy_types,
+)
 from vlarena.policies.normalization import NormStats
 from vlarena.policies.registry import get_policy_type, load_policy, policy_types
 
@@ -24,5 +29,6 @@ __all__ = [
     "get_policy_type",
     "get_preset",
     "load_policy",
+    "native_policy_types",
     "policy_types",
 ]

@@ -55,8 +55,8 @@ class Policy(ABC):
         """Predict one action chunk per observation."""
 
 
-class SplitPolicy(Policy):
-    """A policy whose slow vision-language stage can run apart from its fast action stage."""
+class SplitPolicy(ABC):
+    """Mixed into a Policy whose slow vision-language stage can run apart from its fast stage."""
 
     @abstractmethod
     def extract_features(self, observations: Sequence[Observation]) -> VLFeatures:

@@ -4,31 +4,33 @@ No pickle anywhere: weights are safetensors, everything else is JSON. Every read
 raises CheckpointError naming the file and the problem.
 """
 
-import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
 
 import torch
-from pydantic import ConfigDict, TypeAdapter, ValidationError
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from vlarena.errors import CheckpointError, ConfigError, describe_validation
+from vlarena.errors import CheckpointError, ConfigError
+from vlarena.policies.schema import STRICT_JSON, JsonCodec
 
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 NORM_STATS_FILE = "norm_stats.json"
 METADATA_FILE = "metadata.json"
+MAX_JSON_BYTES = 1 << 20  # the JSON files of a checkpoint are small; refuse anything bigger
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
 class CheckpointMeta:
     """The small metadata file: which implementation reads the checkpoint, and its identity."""
 
-    __pydantic_config__ = ConfigDict(extra="forbid")
+    __pydantic_config__ = STRICT_JSON
 
     policy_type: str  # registered policy implementation, e.g. "vla-flow"
     name: str  # model id served and shown, e.g. "vla-flow-small"
@@ -39,43 +41,35 @@ class CheckpointMeta:
     description: str = ""  # free text: data, training run, ...
 
 
-_META = TypeAdapter(CheckpointMeta)
+META_JSON = JsonCodec(CheckpointMeta, "checkpoint metadata")
 
 
-def read_json(path: Path) -> Any:
-    """Parse a JSON file, raising CheckpointError if it is missing or malformed."""
+def read_section(directory: Path, filename: str, codec: JsonCodec[T]) -> T:
+    """Read and validate one JSON file of a checkpoint; every problem is a CheckpointError."""
+    path = directory / filename
     if not path.is_file():
         raise CheckpointError(f"checkpoint file missing: {path}")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        if path.stat().st_size > MAX_JSON_BYTES:
+            raise CheckpointError(f"{path} is larger than {MAX_JSON_BYTES} bytes")
+        return codec.loads(path.read_bytes())
+    except OSError as exc:
         raise CheckpointError(f"cannot read {path}: {exc}") from None
+    except ConfigError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
 
 
 def read_metadata(directory: Path) -> CheckpointMeta:
     """Read and check metadata.json."""
     if not directory.is_dir():
         raise CheckpointError(f"checkpoint directory not found: {directory}")
-    try:
-        meta = _META.validate_python(read_json(directory / METADATA_FILE))
-    except ValidationError as exc:
-        raise CheckpointError(
-            f"invalid {directory / METADATA_FILE}: {describe_validation(exc)}"
-        ) from None
+    meta = read_section(directory, METADATA_FILE, META_JSON)
     if meta.format_version != FORMAT_VERSION:
         raise CheckpointError(
             f"{directory} has checkpoint format {meta.format_version}; "
             f"this vlarena reads format {FORMAT_VERSION}"
         )
     return meta
-
-
-def read_section(directory: Path, filename: str, parse: Any) -> Any:
-    """Read a JSON file and parse it with `parse`, turning ConfigError into CheckpointError."""
-    try:
-        return parse(read_json(directory / filename))
-    except ConfigError as exc:
-        raise CheckpointError(f"invalid {directory / filename}: {exc}") from None
 
 
 def read_weights(directory: Path) -> dict[str, torch.Tensor]:
@@ -92,8 +86,8 @@ def read_weights(directory: Path) -> dict[str, torch.Tensor]:
 def write_checkpoint(
     directory: Path,
     meta: CheckpointMeta,
-    config: dict[str, Any],
-    norm_stats: dict[str, Any],
+    config_json: bytes,
+    norm_stats_json: bytes,
     weights: dict[str, torch.Tensor],
 ) -> None:
     """Write the four files; the metadata goes last so a half-written checkpoint never loads."""
@@ -106,14 +100,11 @@ def write_checkpoint(
         str(directory / WEIGHTS_FILE),
         metadata={"format": "pt"},
     )
-    _write_json(directory / CONFIG_FILE, config)
-    _write_json(directory / NORM_STATS_FILE, norm_stats)
-    stamped = _META.dump_python(meta, mode="json") | {
-        "created_at": meta.created_at or datetime.now(UTC).isoformat(timespec="seconds"),
-        "vlarena_version": meta.vlarena_version or __version__,
-    }
-    _write_json(directory / METADATA_FILE, stamped)
-
-
-def _write_json(path: Path, data: Any) -> None:
-    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    (directory / CONFIG_FILE).write_bytes(config_json)
+    (directory / NORM_STATS_FILE).write_bytes(norm_stats_json)
+    stamped = replace(
+        meta,
+        created_at=meta.created_at or datetime.now(UTC).isoformat(timespec="seconds"),
+        vlarena_version=meta.vlarena_version or __version__,
+    )
+    (directory / METADATA_FILE).write_bytes(META_JSON.dumps(stamped))

@@ -1,13 +1,22 @@
 """Model configs of the native VLA families: frozen dataclasses, validated on construction."""
 
+import math
 from dataclasses import dataclass, field
-from typing import Any
 
-from pydantic import ConfigDict, TypeAdapter, ValidationError
+from vlarena.errors import ConfigError, UnknownNameError
+from vlarena.policies.schema import STRICT_JSON, JsonCodec
+from vlarena.types import (
+    MAX_CAMERAS,
+    MAX_IMAGE_SIDE_PX,
+    MAX_INSTRUCTION_BYTES,
+    MAX_JOINTS,
+    MAX_SENSOR_CHANNELS,
+    MAX_SENSOR_SAMPLES,
+)
 
-from vlarena.errors import ConfigError, UnknownNameError, describe_validation
-
-_STRICT = ConfigDict(extra="forbid")
+MAX_WIDTH = 16384  # token width cap: keeps a hostile config.json from allocating terabytes
+MAX_LAYERS = 256
+MAX_CHUNK = 1024
 
 
 def _require(condition: bool, message: str) -> None:
@@ -15,11 +24,21 @@ def _require(condition: bool, message: str) -> None:
         raise ConfigError(message)
 
 
+def _in_range(name: str, value: int, low: int, high: int) -> None:
+    _require(low <= value <= high, f"{name} must be in {low}..{high}, got {value}")
+
+
+def _names(name: str, values: tuple[str, ...], most: int) -> None:
+    _in_range(f"number of {name}", len(values), 1, most)
+    _require(all(values), f"{name} must be non-empty strings")
+    _require(len(set(values)) == len(values), f"{name} repeat")
+
+
 @dataclass(frozen=True)
 class BackboneConfig:
     """The slow vision-language stage: per-camera patch tokens + byte tokens → transformer."""
 
-    __pydantic_config__ = _STRICT
+    __pydantic_config__ = STRICT_JSON
 
     camera_names: tuple[str, ...] = ("front", "wrist")  # cameras, in token order
     image_height: int = 96  # input image height in pixels
@@ -33,15 +52,16 @@ class BackboneConfig:
     dropout: float = 0.0  # dropout inside the transformer (training only)
 
     def __post_init__(self) -> None:
-        _require(len(self.camera_names) > 0, "camera_names must name at least one camera")
-        _require(len(set(self.camera_names)) == len(self.camera_names), "camera_names repeat")
-        _require(self.patch_size > 0, "patch_size must be positive")
+        _names("camera_names", self.camera_names, MAX_CAMERAS)
+        _in_range("image_height", self.image_height, 1, MAX_IMAGE_SIDE_PX)
+        _in_range("image_width", self.image_width, 1, MAX_IMAGE_SIDE_PX)
+        _in_range("patch_size", self.patch_size, 1, min(self.image_height, self.image_width))
         _require(
             self.image_height % self.patch_size == 0 and self.image_width % self.patch_size == 0,
             f"image size {self.image_height}x{self.image_width} is not a multiple of "
             f"patch_size {self.patch_size}",
         )
-        _require(self.max_text_len > 1, "max_text_len must be at least 2")
+        _in_range("max_text_len", self.max_text_len, 2, MAX_INSTRUCTION_BYTES + 1)
         _check_transformer("backbone", self.d_model, self.n_layers, self.n_heads, self.mlp_ratio)
         _require(0.0 <= self.dropout < 1.0, "dropout must be in [0, 1)")
 
@@ -54,7 +74,7 @@ class BackboneConfig:
 class ExpertConfig:
     """The fast action stage: a transformer decoder cross-attending to vision-language features."""
 
-    __pydantic_config__ = _STRICT
+    __pydantic_config__ = STRICT_JSON
 
     d_model: int = 64  # token width
     n_layers: int = 2  # decoder layers
@@ -67,16 +87,19 @@ class ExpertConfig:
     def __post_init__(self) -> None:
         _check_transformer("expert", self.d_model, self.n_layers, self.n_heads, self.mlp_ratio)
         _require(self.d_model % 2 == 0, "expert d_model must be even (sinusoidal time embedding)")
-        _require(self.flow_steps > 0, "flow_steps must be positive")
-        _require(2 <= self.n_bins <= 4096, "n_bins must be in 2..4096")
-        _require(self.temperature >= 0.0, "temperature must be ≥ 0")
+        _in_range("flow_steps", self.flow_steps, 1, 1000)
+        _in_range("n_bins", self.n_bins, 2, 4096)
+        _require(
+            math.isfinite(self.temperature) and self.temperature >= 0.0,
+            "temperature must be finite and ≥ 0",
+        )
 
 
 @dataclass(frozen=True)
 class VLAConfig:
     """A whole native VLA: backbone, action expert and the robot interface."""
 
-    __pydantic_config__ = _STRICT
+    __pydantic_config__ = STRICT_JSON
 
     backbone: BackboneConfig = field(default_factory=BackboneConfig)  # vision-language stage
     expert: ExpertConfig = field(default_factory=ExpertConfig)  # action stage
@@ -88,38 +111,29 @@ class VLAConfig:
     embodiments: tuple[str, ...] = ("franka",)  # robot tags the model accepts
 
     def __post_init__(self) -> None:
-        _require(self.action_dim > 0, "action_dim must be positive")
-        _require(self.chunk_size > 0, "chunk_size must be positive")
-        _require(self.state_dim > 0, "state_dim must be positive")
+        _in_range("action_dim", self.action_dim, 1, MAX_JOINTS)
+        _in_range("chunk_size", self.chunk_size, 1, MAX_CHUNK)
+        _in_range("state_dim", self.state_dim, 1, MAX_JOINTS)
+        _in_range("sensor_window", self.sensor_window, 0, MAX_SENSOR_SAMPLES)
+        _in_range("sensor_dim", self.sensor_dim, 0, MAX_SENSOR_CHANNELS)
         _require(
             (self.sensor_window == 0) == (self.sensor_dim == 0),
             "sensor_window and sensor_dim must both be 0 or both positive",
         )
-        _require(self.sensor_window >= 0 and self.sensor_dim >= 0, "sensor sizes must be ≥ 0")
-        _require(len(self.embodiments) > 0, "embodiments must name at least one robot")
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form (what config.json holds)."""
-        return dict(_VLA_CONFIG.dump_python(self, mode="json"))
-
-    @classmethod
-    def from_dict(cls, data: Any) -> "VLAConfig":
-        """Parse and validate, raising ConfigError with every problem listed."""
-        try:
-            return _VLA_CONFIG.validate_python(data)
-        except ValidationError as exc:
-            raise ConfigError(f"invalid VLA config: {describe_validation(exc)}") from None
+        _names("embodiments", self.embodiments, 64)
 
 
 def _check_transformer(where: str, d_model: int, n_layers: int, n_heads: int, mlp: int) -> None:
-    _require(d_model > 0 and n_layers > 0 and n_heads > 0, f"{where}: sizes must be positive")
+    _in_range(f"{where} d_model", d_model, 1, MAX_WIDTH)
+    _in_range(f"{where} n_layers", n_layers, 1, MAX_LAYERS)
+    _in_range(f"{where} n_heads", n_heads, 1, d_model)
     _require(
         d_model % n_heads == 0, f"{where}: d_model {d_model} not divisible by n_heads {n_heads}"
     )
-    _require(mlp > 0, f"{where}: mlp_ratio must be positive")
+    _in_range(f"{where} mlp_ratio", mlp, 1, 16)
 
 
-_VLA_CONFIG = TypeAdapter(VLAConfig)
+VLA_CONFIG_JSON = JsonCodec(VLAConfig, "VLA config")
 
 PRESETS: dict[str, VLAConfig] = {
     # Unit tests: under a million parameters, milliseconds per call.

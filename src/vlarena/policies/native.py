@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from vlarena.errors import CheckpointError, InvalidObservationError
-from vlarena.policies.base import Seeds, SplitPolicy, VLFeatures
+from vlarena.policies.base import Policy, Seeds, SplitPolicy, VLFeatures
 from vlarena.policies.checkpoint import (
     CONFIG_FILE,
     NORM_STATS_FILE,
@@ -21,12 +21,12 @@ from vlarena.policies.checkpoint import (
     read_weights,
     write_checkpoint,
 )
-from vlarena.policies.config import VLAConfig
+from vlarena.policies.config import VLA_CONFIG_JSON, VLAConfig
 from vlarena.policies.device import DeviceConfig
 from vlarena.policies.networks import ActionHead, Conditioning, FlowExpert, TokenDecoder, VLBackbone
 from vlarena.policies.networks.tokenizer import encode_text
-from vlarena.policies.normalization import Normalizer, NormStats
-from vlarena.policies.registry import register_policy
+from vlarena.policies.normalization import NORM_STATS_JSON, Normalizer, NormStats
+from vlarena.policies.registry import get_policy_type, policy_types, register_policy
 from vlarena.types import ActionChunk, ModelInfo, Observation, RobotState
 
 
@@ -42,7 +42,7 @@ class NativeVLA(nn.Module):
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.head.memory_proj.weight.dtype
+        return self.head.dtype
 
     def features(
         self, images: torch.Tensor, text_ids: torch.Tensor, text_pad: torch.Tensor
@@ -67,9 +67,8 @@ class NativeVLA(nn.Module):
     def act(
         self, cond: Conditioning, noise: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Raw float32 actions (B, H, D) and optional confidence (B,)."""
-        actions, confidence = self.head.sample(cond, noise.to(self.dtype))
-        actions = actions.float()
+        """Raw float32 actions (B, H, D) and optional confidence (B,), from float32 noise."""
+        actions, confidence = self.head.sample(cond, noise)
         if self.head.unit_actions:
             return self.normalizer.actions_from_unit(actions), confidence
         return self.normalizer.actions_from_standard(actions), confidence
@@ -80,10 +79,10 @@ class NativeVLA(nn.Module):
             target = self.normalizer.actions_to_unit(actions)
         else:
             target = self.normalizer.actions_to_standard(actions)
-        return self.head.loss(cond, target.to(self.dtype))
+        return self.head.loss(cond, target)
 
 
-class NativeVLAPolicy(SplitPolicy):
+class NativeVLAPolicy(Policy, SplitPolicy):
     """A native VLA network behind the policy interface; subclasses pick the action head."""
 
     head_type: type[ActionHead]
@@ -98,14 +97,18 @@ class NativeVLAPolicy(SplitPolicy):
         seed: int = 0,
     ) -> None:
         _check_stats(config, norm_stats)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            model = NativeVLA(config, self.head_type, norm_stats)
-        if weights is not None:
+        if weights is None:
+            with _INIT_LOCK, torch.random.fork_rng(devices=[]):
+                torch.default_generator.manual_seed(seed)  # CPU only: CUDA RNG untouched
+                model = NativeVLA(config, self.head_type, norm_stats)
+        else:
+            with torch.device("meta"):  # no random init that the weights would overwrite
+                model = NativeVLA(config, self.head_type, norm_stats)
             try:
-                model.load_state_dict(weights, strict=True)
+                model.load_state_dict(weights, strict=True, assign=True)
             except RuntimeError as exc:
                 raise CheckpointError(f"weights do not match the config: {exc}") from None
+            model.normalizer = Normalizer(norm_stats)  # its buffers are not in the weights
         model.backbone.to(device.dtype)
         model.head.to(device.dtype)  # the normalizer stays in float32
         self.model = model.to(device.torch_device()).eval()
@@ -165,15 +168,15 @@ class NativeVLAPolicy(SplitPolicy):
             raise CheckpointError(
                 f"{path} holds a {meta.policy_type!r} checkpoint, not {cls.policy_type!r}"
             )
-        config = read_section(path, CONFIG_FILE, VLAConfig.from_dict)
-        norm_stats = read_section(path, NORM_STATS_FILE, NormStats.from_dict)
+        config = read_section(path, CONFIG_FILE, VLA_CONFIG_JSON)
+        norm_stats = read_section(path, NORM_STATS_FILE, NORM_STATS_JSON)
         return cls(config, meta, norm_stats, device, read_weights(path))
 
     def save(self, path: Path) -> None:
         """Write this model as a checkpoint directory."""
         write_checkpoint(
-            path, self.meta, self.config.to_dict(), self.norm_stats.to_dict(),
-            self.model.state_dict(),
+            path, self.meta, VLA_CONFIG_JSON.dumps(self.config),
+            NORM_STATS_JSON.dumps(self.norm_stats), self.model.state_dict(),
         )  # fmt: skip
 
     @property
@@ -190,8 +193,7 @@ class NativeVLAPolicy(SplitPolicy):
 
     @torch.inference_mode()
     def extract_features(self, observations: Sequence[Observation]) -> VLFeatures:
-        if not observations:
-            raise InvalidObservationError("empty batch")
+        _check_batch("observations", observations, Observation)
         for obs in observations:
             self._info.check(obs)
         cams = self.config.backbone.camera_names
@@ -213,16 +215,13 @@ class NativeVLAPolicy(SplitPolicy):
     def _act(
         self, features: VLFeatures, states: Sequence[RobotState], seeds: Seeds, started: float
     ) -> list[ActionChunk]:
-        if features.model_id != self._info.name:
-            raise InvalidObservationError(
-                f"features come from model {features.model_id!r}, not {self._info.name!r}"
-            )
+        self._check_features(features)
+        _check_batch("states", states, RobotState)
         if len(states) != features.batch_size:
             raise InvalidObservationError(
                 f"{len(states)} states for a feature batch of {features.batch_size}"
             )
-        if seeds is not None and len(seeds) != len(states):
-            raise InvalidObservationError(f"{len(seeds)} seeds for {len(states)} observations")
+        _check_seeds(seeds, len(states))
         for robot_state in states:
             self._info.check_state(robot_state)
         state = torch.from_numpy(
@@ -244,6 +243,26 @@ class NativeVLAPolicy(SplitPolicy):
             for i in range(len(states))
         ]
 
+    def _check_features(self, features: VLFeatures) -> None:
+        if not isinstance(features, VLFeatures) or features.model_id != self._info.name:
+            source = getattr(features, "model_id", type(features).__name__)
+            raise InvalidObservationError(
+                f"features come from {source!r}, not from model {self._info.name!r}"
+            )
+        tokens = features.tokens
+        width = self.config.backbone.d_model
+        if (
+            tokens.dtype != self.model.dtype
+            or tokens.device != self._device
+            or tokens.ndim != 3
+            or tokens.shape[2] != width
+            or features.padding.shape != tokens.shape[:2]
+        ):
+            raise InvalidObservationError(
+                f"features {tuple(tokens.shape)} {tokens.dtype} on {tokens.device} do not fit "
+                f"model {self._info.name!r} (B, N, {width}) {self.model.dtype} on {self._device}"
+            )
+
     def _noise(self, seeds: Seeds, batch: int) -> torch.Tensor:
         """Per-sample noise, each drawn from its own seed so batching never changes a result."""
         draws = []
@@ -252,6 +271,36 @@ class NativeVLAPolicy(SplitPolicy):
                 gen = self._rng if seed is None else torch.Generator().manual_seed(seed)
                 draws.append(self.model.head.draw_noise(gen))
         return torch.stack(draws).to(self._device)
+
+
+_INIT_LOCK = threading.Lock()  # fork_rng + seeding of the global CPU generator is not thread-safe
+MAX_SEED = 2**63 - 1
+
+
+def _check_batch(name: str, items: object, kind: type) -> None:
+    if not isinstance(items, Sequence) or isinstance(items, str):
+        raise InvalidObservationError(f"{name} must be a list of {kind.__name__}")
+    if not items:
+        raise InvalidObservationError(f"empty batch of {name}")
+    if not all(isinstance(item, kind) for item in items):
+        raise InvalidObservationError(f"every item of {name} must be a {kind.__name__}")
+
+
+def _check_seeds(seeds: Seeds, batch: int) -> None:
+    if seeds is None:
+        return
+    if not isinstance(seeds, Sequence) or len(seeds) != batch:
+        raise InvalidObservationError(f"seeds must be a list of {batch} (one per observation)")
+    for seed in seeds:
+        valid_int = isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed <= MAX_SEED
+        if seed is not None and not valid_int:
+            raise InvalidObservationError(f"seed {seed!r} is not an integer in 0..2**63-1")
+
+
+def native_policy_types() -> dict[str, type["NativeVLAPolicy"]]:
+    """Registered policy types that are native VLA families, by name."""
+    types = {name: get_policy_type(name) for name in policy_types()}
+    return {name: cls for name, cls in types.items() if issubclass(cls, NativeVLAPolicy)}
 
 
 def _check_stats(config: VLAConfig, stats: NormStats) -> None:

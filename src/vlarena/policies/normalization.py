@@ -1,15 +1,15 @@
 """Normalization statistics stored with a checkpoint, and the module that applies them."""
 
+import dataclasses
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
 from numpy.typing import ArrayLike
-from pydantic import ConfigDict, TypeAdapter, ValidationError
 from torch import nn
 
-from vlarena.errors import ConfigError, describe_validation
+from vlarena.errors import ConfigError
+from vlarena.policies.schema import STRICT_JSON, JsonCodec
 
 _EPS = 1e-6
 
@@ -18,7 +18,7 @@ _EPS = 1e-6
 class NormStats:
     """Per-dimension statistics of states, actions and sensor samples in the training data."""
 
-    __pydantic_config__ = ConfigDict(extra="forbid")
+    __pydantic_config__ = STRICT_JSON
 
     state_mean: tuple[float, ...]  # (2J,) joint positions then velocities
     state_std: tuple[float, ...]  # (2J,)
@@ -38,8 +38,13 @@ class NormStats:
         for name, mean, std in pairs:
             if len(mean) != len(std):
                 raise ConfigError(f"{name}_mean and {name}_std differ in length")
-            if any(s <= 0 or not np.isfinite(s) for s in std):
-                raise ConfigError(f"{name}_std must be positive and finite")
+            if not all(s > 0 for s in std):
+                raise ConfigError(f"{name}_std must be positive")
+        values = np.array(
+            [v for field in dataclasses.fields(self) for v in getattr(self, field.name)], float
+        )
+        if not np.isfinite(values).all():
+            raise ConfigError("normalization stats must be finite")
         if len(self.action_low) != len(self.action_mean) or len(self.action_high) != len(
             self.action_mean
         ):
@@ -80,20 +85,8 @@ class NormStats:
             sensor_mean=sensor_mean, sensor_std=sensor_std,
         )  # fmt: skip
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form (what norm_stats.json holds)."""
-        return dict(_NORM_STATS.dump_python(self, mode="json"))
 
-    @classmethod
-    def from_dict(cls, data: Any) -> "NormStats":
-        """Parse and validate, raising ConfigError on any problem."""
-        try:
-            return _NORM_STATS.validate_python(data)
-        except ValidationError as exc:
-            raise ConfigError(f"invalid normalization stats: {describe_validation(exc)}") from None
-
-
-_NORM_STATS = TypeAdapter(NormStats)
+NORM_STATS_JSON = JsonCodec(NormStats, "normalization stats")
 
 
 class Normalizer(nn.Module):
@@ -128,9 +121,8 @@ class Normalizer(nn.Module):
         return x * self.action_std + self.action_mean
 
     def actions_to_unit(self, x: torch.Tensor) -> torch.Tensor:
-        """Map [low, high] to [-1, 1], clipping outliers."""
-        unit = 2 * (x - self.action_low) / (self.action_high - self.action_low) - 1
-        return unit.clamp(-1.0, 1.0)
+        """Map [low, high] to [-1, 1] (outliers fall outside)."""
+        return 2 * (x - self.action_low) / (self.action_high - self.action_low) - 1
 
     def actions_from_unit(self, x: torch.Tensor) -> torch.Tensor:
         return (x + 1) / 2 * (self.action_high - self.action_low) + self.action_low

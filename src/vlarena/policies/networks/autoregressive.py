@@ -37,9 +37,14 @@ class TokenDecoder(ActionHead):
         return torch.cat([cond.prefix, embedded], dim=1)
 
     def to_bins(self, actions: torch.Tensor) -> torch.Tensor:
-        """(B, H, D) values in [-1, 1] → (B, H·D) bin indices."""
+        """(B, H, D) float32 values in [-1, 1] (clipped) → (B, H·D) bin indices."""
         top = self.cfg.expert.n_bins - 1
         return ((actions.flatten(1).clamp(-1, 1) + 1) / 2 * top).round().long()
+
+    def from_bins(self, bins: torch.Tensor) -> torch.Tensor:
+        """(B, H·D) bin indices → (B, H, D) float32 values in [-1, 1] (bin centres)."""
+        values = bins.float() / (self.cfg.expert.n_bins - 1) * 2 - 1
+        return values.view(-1, self.cfg.chunk_size, self.cfg.action_dim)
 
     def draw_noise(self, generator: torch.Generator) -> torch.Tensor:
         return torch.rand(self.num_tokens, generator=generator)
@@ -68,13 +73,13 @@ class TokenDecoder(ActionHead):
             else:
                 probs = (logits / temperature).softmax(-1)
                 cdf = probs.cumsum(-1)
-                nxt = torch.searchsorted(cdf, noise[:, k : k + 1].float() * cdf[:, -1:])[:, 0]
+                u = noise[:, k : k + 1] * cdf[:, -1:]
+                nxt = torch.searchsorted(cdf, u, right=True)[:, 0]
                 nxt = nxt.clamp(max=probs.shape[-1] - 1)
             tokens.append(nxt)
             chosen_probs.append(probs.gather(1, nxt[:, None])[:, 0])
             if k + 1 < self.num_tokens:
                 step_in = self.token_emb(nxt)[:, None] + self.token_pos[:, k + 1 : k + 2]
                 out, cache = self.decoder(step_in, cond.memory, cond.memory_mask, past=cache)
-        values = torch.stack(tokens, dim=1).float() / (self.cfg.expert.n_bins - 1) * 2 - 1
-        actions = values.view(-1, self.cfg.chunk_size, self.cfg.action_dim)
-        return actions, torch.stack(chosen_probs, dim=1).mean(1)
+        confidence = torch.stack(chosen_probs, dim=1).mean(1)
+        return self.from_bins(torch.stack(tokens, dim=1)), confidence

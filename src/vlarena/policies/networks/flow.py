@@ -50,16 +50,18 @@ class FlowExpert(ActionHead):
         noise = torch.randn_like(actions)
         # pi0's Beta(1.5, 1) emphasis on noisy times; mapped to [0.001, 1].
         t = torch.distributions.Beta(1.5, 1.0).sample((actions.shape[0],)).to(actions.device)
-        t = (0.999 * t + 0.001).to(actions.dtype)
+        t = 0.999 * t + 0.001
         x_t = t[:, None, None] * noise + (1 - t[:, None, None]) * actions
-        times = time_embedding(t, self.cfg.expert.d_model).to(actions.dtype)
-        return F.mse_loss(self(cond, x_t, times), noise - actions)
+        times = time_embedding(t, self.cfg.expert.d_model)
+        velocity = self(cond, x_t.to(self.dtype), times.to(self.dtype))
+        return F.mse_loss(velocity.float(), noise - actions)
 
     def sample(self, cond: Conditioning, noise: torch.Tensor) -> tuple[torch.Tensor, None]:
         steps = self.cfg.expert.flow_steps
         t = 1.0 - torch.arange(steps, device=noise.device) / steps
-        times = time_embedding(t, self.cfg.expert.d_model).to(noise.dtype)
-        x = noise
+        times = time_embedding(t, self.cfg.expert.d_model).to(self.dtype)
+        x = noise  # integrated in float32; only the network runs in the head's precision
         for k in range(steps):
-            x = x - self(cond, x, times[k].expand(x.shape[0], -1)) / steps
+            velocity = self(cond, x.to(self.dtype), times[k].expand(x.shape[0], -1))
+            x = x - velocity.float() / steps
         return x, None

@@ -41,6 +41,11 @@ class ActionHead(nn.Module, ABC):
             e, cfg.expert.n_layers, cfg.expert.n_heads, cfg.expert.mlp_ratio
         )
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """The precision of the head's weights (inputs are cast to it, results come back fp32)."""
+        return self.memory_proj.weight.dtype
+
     def condition(
         self,
         features: torch.Tensor,
@@ -61,10 +66,10 @@ class ActionHead(nn.Module, ABC):
 
     @abstractmethod
     def loss(self, cond: Conditioning, actions: torch.Tensor) -> torch.Tensor:
-        """Training loss for normalized target actions (B, H, D)."""
+        """Training loss (float32) for normalized float32 target actions (B, H, D)."""
 
     @abstractmethod
     def sample(
         self, cond: Conditioning, noise: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Normalized actions (B, H, D) and an optional per-sample confidence (B,)."""
+        """Normalized float32 actions (B, H, D) and optional confidence (B,) from float32 noise."""
