@@ -100,7 +100,7 @@ def demo(
             chunk = policy.predict([obs], seeds=[0])[0]
             times_ms.append((time.perf_counter() - started) * 1000)
         console.print(_info_table(policy.info))
-        console.print(f"first action: {chunk.actions[0].round(3).tolist()}")
+        console.print(f"first action: {[round(float(a), 3) for a in chunk.actions[0]]}")
         console.print(
             f"chunk {chunk.actions.shape}, confidence {chunk.confidence}, "
             f"median latency {statistics.median(times_ms):.1f} ms over {calls} calls\n"
