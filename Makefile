@@ -23,8 +23,11 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 install: $(VENV)/.installed ## Create .venv and install vlarena with its dev tools (idempotent)
 
-proto: ## Regenerate gRPC stubs (the inference-server issue adds proto/ and this step)
-	@echo "proto: no .proto files yet"
+PROTOS := $(wildcard proto/vlarena/*/v1/*.proto)
+
+proto: install ## Regenerate the gRPC stubs under src/ from proto/ (committed, so rarely needed)
+	PATH=$(BIN):$$PATH $(BIN)/python -m grpc_tools.protoc -Iproto --python_out=src \
+	  --grpc_python_out=src --mypy_out=src --mypy_grpc_out=src $(PROTOS)
 
 run: install ## Start the main job on embedded defaults
 	$(BIN)/vlarena demo

@@ -1,15 +1,22 @@
 """The `vlarena` command: wires the layers together, holds no logic of its own."""
 
+import asyncio
+import logging
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
+import grpc
+import numpy as np
 import typer
+from PIL import Image
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from vlarena.errors import VLArenaError
+from vlarena.errors import VLArenaError, describe_validation
 from vlarena.policies import (
     PRESETS,
     DeviceConfig,
@@ -20,13 +27,21 @@ from vlarena.policies import (
     policy_types,
 )
 from vlarena.policies.synthetic import synthetic_observation
-from vlarena.types import ModelInfo
+from vlarena.serving.client import DEFAULT_TARGET, ClientOptions, VLAClient
+from vlarena.serving.server import serve as run_server
+from vlarena.serving.settings import ServerSettings
+from vlarena.types import ModelInfo, Observation, RobotState
 
 app = typer.Typer(help="VLArena: serve, run, train and compare VLA robot policies.",
                   no_args_is_help=True, pretty_exceptions_enable=False)  # fmt: skip
 console = Console()
+T = TypeVar("T")
 
 DeviceOpt = Annotated[str, typer.Option(help="cpu, cuda, cuda:N, mps or auto")]
+TargetOpt = Annotated[str, typer.Option(help="inference server host:port")]
+TokenOpt = Annotated[
+    str | None, typer.Option(envvar="VLA_AUTH_TOKEN", help="bearer token, if the server needs one")
+]
 PrecisionOpt = Annotated[str, typer.Option(help="fp32, bf16 or fp16")]
 
 
@@ -105,3 +120,75 @@ def demo(
             f"chunk {chunk.actions.shape}, confidence {chunk.confidence}, "
             f"median latency {statistics.median(times_ms):.1f} ms over {calls} calls\n"
         )
+
+
+@app.command()
+def serve() -> None:
+    """Start the gRPC inference server, configured by VLA_* environment variables."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        settings = ServerSettings()
+    except ValidationError as exc:
+        console.print(f"[red]error:[/red] invalid VLA_* settings: {describe_validation(exc)}")
+        raise typer.Exit(code=2) from None
+    try:
+        asyncio.run(run_server(settings))
+    except VLArenaError as exc:
+        raise _fail(exc) from None
+
+
+def _remote_call(fn: Callable[[VLAClient], T], target: str, token: str | None) -> T:
+    try:
+        with VLAClient(ClientOptions(target=target, token=token)) as client:
+            return fn(client)
+    except grpc.RpcError as exc:
+        console.print(f"[red]error:[/red] {exc.code().name}: {exc.details()}")
+        raise typer.Exit(code=2) from None
+
+
+@app.command()
+def health(target: TargetOpt = DEFAULT_TARGET, token: TokenOpt = None) -> None:
+    """Ask a server whether it is ready; exits 0 if it is, 1 if not."""
+    status = _remote_call(lambda c: c.health(), target, token)
+    console.print(
+        f"{status.status} ready={status.ready} queue_depth={status.queue_depth} "
+        f"uptime={status.uptime_seconds:.1f}s models={list(status.models)}"
+    )
+    raise typer.Exit(code=0 if status.ready else 1)
+
+
+@app.command()
+def predict(
+    image: Annotated[list[str], typer.Option(help="CAMERA=PATH (or PATH for the first camera)")],
+    instruction: Annotated[str, typer.Option(help="task in words")],
+    target: TargetOpt = DEFAULT_TARGET,
+    token: TokenOpt = None,
+    model: Annotated[str, typer.Option(help="served model; default: the server's")] = "",
+    seed: Annotated[int | None, typer.Option(help="noise seed")] = None,
+) -> None:
+    """Send one observation (images resized to the model's input; joints at zero)."""
+
+    def call(client: VLAClient) -> None:
+        info = client.model_info(model)
+        images = {}
+        for spec in image:
+            camera, _, path = spec.rpartition("=")
+            with Image.open(path or spec) as img:
+                size = (info.image_width, info.image_height)
+                images[camera or info.camera_names[0]] = np.asarray(img.convert("RGB").resize(size))
+        zeros = np.zeros(info.state_dim, np.float32)
+        try:
+            obs = Observation(images, RobotState(zeros, zeros), instruction, info.embodiments[0])
+        except VLArenaError as exc:
+            raise _fail(exc) from None
+        result = client.predict(obs, model=model, seed=seed)
+        console.print(
+            f"{result.chunk.model_id}: {result.chunk.actions.shape[0]} actions in "
+            f"{result.round_trip_ms:.1f} ms round trip (batch {result.batch_size})"
+        )
+        for row in result.chunk.actions:
+            console.print(" ".join(f"{v:+.3f}" for v in row))
+
+    _remote_call(call, target, token)

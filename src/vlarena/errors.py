@@ -34,6 +34,18 @@ class UnknownNameError(VLArenaError, KeyError):
         return str(self.args[0])
 
 
+class QueueFullError(VLArenaError):
+    """The request queue is full; the caller should back off and retry."""
+
+
+class DeadlineExceededError(VLArenaError):
+    """The request's deadline passed before it could be answered."""
+
+
+class UnavailableError(VLArenaError):
+    """The service is not ready (warming up) or is shutting down."""
+
+
 def describe_validation(exc: ValidationError) -> str:
     """One line per pydantic problem, `field.path: message`, without echoing the input."""
     return "; ".join(

@@ -1,0 +1,175 @@
+"""Conversions between protobuf messages and domain types, for the server and the clients."""
+
+import io
+from collections.abc import Sequence
+
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image
+
+from vlarena.errors import InvalidObservationError
+from vlarena.runtime import Served
+from vlarena.serving.v1 import inference_pb2 as pb
+from vlarena.types import ActionChunk, ModelInfo, Observation, RobotState, decode_image
+
+DTYPES = ("uint8", "float32", "float64", "int32", "int64")
+
+
+def decode_tensor(tensor: pb.Tensor, name: str) -> NDArray[np.generic]:
+    """A typed tensor message → numpy array; every inconsistency is an InvalidObservationError."""
+    if tensor.dtype not in DTYPES:
+        raise InvalidObservationError(f"{name}: dtype {tensor.dtype!r} not one of {DTYPES}")
+    dtype = np.dtype(tensor.dtype).newbyteorder("<")
+    shape = tuple(tensor.shape)
+    if any(d <= 0 for d in shape) or not shape:
+        raise InvalidObservationError(f"{name}: shape {list(shape)} must be non-empty and positive")
+    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if expected != len(tensor.data):
+        raise InvalidObservationError(
+            f"{name}: shape {list(shape)} of {tensor.dtype} needs {expected} bytes, "
+            f"got {len(tensor.data)}"
+        )
+    return np.frombuffer(tensor.data, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))
+
+
+def encode_tensor(array: NDArray[np.generic]) -> pb.Tensor:
+    arr = np.ascontiguousarray(array)
+    little = arr.astype(arr.dtype.newbyteorder("<"), copy=False)
+    return pb.Tensor(dtype=arr.dtype.name, shape=list(arr.shape), data=little.tobytes())
+
+
+def _decode_camera(image: pb.CameraImage) -> NDArray[np.uint8]:
+    kind = image.WhichOneof("payload")
+    if kind == "encoded":
+        return decode_image(image.encoded, camera=image.camera)
+    if kind == "raw":
+        return np.asarray(decode_tensor(image.raw, f"image {image.camera!r}"))
+    raise InvalidObservationError(f"image {image.camera!r} has neither encoded bytes nor raw data")
+
+
+def decode_observation(msg: pb.Observation, info: ModelInfo) -> Observation:
+    """Decode and validate an observation against the model that will receive it."""
+    images: dict[str, NDArray[np.uint8]] = {}
+    for image in msg.images:
+        if image.camera in images:
+            raise InvalidObservationError(f"camera {image.camera!r} appears twice")
+        images[image.camera] = _decode_camera(image)
+    sensor = (
+        decode_tensor(msg.sensor_window, "sensor_window") if msg.HasField("sensor_window") else None
+    )
+    state = RobotState(
+        np.asarray(msg.joint_positions, np.float32),
+        np.asarray(msg.joint_velocities, np.float32),
+        None if sensor is None else sensor.astype(np.float32),
+    )
+    obs = Observation(
+        images=images,
+        state=state,
+        instruction=msg.language_instruction,
+        embodiment=msg.embodiment_tag or info.embodiments[0],
+        timestamp_s=msg.client_timestamp,
+    )
+    info.check(obs)
+    return obs
+
+
+def encode_observation(
+    obs: Observation,
+    *,
+    model: str = "",
+    seed: int | None = None,
+    sequence: int = 0,
+    jpeg_quality: int | None = None,
+) -> pb.Observation:
+    """An Observation as a request; images raw (lossless) unless a JPEG quality is given."""
+    images = []
+    for camera, array in obs.images.items():
+        if jpeg_quality is None:
+            images.append(pb.CameraImage(camera=camera, raw=encode_tensor(array)))
+        else:
+            buffer = io.BytesIO()
+            Image.fromarray(array).save(buffer, format="JPEG", quality=jpeg_quality)
+            images.append(pb.CameraImage(camera=camera, encoded=buffer.getvalue()))
+    msg = pb.Observation(
+        images=images,
+        joint_positions=obs.state.joint_positions.tolist(),
+        joint_velocities=obs.state.joint_velocities.tolist(),
+        language_instruction=obs.instruction,
+        embodiment_tag=obs.embodiment,
+        model=model,
+        client_timestamp=obs.timestamp_s,
+        sequence=sequence,
+    )
+    if obs.state.sensor_window is not None:
+        msg.sensor_window.CopyFrom(encode_tensor(obs.state.sensor_window))
+    if seed is not None:
+        msg.seed = seed
+    return msg
+
+
+def encode_chunk(served: Served, request: pb.Observation) -> pb.ActionChunk:
+    chunk = served.chunk
+    return pb.ActionChunk(
+        actions=[pb.Action(values=row.tolist()) for row in chunk.actions],
+        inference_time_ms=served.compute_time_s * 1000.0,
+        queue_time_ms=served.queue_time_s * 1000.0,
+        confidence=chunk.confidence or 0.0,
+        has_confidence=chunk.confidence is not None,
+        model_id=chunk.model_id,
+        client_timestamp=request.client_timestamp,
+        sequence=request.sequence,
+        batch_size=served.batch_size,
+    )
+
+
+def decode_chunk(msg: pb.ActionChunk) -> ActionChunk:
+    actions = np.array([list(a.values) for a in msg.actions], dtype=np.float32)
+    return ActionChunk(
+        actions=actions,
+        inference_time_ms=msg.inference_time_ms,
+        model_id=msg.model_id,
+        confidence=msg.confidence if msg.has_confidence else None,
+    )
+
+
+def encode_model_info(
+    info: ModelInfo, device: str, precision: str, served: Sequence[str]
+) -> pb.ModelInfo:
+    return pb.ModelInfo(
+        name=info.name,
+        version=info.version,
+        policy_type=info.policy_type,
+        action_dim=info.action_dim,
+        chunk_size=info.chunk_size,
+        camera_names=list(info.camera_names),
+        image_height=info.image_height,
+        image_width=info.image_width,
+        state_dim=info.state_dim,
+        sensor_window=info.sensor_window,
+        sensor_dim=info.sensor_dim,
+        embodiments=list(info.embodiments),
+        supports_split=info.supports_split,
+        num_params=info.num_params,
+        device=device,
+        precision=precision,
+        served_models=list(served),
+    )
+
+
+def decode_model_info(msg: pb.ModelInfo) -> ModelInfo:
+    return ModelInfo(
+        name=msg.name,
+        version=msg.version,
+        policy_type=msg.policy_type,
+        action_dim=msg.action_dim,
+        chunk_size=msg.chunk_size,
+        camera_names=tuple(msg.camera_names),
+        image_height=msg.image_height,
+        image_width=msg.image_width,
+        state_dim=msg.state_dim,
+        sensor_window=msg.sensor_window,
+        sensor_dim=msg.sensor_dim,
+        embodiments=tuple(msg.embodiments),
+        supports_split=msg.supports_split,
+        num_params=msg.num_params,
+    )

@@ -1,0 +1,215 @@
+"""The inference server's lifecycle: load, bind, warm up, serve, drain."""
+
+import asyncio
+import logging
+import signal
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from wsgiref.simple_server import WSGIServer
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from prometheus_client import start_http_server
+
+from vlarena.errors import ConfigError
+from vlarena.policies import PRESETS, DeviceConfig, Policy, load_policy, native_policy_types
+from vlarena.policies.registry import get_policy_type
+from vlarena.runtime import DynamicBatcher, warmup
+from vlarena.serving.auth import TokenAuthInterceptor
+from vlarena.serving.metrics import ServerMetrics
+from vlarena.serving.servicer import InferenceServicer, ServedModel, ServerState
+from vlarena.serving.settings import ServerSettings
+from vlarena.serving.v1 import inference_pb2 as pb
+from vlarena.serving.v1 import inference_pb2_grpc as pb_grpc
+
+log = logging.getLogger(__name__)
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["VLAInference"].full_name
+
+
+def load_policies(settings: ServerSettings) -> list[Policy]:
+    """The default model (first) and any extra ones, as the settings describe them."""
+    device = DeviceConfig(device=settings.device, precision=settings.precision)
+    if settings.model_path is None:
+        name = settings.model_type or "vla-flow"
+        natives = native_policy_types()
+        if name not in natives:
+            get_policy_type(name)  # unknown names list the valid ones
+            raise ConfigError(f"policy type {name!r} needs VLA_MODEL_PATH (no built-in preset)")
+        log.warning("VLA_MODEL_PATH unset: serving %s with random weights (small preset)", name)
+        default: Policy = natives[name].create(
+            PRESETS["small"], f"{name}-small-random", device=device
+        )
+    else:
+        default = load_policy(settings.model_path, device)
+        if settings.model_type and default.info.policy_type != settings.model_type:
+            raise ConfigError(
+                f"VLA_MODEL_TYPE={settings.model_type} but {settings.model_path} holds a "
+                f"{default.info.policy_type} checkpoint"
+            )
+    _check_contract(default, settings)
+    return [default, *(load_policy(path, device) for path in settings.extra_models)]
+
+
+def _check_contract(policy: Policy, settings: ServerSettings) -> None:
+    info = policy.info
+    expected = {
+        "VLA_CHUNK_SIZE": (settings.chunk_size, info.chunk_size),
+        "VLA_ACTION_DIM": (settings.action_dim, info.action_dim),
+        "VLA_IMAGE_WIDTH": (settings.image_width, info.image_width),
+        "VLA_IMAGE_HEIGHT": (settings.image_height, info.image_height),
+    }
+    for var, (wanted, actual) in expected.items():
+        if wanted is not None and wanted != actual:
+            raise ConfigError(f"{var}={wanted} but model {info.name!r} has {actual}")
+
+
+class InferenceServer:
+    """One gRPC server, its models, batchers, health and metrics."""
+
+    def __init__(self, settings: ServerSettings, policies: list[Policy] | None = None) -> None:
+        self.settings = settings
+        self.metrics = ServerMetrics()
+        self.state = ServerState()
+        self.inference_pool = ThreadPoolExecutor(1, thread_name_prefix="vla-infer")  # per device
+        self._decode_pool = ThreadPoolExecutor(
+            settings.max_workers, thread_name_prefix="vla-decode"
+        )
+        self._policies = policies
+        self._health = health.aio.HealthServicer()
+        self.models: dict[str, ServedModel] = {}
+        self.port = 0
+        self.metrics_port: int | None = None
+        self._server: grpc.aio.Server | None = None
+        self._metrics_http: WSGIServer | None = None
+        self._warmup: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Load models, bind, start answering (health NOT_SERVING) and begin the warm-up."""
+        loop = asyncio.get_running_loop()
+        policies = self._policies
+        if policies is None:
+            policies = await loop.run_in_executor(None, load_policies, self.settings)
+        for policy in policies:
+            name = policy.info.name
+            if name in self.models:
+                raise ConfigError(f"two served models are named {name!r}")
+            batcher = DynamicBatcher(
+                policy, self.inference_pool, self.settings.batch_size,
+                self.settings.max_queue_delay_ms / 1000.0, self.settings.max_queue_size,
+                on_batch=self._batch_observer(name),
+            )  # fmt: skip
+            self.models[name] = ServedModel(policy, batcher)
+        self.metrics.queue_depth.set_function(
+            lambda: sum(m.batcher.depth for m in self.models.values())
+        )
+        self.metrics.model.info(
+            {"models": ",".join(self.models), "device": self.settings.device,
+             "precision": self.settings.precision}
+        )  # fmt: skip
+        self._server = self._build_server(next(iter(self.models)))
+        await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self._server.start()
+        self.state.started = time.monotonic()
+        if self.settings.metrics_enabled:
+            self._metrics_http, _ = start_http_server(
+                self.settings.metrics_port, addr=self.settings.host, registry=self.metrics.registry
+            )
+            self.metrics_port = self._metrics_http.server_port
+        for served in self.models.values():
+            served.batcher.start()
+        self._warmup = asyncio.create_task(self._warm_up())
+        log.info(
+            "listening on %s:%d (metrics %s)", self.settings.host, self.port, self.metrics_port
+        )
+
+    def _build_server(self, default_model: str) -> grpc.aio.Server:
+        s = self.settings
+        options = [
+            ("grpc.max_receive_message_length", s.max_message_bytes),
+            ("grpc.max_send_message_length", s.max_message_bytes),
+        ]
+        interceptors = (
+            [TokenAuthInterceptor(s.auth_token.get_secret_value())] if s.auth_token else []
+        )
+        server = grpc.aio.server(options=options, interceptors=interceptors)
+        servicer = InferenceServicer(
+            self.models, default_model, self.state, self.metrics, self._decode_pool,
+            s.timeout_ms / 1000.0, s.device, s.precision,
+        )  # fmt: skip
+        pb_grpc.add_VLAInferenceServicer_to_server(servicer, server)
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        reflection.enable_server_reflection(
+            [SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME], server
+        )
+        address = f"{s.host}:{s.grpc_port}"
+        if s.tls_cert is not None and s.tls_key is not None:
+            creds = grpc.ssl_server_credentials([(s.tls_key.read_bytes(), s.tls_cert.read_bytes())])
+            self.port = server.add_secure_port(address, creds)
+        else:
+            self.port = server.add_insecure_port(address)
+        if self.port == 0:
+            raise ConfigError(f"cannot bind {address}")
+        return server
+
+    def _batch_observer(self, name: str) -> Callable[[int, float], None]:
+        def observe(size: int, compute_s: float) -> None:
+            self.metrics.batch_size.labels(name).observe(size)
+            self.metrics.compute_time.labels(name).observe(compute_s)
+
+        return observe
+
+    async def _set_health(self, status: int) -> None:
+        for service in ("", SERVICE_NAME):
+            await self._health.set(service, status)
+
+    async def _warm_up(self) -> None:
+        loop = asyncio.get_running_loop()
+        started = time.perf_counter()
+        for served in self.models.values():
+            await loop.run_in_executor(
+                self.inference_pool, warmup, served.policy, self.settings.batch_size
+            )
+        self.state.status = "SERVING"
+        await self._set_health(health_pb2.HealthCheckResponse.SERVING)
+        log.info("warm after %.2f s; serving %s", time.perf_counter() - started, list(self.models))
+
+    async def wait_ready(self) -> None:
+        """Return once the warm-up has finished."""
+        if self._warmup is not None:
+            await self._warmup
+
+    async def stop(self, grace_s: float | None = None) -> None:
+        """NOT_SERVING, refuse new RPCs, let in-flight ones finish (up to the grace), shut down."""
+        self.state.status = "DRAINING"
+        await self._health.enter_graceful_shutdown()
+        if self._warmup is not None and not self._warmup.done():
+            self._warmup.cancel()
+        if self._server is not None:
+            grace = self.settings.drain_timeout_s if grace_s is None else grace_s
+            await self._server.stop(grace)
+        for served in self.models.values():
+            await served.batcher.close()
+        if self._metrics_http is not None:
+            self._metrics_http.shutdown()
+            self._metrics_http.server_close()
+        self.inference_pool.shutdown(wait=False, cancel_futures=True)
+        self._decode_pool.shutdown(wait=False, cancel_futures=True)
+
+    async def wait_for_termination(self) -> None:
+        if self._server is not None:
+            await self._server.wait_for_termination()
+
+
+async def serve(settings: ServerSettings) -> None:
+    """Run until SIGTERM/SIGINT, then drain and exit."""
+    server = InferenceServer(settings)
+    await server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("signal received: draining")
+    await server.stop()

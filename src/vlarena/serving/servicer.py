@@ -1,0 +1,187 @@
+"""The VLAInference gRPC service: decode and validate at the edge, batch, answer."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import grpc
+
+from vlarena.errors import UnavailableError, UnknownNameError, VLArenaError
+from vlarena.policies import Policy
+from vlarena.runtime import DynamicBatcher
+from vlarena.serving import codec
+from vlarena.serving.metrics import ServerMetrics
+from vlarena.serving.status import status_for
+from vlarena.serving.v1 import inference_pb2 as pb
+from vlarena.serving.v1 import inference_pb2_grpc as pb_grpc
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass
+class ServedModel:
+    """A loaded policy and the batcher in front of it."""
+
+    policy: Policy
+    batcher: DynamicBatcher
+
+
+@dataclass
+class ServerState:
+    """What the health endpoints report; the server moves it STARTING → SERVING → DRAINING."""
+
+    status: str = "STARTING"
+    started: float = 0.0
+
+    @property
+    def ready(self) -> bool:
+        return self.status == "SERVING"
+
+
+class InferenceServicer(pb_grpc.VLAInferenceServicer):
+    """Predict, StreamControl, GetModelInfo and HealthCheck over the served models."""
+
+    def __init__(
+        self,
+        models: dict[str, ServedModel],
+        default_model: str,
+        state: ServerState,
+        metrics: ServerMetrics,
+        decode_pool: Executor,
+        timeout_s: float,
+        device: str,
+        precision: str,
+    ) -> None:
+        self._models = models
+        self._default = default_model
+        self._state = state
+        self._metrics = metrics
+        self._decode_pool = decode_pool
+        self._timeout_s = timeout_s
+        self._device = device
+        self._precision = precision
+
+    def _model(self, name: str) -> ServedModel:
+        try:
+            return self._models[name or self._default]
+        except KeyError:
+            raise UnknownNameError("model", name, self._models) from None
+
+    async def _guard(self, context: grpc.aio.ServicerContext[Any, Any], model: str,
+                     call: Callable[[], Awaitable[T]]) -> T:  # fmt: skip
+        """Run `call`; a domain error aborts with its status, anything else with INTERNAL."""
+        try:
+            result = await call()
+        except VLArenaError as exc:
+            code = status_for(exc)
+            self._metrics.requests.labels(model, code.name).inc()
+            await context.abort(code, str(exc))
+        except (asyncio.CancelledError, grpc.aio.AbortError):
+            self._metrics.requests.labels(model, "CANCELLED").inc()
+            raise
+        except Exception:
+            log.exception("unexpected error serving %s", model)
+            self._metrics.requests.labels(model, "INTERNAL").inc()
+            await context.abort(grpc.StatusCode.INTERNAL, "internal error (see the server log)")
+        self._metrics.requests.labels(model, "OK").inc()
+        return result
+
+    def _deadline(self, context: grpc.aio.ServicerContext[Any, Any]) -> float:
+        """Event-loop time by which the answer is due: the client's deadline or VLA_TIMEOUT_MS."""
+        remaining = context.time_remaining()
+        budget = self._timeout_s if remaining is None else min(remaining, self._timeout_s)
+        return asyncio.get_running_loop().time() + budget
+
+    async def _predict(self, request: pb.Observation, deadline: float) -> pb.ActionChunk:
+        if not self._state.ready:
+            raise UnavailableError(f"server is {self._state.status.lower()}, not serving")
+        served = self._model(request.model)
+        loop = asyncio.get_running_loop()
+        info = served.policy.info
+        obs = await loop.run_in_executor(self._decode_pool, codec.decode_observation, request, info)
+        seed = request.seed if request.HasField("seed") else None
+        result = await served.batcher.submit(obs, seed, deadline)
+        self._metrics.queue_time.labels(info.name).observe(result.queue_time_s)
+        self._metrics.latency.labels(info.name, obs.embodiment).observe(
+            result.queue_time_s + result.compute_time_s
+        )
+        return codec.encode_chunk(result, request)
+
+    async def Predict(  # noqa: N802 (gRPC method name)
+        self, request: pb.Observation, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ActionChunk:
+        deadline = self._deadline(context)
+        return await self._guard(
+            context, request.model or self._default, lambda: self._predict(request, deadline)
+        )
+
+    async def StreamControl(  # noqa: N802
+        self,
+        request_iterator: AsyncIterator[pb.Observation],
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> AsyncIterator[pb.ActionChunk]:
+        """Answer the newest observation each time the model is free; older waiting ones drop."""
+        latest: list[pb.Observation] = []  # at most one: the newest unanswered observation
+        arrived = asyncio.Event()
+        finished = False
+
+        async def read() -> None:
+            nonlocal finished
+            async for observation in request_iterator:
+                if latest:
+                    latest.clear()
+                    self._metrics.stream_dropped.inc()
+                latest.append(observation)
+                arrived.set()
+            finished = True
+            arrived.set()
+
+        reader = asyncio.create_task(read())
+        try:
+            while True:
+                while not latest and not finished:
+                    arrived.clear()
+                    await arrived.wait()
+                if not latest:
+                    return
+                request = latest.pop()
+                deadline = asyncio.get_running_loop().time() + self._timeout_s
+                yield await self._guard(
+                    context,
+                    request.model or self._default,
+                    lambda r=request, d=deadline: self._predict(r, d),  # type: ignore[misc]
+                )
+        finally:
+            reader.cancel()
+
+    async def GetModelInfo(  # noqa: N802
+        self, request: pb.ModelInfoRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ModelInfo:
+        async def info() -> pb.ModelInfo:
+            policy = self._model(request.model).policy
+            return codec.encode_model_info(
+                policy.info, self._device, self._precision, sorted(self._models)
+            )
+
+        return await self._guard(context, request.model or self._default, info)
+
+    async def HealthCheck(  # noqa: N802
+        self, request: pb.HealthRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.HealthStatus:
+        depth = sum(m.batcher.depth for m in self._models.values())
+        return pb.HealthStatus(
+            ready=self._state.ready,
+            status=self._state.status,
+            gpu_utilization=self._metrics.gpu_utilization_percent(),
+            has_gpu=self._metrics.gpu is not None,
+            queue_depth=depth,
+            uptime_seconds=time.monotonic() - self._state.started,
+            models=sorted(self._models),
+        )

@@ -1,0 +1,292 @@
+"""The inference server over real loopback gRPC: every RPC, batching, overload and failure."""
+
+import asyncio
+import urllib.request
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import grpc
+import numpy as np
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from tests.serving.conftest import StartServer, blocked
+from vlarena.policies.synthetic import synthetic_observation
+from vlarena.serving import codec
+from vlarena.serving.client import AsyncVLAClient, ClientOptions, VLAClient
+from vlarena.serving.server import InferenceServer
+from vlarena.serving.v1 import inference_pb2 as pb
+from vlarena.serving.v1 import inference_pb2_grpc as pb_grpc
+from vlarena.types import Observation
+
+Stub = Callable[[InferenceServer], pb_grpc.VLAInferenceStub]
+
+
+def obs_for(server: InferenceServer, model: str = "flow-tiny", seed: int = 0) -> Observation:
+    return synthetic_observation(server.models[model].policy.info, seed=seed)
+
+
+def metrics_text(server: InferenceServer) -> str:
+    url = f"http://127.0.0.1:{server.metrics_port}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return str(response.read().decode())
+
+
+def metric_value(text: str, name: str) -> float:
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
+
+
+async def wait_until(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
+    for _ in range(int(timeout_s / 0.01)):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition not reached")
+
+
+async def test_predict_matches_in_process_policy(
+    server: InferenceServer, client: AsyncVLAClient
+) -> None:
+    obs = obs_for(server)
+    reply = await client.predict(obs, seed=3, sequence=41)
+    local = server.models["flow-tiny"].policy.predict([obs], seeds=[3])[0]
+    np.testing.assert_allclose(reply.chunk.actions, local.actions, atol=1e-5)
+    assert reply.sequence == 41
+    assert reply.chunk.model_id == "flow-tiny"
+    assert reply.chunk.confidence is None
+    assert reply.round_trip_ms > 0
+    ar = await client.predict(obs, model="ar-tiny")
+    assert ar.chunk.model_id == "ar-tiny"
+    assert ar.chunk.confidence is not None
+
+
+async def test_jpeg_images_are_accepted(server: InferenceServer) -> None:
+    options = ClientOptions(target=f"127.0.0.1:{server.port}", jpeg_quality=95)
+    async with AsyncVLAClient(options) as jpeg_client:
+        reply = await jpeg_client.predict(obs_for(server), seed=0)
+    assert reply.chunk.actions.shape == (4, 8)
+
+
+async def test_model_info_and_health(server: InferenceServer, client: AsyncVLAClient) -> None:
+    info = await client.model_info()
+    assert info == server.models["flow-tiny"].policy.info
+    assert (await client.model_info("ar-tiny")).policy_type == "vla-ar"
+    health = await client.health()
+    assert health.ready
+    assert health.status == "SERVING"
+    assert health.queue_depth == 0
+    assert health.uptime_seconds > 0
+    assert list(health.models) == ["ar-tiny", "flow-tiny"]
+    assert not health.has_gpu
+
+
+async def test_standard_health_and_reflection(server: InferenceServer) -> None:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        check = await health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service="vlarena.v1.VLAInference")
+        )
+        assert check.status == health_pb2.HealthCheckResponse.SERVING
+        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+
+        async def ask() -> AsyncIterator[reflection_pb2.ServerReflectionRequest]:
+            yield reflection_pb2.ServerReflectionRequest(list_services="")
+
+        async for reply in stub.ServerReflectionInfo(ask()):
+            names = {s.name for s in reply.list_services_response.service}
+            assert {"vlarena.v1.VLAInference", "grpc.health.v1.Health"} <= names
+
+
+async def test_sync_client(server: InferenceServer) -> None:
+    def use() -> tuple[Any, ...]:
+        with VLAClient(ClientOptions(target=f"127.0.0.1:{server.port}")) as c:
+            obs = synthetic_observation(c.model_info())
+            return c.predict(obs, seed=1), list(c.stream([obs, obs])), c.health()
+
+    prediction, streamed, health = await asyncio.to_thread(use)
+    assert prediction.chunk.actions.shape == (4, 8)
+    assert 1 <= len(streamed) <= 2
+    assert health.ready
+
+
+async def test_concurrent_clients_are_batched(start_server: StartServer) -> None:
+    server = await start_server(batch_size=8, max_queue_delay_ms=200)
+    async with AsyncVLAClient(ClientOptions(target=f"127.0.0.1:{server.port}")) as c:
+        replies = await asyncio.gather(*(c.predict(obs_for(server, seed=i)) for i in range(8)))
+    assert max(r.batch_size for r in replies) > 1
+    text = metrics_text(server)
+    batches = metric_value(text, 'vla_batch_size_count{model="flow-tiny"}')
+    requests = metric_value(text, 'vla_batch_size_sum{model="flow-tiny"}')
+    assert requests == 8
+    assert batches < 8
+
+
+async def test_stream_newest_observation_wins(server: InferenceServer) -> None:
+    queue: asyncio.Queue[Observation | None] = asyncio.Queue()
+
+    async def observations() -> AsyncIterator[Observation]:
+        while (item := await queue.get()) is not None:
+            yield item
+
+    async with AsyncVLAClient(ClientOptions(target=f"127.0.0.1:{server.port}")) as c:
+        with blocked(server) as release:
+            replies: list[int] = []
+
+            async def consume() -> None:
+                async for prediction in c.stream(observations()):
+                    replies.append(prediction.sequence)
+
+            consumer = asyncio.create_task(consume())
+            for i in range(5):
+                await queue.put(obs_for(server, seed=i))
+            await wait_until(lambda: metric_value(metrics_text(server), "vla_stream") >= 3)
+            release.set()
+            await wait_until(lambda: 4 in replies)
+            await queue.put(None)
+            await consumer
+    assert replies[-1] == 4
+    assert len(replies) < 5  # superseded observations were never run
+
+
+async def test_queue_full_answers_resource_exhausted_at_once(start_server: StartServer) -> None:
+    server = await start_server(batch_size=1, max_queue_size=2)
+    async with AsyncVLAClient(ClientOptions(target=f"127.0.0.1:{server.port}")) as c:
+        with blocked(server):
+            waiting = [asyncio.create_task(c.predict(obs_for(server))) for _ in range(3)]
+            await wait_until(lambda: sum(m.batcher.depth for m in server.models.values()) >= 2)
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await asyncio.wait_for(c.predict(obs_for(server)), 2.0)
+            assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "queue is full" in str(err.value.details())
+        results = await asyncio.gather(*waiting, return_exceptions=True)
+    assert any(not isinstance(r, BaseException) for r in results)
+
+
+async def test_server_deadline_drops_request_before_inference(start_server: StartServer) -> None:
+    server = await start_server(batch_size=1, timeout_ms=200)
+    batches_before = metric_value(metrics_text(server), "vla_compute_time_seconds_count")
+    async with AsyncVLAClient(ClientOptions(target=f"127.0.0.1:{server.port}")) as c:
+        with blocked(server):
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await c.predict(obs_for(server))
+            assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        await c.predict(obs_for(server))  # the server keeps serving
+    text = metrics_text(server)
+    assert metric_value(text, "vla_compute_time_seconds_count") == batches_before + 1
+    assert (
+        metric_value(text, 'vla_inference_requests_total{model="flow-tiny",status="DEADLINE') == 1
+    )
+
+
+async def test_client_deadline_and_cancellation_leave_the_queue(server: InferenceServer) -> None:
+    options = ClientOptions(target=f"127.0.0.1:{server.port}", timeout_s=0.2)
+    async with AsyncVLAClient(options) as c:
+        with blocked(server):
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await c.predict(obs_for(server))
+            assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+            c.options = ClientOptions(target=options.target, timeout_s=30)
+            call = asyncio.create_task(c.predict(obs_for(server)))
+            await wait_until(lambda: server.models["flow-tiny"].batcher.depth == 1)
+            call.cancel()
+            await wait_until(lambda: server.models["flow-tiny"].batcher.depth == 0)
+
+
+def _bad(server: InferenceServer, change: Callable[[pb.Observation], None]) -> pb.Observation:
+    msg = codec.encode_observation(obs_for(server))
+    change(msg)
+    return msg
+
+
+BAD_INPUTS: list[tuple[str, Callable[[pb.Observation], None], grpc.StatusCode, str]] = [
+    ("jpeg", lambda m: m.images[0].ClearField("raw") or setattr(m.images[0], "encoded", b"xx"),
+     grpc.StatusCode.INVALID_ARGUMENT, "could not be decoded"),
+    ("size", lambda m: m.images[0].raw.CopyFrom(codec.encode_tensor(np.zeros((8, 8, 3), np.uint8))),
+     grpc.StatusCode.INVALID_ARGUMENT, "expects 32x32"),
+    ("joints", lambda m: m.joint_positions.append(0.0), grpc.StatusCode.INVALID_ARGUMENT,
+     "joint_velocities has 9 values, joint_positions 10"),
+    ("nan", lambda m: m.joint_positions.__setitem__(0, float("nan")),
+     grpc.StatusCode.INVALID_ARGUMENT, "NaN"),
+    ("model", lambda m: setattr(m, "model", "gr00t"), grpc.StatusCode.NOT_FOUND,
+     "unknown model 'gr00t'; valid: ar-tiny, flow-tiny"),
+    ("camera", lambda m: m.images.pop(), grpc.StatusCode.INVALID_ARGUMENT, "expects cameras"),
+    ("bytes", lambda m: setattr(m.images[0].raw, "data", b"123"), grpc.StatusCode.INVALID_ARGUMENT,
+     "needs 3072 bytes"),
+    ("dtype", lambda m: setattr(m.images[0].raw, "dtype", "object"),
+     grpc.StatusCode.INVALID_ARGUMENT, "dtype 'object'"),
+    ("text", lambda m: setattr(m, "language_instruction", ""), grpc.StatusCode.INVALID_ARGUMENT,
+     "instruction"),
+    ("big", lambda m: setattr(m, "language_instruction", "x" * (2 << 20)),
+     grpc.StatusCode.RESOURCE_EXHAUSTED, "larger than max"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("change", "code", "message"), [b[1:] for b in BAD_INPUTS],
+                         ids=[b[0] for b in BAD_INPUTS])  # fmt: skip
+async def test_bad_input_gets_a_clear_status(
+    start_server: StartServer,
+    raw_stub: Stub,
+    change: Callable[[pb.Observation], None],
+    code: grpc.StatusCode,
+    message: str,
+) -> None:
+    server = await start_server(max_message_size_mb=1)
+    stub = raw_stub(server)
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.Predict(_bad(server, change), timeout=5)
+    assert err.value.code() == code
+    assert message in str(err.value.details())
+    assert "Traceback" not in str(err.value.details())
+    assert (await stub.Predict(_bad(server, lambda m: None), timeout=5)).actions  # still serving
+
+
+async def test_health_transitions_through_warmup_and_drain(
+    start_server: StartServer, raw_stub: Stub
+) -> None:
+    server = await start_server(wait_ready=False)
+    with blocked(server) as release:  # the warm-up queues behind the block
+        stub = raw_stub(server)
+        status = await stub.HealthCheck(pb.HealthRequest())
+        assert (status.ready, status.status) == (False, "STARTING")
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.Predict(codec.encode_observation(obs_for(server)), timeout=5)
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+        release.set()
+        await server.wait_ready()
+    assert (await stub.HealthCheck(pb.HealthRequest())).status == "SERVING"
+    with blocked(server) as release:
+        in_flight = asyncio.ensure_future(stub.Predict(codec.encode_observation(obs_for(server))))
+        await asyncio.sleep(0.2)  # queued behind the block
+        stopping = asyncio.create_task(server.stop(grace_s=5))
+        await wait_until(lambda: server.state.status == "DRAINING")
+        release.set()
+        assert (await in_flight).actions  # drained, not dropped
+        await stopping
+
+
+async def test_metrics_endpoint(server: InferenceServer, client: AsyncVLAClient) -> None:
+    await client.predict(obs_for(server))
+    text = metrics_text(server)
+    names = ["vla_inference_latency_seconds_bucket", "vla_inference_requests_total",
+             "vla_batch_size_bucket", "vla_queue_depth", "vla_uptime_seconds", "vla_model_info",
+             "vla_queue_time_seconds", "vla_compute_time_seconds"]  # fmt: skip
+    for name in names:
+        assert name in text, name
+    assert "vla_gpu_" not in text  # no GPU here: the gauges are absent, not zero
+
+
+async def test_token_auth(start_server: StartServer) -> None:
+    server = await start_server(auth_token="s3cret")
+    target = f"127.0.0.1:{server.port}"
+    async with AsyncVLAClient(ClientOptions(target=target)) as anonymous:
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await anonymous.predict(obs_for(server))
+        assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    async with AsyncVLAClient(ClientOptions(target=target, token="wrong")) as wrong:
+        with pytest.raises(grpc.aio.AioRpcError):
+            await wrong.health()
+    async with AsyncVLAClient(ClientOptions(target=target, token="s3cret")) as c:
+        assert (await c.predict(obs_for(server))).chunk.actions.shape == (4, 8)
+    async with grpc.aio.insecure_channel(target) as channel:  # k8s probes need no token
+        check = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
+        assert check.status == health_pb2.HealthCheckResponse.SERVING
