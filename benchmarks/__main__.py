@@ -5,19 +5,21 @@ from pathlib import Path
 
 from rich.progress import Progress
 
-from benchmarks import policies
+from benchmarks import policies, serving
 from benchmarks.common import machine_description
 
-SECTIONS = {"policies": policies.run}
+SECTIONS = {"policies": policies.run, "serving": serving.run}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--samples", type=int, default=50, help="measured calls per cell")
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"))
+    parser.add_argument("--only", choices=sorted(SECTIONS), help="run one section (for a look)")
     args = parser.parse_args()
     with Progress() as progress:
-        sections = [run(args.samples, progress) for run in SECTIONS.values()]
+        chosen = [SECTIONS[args.only]] if args.only else list(SECTIONS.values())
+        sections = [run(args.samples, progress) for run in chosen]
     header = [
         "# Benchmarks",
         "",

@@ -1,8 +1,10 @@
 """The inference server over real loopback gRPC: every RPC, batching, overload and failure."""
 
 import asyncio
+import subprocess
 import urllib.request
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -290,3 +292,23 @@ async def test_token_auth(start_server: StartServer) -> None:
     async with grpc.aio.insecure_channel(target) as channel:  # k8s probes need no token
         check = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
         assert check.status == health_pb2.HealthCheckResponse.SERVING
+
+
+async def test_tls(start_server: StartServer, tmp_path: Path) -> None:
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    server = await start_server(tls_cert=cert, tls_key=key)
+    target = f"127.0.0.1:{server.port}"
+    async with AsyncVLAClient(
+        ClientOptions(target=target, root_certificates=cert.read_bytes())
+    ) as c:
+        assert (await c.predict(obs_for(server))).chunk.actions.shape == (4, 8)
+    async with AsyncVLAClient(ClientOptions(target=target, timeout_s=2)) as plaintext:
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await plaintext.health()
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE
