@@ -29,8 +29,8 @@ proto: install ## Regenerate the gRPC stubs under src/ from proto/ (committed, s
 	PATH=$(BIN):$$PATH $(BIN)/python -m grpc_tools.protoc -Iproto --python_out=src \
 	  --grpc_python_out=src --mypy_out=src --mypy_grpc_out=src $(PROTOS)
 
-run: install ## Start the main job on embedded defaults
-	$(BIN)/vlarena demo
+run: install ## Start the inference server on embedded defaults (127.0.0.1:50051, metrics :9090)
+	$(BIN)/vlarena serve
 
 lint: install ## ruff (format + lint) and mypy
 	$(BIN)/ruff format --check .

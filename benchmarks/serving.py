@@ -129,7 +129,12 @@ def _batching(checkpoint: Path, progress: Progress) -> list[str]:
     results: dict[int, dict[int, tuple[float, float]]] = {}
     task = progress.add_task("server throughput", total=2 * len(CLIENTS))
     for batch in (1, 8):
-        with serving(checkpoint, VLA_BATCH_SIZE=str(batch), VLA_MAX_QUEUE_DELAY_MS="5") as target:
+        with serving(
+            checkpoint,
+            VLA_BATCH_SIZE=str(batch),
+            VLA_MAX_QUEUE_DELAY_MS="5",
+            VLA_TIMEOUT_MS="60000",
+        ) as target:
             results[batch] = {}
             for clients in CLIENTS:
                 results[batch][clients] = asyncio.run(_throughput(target, obs, clients))

@@ -135,8 +135,9 @@ def serve() -> None:
         raise typer.Exit(code=2) from None
     try:
         asyncio.run(run_server(settings))
-    except VLArenaError as exc:
-        raise _fail(exc) from None
+    except (VLArenaError, OSError) as exc:  # OSError: unreadable TLS files, port in use
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(code=2) from None
 
 
 def _remote_call(fn: Callable[[VLAClient], T], target: str, token: str | None) -> T:
@@ -175,9 +176,14 @@ def predict(
         images = {}
         for spec in image:
             camera, _, path = spec.rpartition("=")
-            with Image.open(path or spec) as img:
-                size = (info.image_width, info.image_height)
-                images[camera or info.camera_names[0]] = np.asarray(img.convert("RGB").resize(size))
+            try:
+                with Image.open(path) as img:
+                    size = (info.image_width, info.image_height)
+                    rgb = np.asarray(img.convert("RGB").resize(size))
+            except (OSError, ValueError) as exc:  # missing file, not an image
+                console.print(f"[red]error:[/red] cannot read image {path!r}: {exc}")
+                raise typer.Exit(code=2) from None
+            images[camera or info.camera_names[0]] = rgb
         zeros = np.zeros(info.state_dim, np.float32)
         try:
             obs = Observation(images, RobotState(zeros, zeros), instruction, info.embodiments[0])

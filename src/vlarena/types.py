@@ -66,11 +66,22 @@ def _check_image_size(camera: str, height: int, width: int) -> None:
         )
 
 
-def decode_image(data: bytes, camera: str = "image") -> ImageArray:
-    """Decode a JPEG/PNG byte string to an RGB uint8 HxWx3 array, refusing oversized images."""
+def decode_image(
+    data: bytes, camera: str = "image", expected_size: tuple[int, int] | None = None
+) -> ImageArray:
+    """Decode JPEG/PNG bytes to RGB uint8 HxWx3, checking the header's size before decoding.
+
+    `expected_size` (height, width), if given, must match: a wrong-size image is refused
+    without spending memory on decoding it.
+    """
     try:
-        with Image.open(io.BytesIO(data)) as img:
+        with Image.open(io.BytesIO(data), formats=("JPEG", "PNG")) as img:
             _check_image_size(camera, img.height, img.width)
+            if expected_size is not None and (img.height, img.width) != expected_size:
+                raise InvalidObservationError(
+                    f"image {camera!r} is {img.height}x{img.width}, model expects "
+                    f"{expected_size[0]}x{expected_size[1]}"
+                )
             return np.asarray(img.convert("RGB"), dtype=np.uint8)
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
         if isinstance(exc, InvalidObservationError):

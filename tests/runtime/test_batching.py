@@ -29,6 +29,20 @@ class FlakyPolicy(FlowVLAPolicy):
         return super().predict(observations, seeds)
 
 
+class ShortPolicy(FlowVLAPolicy):
+    """Returns no chunks once: a broken implementation must not kill the batcher."""
+
+    shorted = False
+
+    def predict(
+        self, observations: Sequence[Observation], seeds: Seeds = None
+    ) -> list[ActionChunk]:
+        if not self.shorted:
+            self.shorted = True
+            return []
+        return super().predict(observations, seeds)
+
+
 def make(policy: FlowVLAPolicy, **kwargs: float) -> DynamicBatcher:
     options = {"max_batch": 4, "max_delay_s": 0.05, "max_queue": 16} | kwargs
     return DynamicBatcher(policy, ThreadPoolExecutor(1), **options)  # type: ignore[arg-type]
@@ -57,6 +71,18 @@ async def test_a_failed_batch_fails_its_requests_only() -> None:
     with pytest.raises(RuntimeError, match="device hiccup"):
         await batcher.submit(obs, 0, deadline)
     assert (await batcher.submit(obs, 0, deadline)).chunk.actions.shape == (4, 8)
+    await batcher.close()
+
+
+async def test_a_wrong_number_of_chunks_fails_the_batch_not_the_loop() -> None:
+    policy = ShortPolicy.create(PRESETS["tiny"], "short")
+    batcher = make(policy, max_delay_s=0.0)
+    batcher.start()
+    deadline = asyncio.get_running_loop().time() + 10
+    obs = synthetic_observation(policy.info)
+    with pytest.raises(RuntimeError, match="returned 0 chunks for 1"):
+        await batcher.submit(obs, 0, deadline)
+    assert (await batcher.submit(obs, 0, deadline)).batch_size == 1
     await batcher.close()
 
 

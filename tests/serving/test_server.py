@@ -1,6 +1,7 @@
 """The inference server over real loopback gRPC: every RPC, batching, overload and failure."""
 
 import asyncio
+import io
 import subprocess
 import urllib.request
 from collections.abc import AsyncIterator, Callable
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from PIL import Image
 
 from tests.serving.conftest import StartServer, blocked
 from vlarena.policies.synthetic import synthetic_observation
@@ -194,6 +196,17 @@ async def test_client_deadline_and_cancellation_leave_the_queue(server: Inferenc
             await wait_until(lambda: server.models["flow-tiny"].batcher.depth == 0)
 
 
+def _reshape(msg: pb.Observation, shape: list[int]) -> None:
+    msg.images[0].raw.ClearField("shape")
+    msg.images[0].raw.shape.extend(shape)
+
+
+def _png(size: tuple[int, int], fmt: str = "PNG") -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
 def _bad(server: InferenceServer, change: Callable[[pb.Observation], None]) -> pb.Observation:
     msg = codec.encode_observation(obs_for(server))
     change(msg)
@@ -205,6 +218,13 @@ BAD_INPUTS: list[tuple[str, Callable[[pb.Observation], None], grpc.StatusCode, s
      grpc.StatusCode.INVALID_ARGUMENT, "could not be decoded"),
     ("size", lambda m: m.images[0].raw.CopyFrom(codec.encode_tensor(np.zeros((8, 8, 3), np.uint8))),
      grpc.StatusCode.INVALID_ARGUMENT, "expects 32x32"),
+    ("png-size", lambda m: setattr(m.images[0], "encoded", _png((4000, 4000))),
+     grpc.StatusCode.INVALID_ARGUMENT, "is 4000x4000, model expects 32x32"),
+    ("gif", lambda m: setattr(m.images[0], "encoded", _png((32, 32), "GIF")),
+     grpc.StatusCode.INVALID_ARGUMENT, "could not be decoded"),
+    ("overflow", lambda m: m.images[0].raw.shape.extend([2**32, 2**32]) or None,
+     grpc.StatusCode.INVALID_ARGUMENT, "dimensions"),
+    ("wrap", lambda m: _reshape(m, [2**62 + 1, 4]), grpc.StatusCode.INVALID_ARGUMENT, "needs"),
     ("joints", lambda m: m.joint_positions.append(0.0), grpc.StatusCode.INVALID_ARGUMENT,
      "joint_velocities has 9 values, joint_positions 10"),
     ("nan", lambda m: m.joint_positions.__setitem__(0, float("nan")),
@@ -312,3 +332,59 @@ async def test_tls(start_server: StartServer, tmp_path: Path) -> None:
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await plaintext.health()
         assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+async def test_malformed_stream_message_ends_the_stream_clearly(server: InferenceServer) -> None:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        call = channel.stream_stream(
+            "/vlarena.v1.VLAInference/StreamControl",
+            request_serializer=lambda raw: raw,
+            response_deserializer=pb.ActionChunk.FromString,
+        )
+
+        async def frames() -> AsyncIterator[bytes]:
+            yield codec.encode_observation(obs_for(server)).SerializeToString()
+            await asyncio.sleep(0.3)
+            yield b"\xff\xff\xff not a protobuf"
+
+        replies: list[pb.ActionChunk] = []
+
+        async def consume() -> None:
+            async for reply in call(frames(), timeout=10):
+                replies.append(reply)
+
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await consume()
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert len(replies) == 1
+
+
+async def test_unknown_model_names_share_one_metric_label(
+    server: InferenceServer, raw_stub: Stub
+) -> None:
+    for name in ("a" * 500, "b" * 500):
+        request = codec.encode_observation(obs_for(server), model=name)
+        with pytest.raises(grpc.aio.AioRpcError):
+            await raw_stub(server).Predict(request)
+    text = metrics_text(server)
+    assert 'model="unknown",status="NOT_FOUND"} 2.0' in text
+    assert "aaaa" not in text
+
+
+async def test_failed_warmup_is_reported(start_server: StartServer, raw_stub: Stub) -> None:
+    from tests.runtime.test_batching import FlakyPolicy
+    from vlarena.policies import PRESETS
+    from vlarena.serving.settings import ServerSettings
+
+    server = InferenceServer(
+        ServerSettings(grpc_port=0, metrics_enabled=False),
+        policies=[FlakyPolicy.create(PRESETS["tiny"], "flaky")],
+    )
+    await server.start()
+    try:
+        with pytest.raises(RuntimeError, match="device hiccup"):
+            await server.wait_ready()
+        status = await raw_stub(server).HealthCheck(pb.HealthRequest())
+        assert (status.ready, status.status) == (False, "FAILED")
+    finally:
+        await server.stop(grace_s=0)

@@ -31,6 +31,7 @@ def test_defaults_are_safe() -> None:
         ({"VLA_GRPC_PORT": "70000"}, "grpc_port"),
         ({"VLA_TIMEOUT_MS": "soon"}, "timeout_ms"),
         ({"VLA_TLS_CERT": "/x.pem"}, "VLA_TLS_CERT and VLA_TLS_KEY"),
+        ({"VLA_AUTH_TOKEN": ""}, "auth_token"),
     ],
 )
 def test_invalid_env(monkeypatch: pytest.MonkeyPatch, env: dict[str, str], message: str) -> None:

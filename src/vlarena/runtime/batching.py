@@ -70,15 +70,19 @@ class DynamicBatcher:
         """Requests waiting to be batched."""
         return len(self._queue)
 
+    def check_capacity(self) -> None:
+        """Raise at once if a new request would be refused (call before costly decoding)."""
+        if self._closing:
+            raise UnavailableError("server is shutting down")
+        if len(self._queue) >= self._max_queue:
+            raise QueueFullError(f"request queue is full ({self._max_queue}); retry later")
+
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def submit(self, observation: Observation, seed: int | None, deadline: float) -> Served:
         """Queue one observation; returns when its batch is done or raises a domain error."""
-        if self._closing:
-            raise UnavailableError("server is shutting down")
-        if len(self._queue) >= self._max_queue:
-            raise QueueFullError(f"request queue is full ({self._max_queue}); retry later")
+        self.check_capacity()
         loop = asyncio.get_running_loop()
         request = _Request(observation, seed, deadline, loop.time())
         self._queue.append(request)
@@ -147,28 +151,28 @@ class DynamicBatcher:
         return batch
 
     async def _execute(self, batch: list[_Request], loop: asyncio.AbstractEventLoop) -> None:
+        """Run one batch; whatever goes wrong fails that batch's requests, never the loop."""
         try:
             live, chunks, started, compute_s = await loop.run_in_executor(
                 self._executor, self._predict_live, batch, loop.time
             )
-        except Exception as exc:  # a failed batch fails its requests, never the loop
+            if len(chunks) != len(live):
+                raise RuntimeError(f"policy returned {len(chunks)} chunks for {len(live)} inputs")
+            for request in batch:
+                if request not in live:
+                    _fail(request, DeadlineExceededError("deadline passed before inference"))
+            for request, chunk in zip(live, chunks, strict=True):
+                if not request.future.done():
+                    request.future.set_result(
+                        Served(chunk, started - request.enqueued, compute_s, len(live))
+                    )
+            if live and self._on_batch is not None:
+                self._on_batch(len(live), compute_s)
+        except Exception as exc:
             if not isinstance(exc, VLArenaError):
                 log.exception("batch of %d failed", len(batch))
             for request in batch:
                 _fail(request, exc)
-            return
-        for request in batch:
-            if request not in live:
-                _fail(request, DeadlineExceededError("deadline passed before inference; dropped"))
-        if not live:
-            return
-        if self._on_batch is not None:
-            self._on_batch(len(live), compute_s)
-        for request, chunk in zip(live, chunks, strict=True):
-            if not request.future.done():
-                request.future.set_result(
-                    Served(chunk, started - request.enqueued, compute_s, len(live))
-                )
 
     def _predict_live(
         self, batch: list[_Request], clock: Callable[[], float]

@@ -1,6 +1,7 @@
 """Conversions between protobuf messages and domain types, for the server and the clients."""
 
 import io
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -13,6 +14,7 @@ from vlarena.serving.v1 import inference_pb2 as pb
 from vlarena.types import ActionChunk, ModelInfo, Observation, RobotState, decode_image
 
 DTYPES = ("uint8", "float32", "float64", "int32", "int64")
+MAX_TENSOR_DIMS = 4
 
 
 def decode_tensor(tensor: pb.Tensor, name: str) -> NDArray[np.generic]:
@@ -21,9 +23,11 @@ def decode_tensor(tensor: pb.Tensor, name: str) -> NDArray[np.generic]:
         raise InvalidObservationError(f"{name}: dtype {tensor.dtype!r} not one of {DTYPES}")
     dtype = np.dtype(tensor.dtype).newbyteorder("<")
     shape = tuple(tensor.shape)
-    if any(d <= 0 for d in shape) or not shape:
-        raise InvalidObservationError(f"{name}: shape {list(shape)} must be non-empty and positive")
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if not 0 < len(shape) <= MAX_TENSOR_DIMS or any(d <= 0 for d in shape):
+        raise InvalidObservationError(
+            f"{name}: shape {list(shape)} must have 1..{MAX_TENSOR_DIMS} positive dimensions"
+        )
+    expected = math.prod(shape) * dtype.itemsize  # Python ints: no overflow
     if expected != len(tensor.data):
         raise InvalidObservationError(
             f"{name}: shape {list(shape)} of {tensor.dtype} needs {expected} bytes, "
@@ -38,10 +42,11 @@ def encode_tensor(array: NDArray[np.generic]) -> pb.Tensor:
     return pb.Tensor(dtype=arr.dtype.name, shape=list(arr.shape), data=little.tobytes())
 
 
-def _decode_camera(image: pb.CameraImage) -> NDArray[np.uint8]:
+def _decode_camera(image: pb.CameraImage, info: ModelInfo) -> NDArray[np.uint8]:
     kind = image.WhichOneof("payload")
     if kind == "encoded":
-        return decode_image(image.encoded, camera=image.camera)
+        size = (info.image_height, info.image_width)
+        return decode_image(image.encoded, camera=image.camera, expected_size=size)
     if kind == "raw":
         return np.asarray(decode_tensor(image.raw, f"image {image.camera!r}"))
     raise InvalidObservationError(f"image {image.camera!r} has neither encoded bytes nor raw data")
@@ -53,7 +58,7 @@ def decode_observation(msg: pb.Observation, info: ModelInfo) -> Observation:
     for image in msg.images:
         if image.camera in images:
             raise InvalidObservationError(f"camera {image.camera!r} appears twice")
-        images[image.camera] = _decode_camera(image)
+        images[image.camera] = _decode_camera(image, info)
     sensor = (
         decode_tensor(msg.sensor_window, "sensor_window") if msg.HasField("sensor_window") else None
     )

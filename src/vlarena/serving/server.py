@@ -13,7 +13,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
-from vlarena.errors import ConfigError
+from vlarena.errors import ConfigError, UnavailableError
 from vlarena.policies import PRESETS, DeviceConfig, Policy, load_policy, native_policy_types
 from vlarena.policies.registry import get_policy_type
 from vlarena.runtime import DynamicBatcher, warmup
@@ -120,6 +120,7 @@ class InferenceServer:
         for served in self.models.values():
             served.batcher.start()
         self._warmup = asyncio.create_task(self._warm_up())
+        self._warmup.add_done_callback(self._warmup_done)
         log.info(
             "listening on %s:%d (metrics %s)", self.settings.host, self.port, self.metrics_port
         )
@@ -144,6 +145,8 @@ class InferenceServer:
             [SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME], server
         )
         address = f"{s.host}:{s.grpc_port}"
+        if s.host not in ("127.0.0.1", "localhost", "::1") and s.tls_cert is None:
+            log.warning("serving on %s without TLS: requests and tokens travel in clear", s.host)
         if s.tls_cert is not None and s.tls_key is not None:
             creds = grpc.ssl_server_credentials([(s.tls_key.read_bytes(), s.tls_cert.read_bytes())])
             self.port = server.add_secure_port(address, creds)
@@ -164,6 +167,11 @@ class InferenceServer:
         for service in ("", SERVICE_NAME):
             await self._health.set(service, status)
 
+    def _warmup_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("warm-up failed; the server stays NOT_SERVING", exc_info=task.exception())
+            self.state.status = "FAILED"
+
     async def _warm_up(self) -> None:
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
@@ -171,21 +179,23 @@ class InferenceServer:
             await loop.run_in_executor(
                 self.inference_pool, warmup, served.policy, self.settings.batch_size
             )
+        if self.state.status != "STARTING":  # stopped while warming up
+            return
         self.state.status = "SERVING"
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
         log.info("warm after %.2f s; serving %s", time.perf_counter() - started, list(self.models))
 
     async def wait_ready(self) -> None:
-        """Return once the warm-up has finished."""
+        """Return once the warm-up has finished (raises what made it fail)."""
         if self._warmup is not None:
             await self._warmup
 
     async def stop(self, grace_s: float | None = None) -> None:
         """NOT_SERVING, refuse new RPCs, let in-flight ones finish (up to the grace), shut down."""
         self.state.status = "DRAINING"
-        await self._health.enter_graceful_shutdown()
         if self._warmup is not None and not self._warmup.done():
             self._warmup.cancel()
+        await self._health.enter_graceful_shutdown()
         if self._server is not None:
             grace = self.settings.drain_timeout_s if grace_s is None else grace_s
             await self._server.stop(grace)
@@ -203,13 +213,21 @@ class InferenceServer:
 
 
 async def serve(settings: ServerSettings) -> None:
-    """Run until SIGTERM/SIGINT, then drain and exit."""
+    """Run until SIGTERM/SIGINT, then drain and exit; a failed warm-up stops it too."""
     server = InferenceServer(settings)
-    await server.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    log.info("signal received: draining")
+    await server.start()
+    ready = asyncio.create_task(server.wait_ready())
+    stopped = asyncio.create_task(stop.wait())
+    await asyncio.wait({ready, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    failed = ready.done() and not ready.cancelled() and ready.exception() is not None
+    if not failed:
+        await stopped
+        log.info("signal received: draining")
+    stopped.cancel()
     await server.stop()
+    if failed:
+        raise UnavailableError(f"warm-up failed: {ready.exception()!r}")

@@ -35,7 +35,7 @@ class ServedModel:
 
 @dataclass
 class ServerState:
-    """What the health endpoints report; the server moves it STARTING → SERVING → DRAINING."""
+    """What health reports: STARTING → SERVING → DRAINING (FAILED if the warm-up fails)."""
 
     status: str = "STARTING"
     started: float = 0.0
@@ -68,6 +68,11 @@ class InferenceServicer(pb_grpc.VLAInferenceServicer):
         self._device = device
         self._precision = precision
 
+    def _label(self, name: str) -> str:
+        """Metric label of a requested model: client-chosen unknown names share one label."""
+        name = name or self._default
+        return name if name in self._models else "unknown"
+
     def _model(self, name: str) -> ServedModel:
         try:
             return self._models[name or self._default]
@@ -83,7 +88,7 @@ class InferenceServicer(pb_grpc.VLAInferenceServicer):
             code = status_for(exc)
             self._metrics.requests.labels(model, code.name).inc()
             await context.abort(code, str(exc))
-        except (asyncio.CancelledError, grpc.aio.AbortError):
+        except asyncio.CancelledError:
             self._metrics.requests.labels(model, "CANCELLED").inc()
             raise
         except Exception:
@@ -103,6 +108,7 @@ class InferenceServicer(pb_grpc.VLAInferenceServicer):
         if not self._state.ready:
             raise UnavailableError(f"server is {self._state.status.lower()}, not serving")
         served = self._model(request.model)
+        served.batcher.check_capacity()  # refuse overload before spending time on decoding
         loop = asyncio.get_running_loop()
         info = served.policy.info
         obs = await loop.run_in_executor(self._decode_pool, codec.decode_observation, request, info)
@@ -119,7 +125,7 @@ class InferenceServicer(pb_grpc.VLAInferenceServicer):
     ) -> pb.ActionChunk:
         deadline = self._deadline(context)
         return await self._guard(
-            context, request.model or self._default, lambda: self._predict(request, deadline)
+            context, self._label(request.model), lambda: self._predict(request, deadline)
         )
 
     async def StreamControl(  # noqa: N802
@@ -134,14 +140,16 @@ class InferenceServicer(pb_grpc.VLAInferenceServicer):
 
         async def read() -> None:
             nonlocal finished
-            async for observation in request_iterator:
-                if latest:
-                    latest.clear()
-                    self._metrics.stream_dropped.inc()
-                latest.append(observation)
+            try:
+                async for observation in request_iterator:
+                    if latest:
+                        latest.clear()
+                        self._metrics.stream_dropped.inc()
+                    latest.append(observation)
+                    arrived.set()
+            finally:
+                finished = True
                 arrived.set()
-            finished = True
-            arrived.set()
 
         reader = asyncio.create_task(read())
         try:
@@ -150,14 +158,18 @@ class InferenceServicer(pb_grpc.VLAInferenceServicer):
                     arrived.clear()
                     await arrived.wait()
                 if not latest:
-                    return
+                    break
                 request = latest.pop()
-                deadline = asyncio.get_running_loop().time() + self._timeout_s
+                deadline = self._deadline(context)
                 yield await self._guard(
                     context,
-                    request.model or self._default,
+                    self._label(request.model),
                     lambda r=request, d=deadline: self._predict(r, d),  # type: ignore[misc]
                 )
+            error = await asyncio.gather(reader, return_exceptions=True)
+            if isinstance(error[0], Exception):
+                log.warning("stream message could not be read: %r", error[0])
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "malformed stream message")
         finally:
             reader.cancel()
 
@@ -170,7 +182,7 @@ class InferenceServicer(pb_grpc.VLAInferenceServicer):
                 policy.info, self._device, self._precision, sorted(self._models)
             )
 
-        return await self._guard(context, request.model or self._default, info)
+        return await self._guard(context, self._label(request.model), info)
 
     async def HealthCheck(  # noqa: N802
         self, request: pb.HealthRequest, context: grpc.aio.ServicerContext[Any, Any]

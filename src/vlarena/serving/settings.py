@@ -33,7 +33,7 @@ class ServerSettings(BaseSettings):
     grpc_port: int = Field(50051, ge=0, le=65535)  # 0 picks a free port
     max_workers: int = Field(4, ge=1, le=256)  # threads decoding requests (JPEG) off the loop
     max_message_size_mb: int = Field(16, ge=1, le=1024)
-    auth_token: SecretStr | None = None  # if set, clients send "authorization: Bearer <token>"
+    auth_token: SecretStr | None = Field(None, min_length=1)  # clients send "Bearer <token>"
     tls_cert: Path | None = None  # PEM certificate; with tls_key, the server speaks TLS
     tls_key: Path | None = None
     drain_timeout_s: float = Field(10.0, ge=0)  # SIGTERM: time to finish in-flight requests
