@@ -29,7 +29,7 @@ def main() -> None:
         "",
     ]
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(header + sections) + "\n", encoding="utf-8")
+    args.out.write_text("\n".join(header) + "\n\n".join(sections) + "\n", encoding="utf-8")
     print(f"wrote {args.out}")
 
 

@@ -124,6 +124,20 @@ async def _throughput(target: str, obs: Observation, clients: int) -> tuple[floa
         return len(sizes) / (time.monotonic() - started), statistics.mean(sizes)
 
 
+def _ceiling(samples: int) -> str:
+    """How the policy's own cost grows with the batch, in-process."""
+    policy = FlowVLAPolicy.create(PRESETS["small"], "x")
+    obs = [synthetic_observation(policy.info, seed=i) for i in range(8)]
+    one = time_calls(lambda: policy.predict(obs[:1]), samples).p50
+    eight = time_calls(lambda: policy.predict(obs), samples).p50
+    return (
+        f"For scale, in-process: batch 1 takes {one:.1f} ms and batch 8 {eight:.1f} ms, so on "
+        f"this CPU batching 8 does {8 * one / eight:.2f}x the work per second; the server's "
+        "speed-up comes from that and from amortizing the per-request serving cost. On a GPU, "
+        "where a batch of 8 costs about as much as one, the gain is larger."
+    )
+
+
 def _batching(checkpoint: Path, progress: Progress) -> list[str]:
     obs = synthetic_observation(FlowVLAPolicy.create(PRESETS["small"], "x").info)
     results: dict[int, dict[int, tuple[float, float]]] = {}
@@ -149,15 +163,22 @@ def _batching(checkpoint: Path, progress: Progress) -> list[str]:
     return rows
 
 
-def _first_request(checkpoint: Path, samples: int) -> str:
+def _first_request(checkpoint: Path, samples: int, starts: int = 3) -> str:
+    """First Predict after READY (channel already connected) vs steady state, over restarts."""
     obs = synthetic_observation(FlowVLAPolicy.create(PRESETS["small"], "x").info)
-    with (
-        serving(checkpoint, VLA_BATCH_SIZE="8") as target,
-        VLAClient(ClientOptions(target=target)) as client,
-    ):
-        first = client.predict(obs).round_trip_ms
-        steady = statistics.median(client.predict(obs).round_trip_ms for _ in range(samples))
-    return f"| {first:.1f} | {steady:.1f} | {first / steady:.2f}x |"
+    firsts, steadies = [], []
+    for _ in range(starts):
+        with (
+            serving(checkpoint, VLA_BATCH_SIZE="8") as target,
+            VLAClient(ClientOptions(target=target)) as client,
+        ):
+            client.health()  # connect first: TCP/HTTP2 set-up is not the server's warmth
+            firsts.append(client.predict(obs).round_trip_ms)
+            steadies.append(
+                statistics.median(client.predict(obs).round_trip_ms for _ in range(samples))
+            )
+    first, steady = statistics.median(firsts), statistics.median(steadies)
+    return f"| {starts} | {first:.1f} | {steady:.1f} | {first / steady:.2f}x |"
 
 
 def run(samples: int, progress: Progress) -> str:
@@ -168,6 +189,7 @@ def run(samples: int, progress: Progress) -> str:
         overhead = _overhead(Path(tmp) / "overhead", samples)
         batching = _batching(Path(tmp) / "small", progress)
         first = _first_request(Path(tmp) / "small", samples)
+    ceiling = _ceiling(samples)
     return "\n".join(
         [
             "## Inference server (gRPC over loopback, server in its own process)",
@@ -189,11 +211,14 @@ def run(samples: int, progress: Progress) -> str:
             "|---:|---:|---:|---:|---:|",
             *batching,
             "",
-            "First request after READY vs steady-state p50 (`small`, warm-up over batch sizes "
-            "1..8). Target <= 1.5x.",
+            ceiling,
             "",
-            "| first ms | steady p50 ms | ratio |",
-            "|---:|---:|---:|",
+            "First `Predict` after READY (channel already connected) vs steady-state p50 "
+            "(`small`, warm-up over batch sizes 1..8), medians over server starts. "
+            "Target <= 1.5x.",
+            "",
+            "| starts | first ms | steady p50 ms | ratio |",
+            "|---:|---:|---:|---:|",
             first,
         ]
     )
