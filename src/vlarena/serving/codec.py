@@ -1,5 +1,6 @@
 """Conversions between protobuf messages and domain types, for the server and the clients."""
 
+import dataclasses
 import io
 import math
 from collections.abc import Sequence
@@ -137,44 +138,17 @@ def decode_chunk(msg: pb.ActionChunk) -> ActionChunk:
     )
 
 
+_INFO_FIELDS = [f.name for f in dataclasses.fields(ModelInfo)]  # same names in pb.ModelInfo
+
+
 def encode_model_info(
     info: ModelInfo, device: str, precision: str, served: Sequence[str]
 ) -> pb.ModelInfo:
-    return pb.ModelInfo(
-        name=info.name,
-        version=info.version,
-        policy_type=info.policy_type,
-        action_dim=info.action_dim,
-        chunk_size=info.chunk_size,
-        camera_names=list(info.camera_names),
-        image_height=info.image_height,
-        image_width=info.image_width,
-        state_dim=info.state_dim,
-        sensor_window=info.sensor_window,
-        sensor_dim=info.sensor_dim,
-        embodiments=list(info.embodiments),
-        supports_split=info.supports_split,
-        num_params=info.num_params,
-        device=device,
-        precision=precision,
-        served_models=list(served),
-    )
+    fields = {name: getattr(info, name) for name in _INFO_FIELDS}
+    return pb.ModelInfo(**fields, device=device, precision=precision, served_models=list(served))
 
 
 def decode_model_info(msg: pb.ModelInfo) -> ModelInfo:
-    return ModelInfo(
-        name=msg.name,
-        version=msg.version,
-        policy_type=msg.policy_type,
-        action_dim=msg.action_dim,
-        chunk_size=msg.chunk_size,
-        camera_names=tuple(msg.camera_names),
-        image_height=msg.image_height,
-        image_width=msg.image_width,
-        state_dim=msg.state_dim,
-        sensor_window=msg.sensor_window,
-        sensor_dim=msg.sensor_dim,
-        embodiments=tuple(msg.embodiments),
-        supports_split=msg.supports_split,
-        num_params=msg.num_params,
-    )
+    fields = {name: getattr(msg, name) for name in _INFO_FIELDS}
+    lists = {k: tuple(v) for k, v in fields.items() if not isinstance(v, str | int | float)}
+    return ModelInfo(**(fields | lists))
