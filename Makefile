@@ -16,7 +16,13 @@ help: ## Show the targets
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
+# Headless MuJoCo rendering needs EGL and Mesa's drivers (Debian packages).
+GL_PACKAGES := libegl1 libgl1-mesa-dri
+
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
+	@ldconfig -p | grep -q libEGL.so.1 && ls /usr/lib/*/dri/swrast_dri.so >/dev/null 2>&1 || { \
+	  echo "installing $(GL_PACKAGES)"; SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq $(GL_PACKAGES); }
 	$(BIN)/pip install --quiet $(TORCH_SPEC)
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@

@@ -5,10 +5,10 @@ from pathlib import Path
 
 from rich.progress import Progress
 
-from benchmarks import policies, serving
+from benchmarks import policies, serving, sim
 from benchmarks.common import machine_description
 
-SECTIONS = {"policies": policies.run, "serving": serving.run}
+SECTIONS = {"policies": policies.run, "serving": serving.run, "sim": sim.run}
 
 
 def main() -> None:

@@ -1,0 +1,31 @@
+"""MuJoCo simulation of the Franka Panda: scenes, tasks, scripted expert, gym env, episodes."""
+
+from vlarena.sim.env import FrankaTableEnv
+from vlarena.sim.expert import ScriptedExpert
+from vlarena.sim.runner import (
+    Controller,
+    Episode,
+    ExpertController,
+    PolicyController,
+    StepRecord,
+    run_episode,
+)
+from vlarena.sim.tasks import Task, parse_instruction
+from vlarena.sim.world import COLORS, ROBOTS, SCENES, FrankaWorld
+
+__all__ = [
+    "COLORS",
+    "ROBOTS",
+    "SCENES",
+    "Controller",
+    "Episode",
+    "ExpertController",
+    "FrankaTableEnv",
+    "FrankaWorld",
+    "PolicyController",
+    "ScriptedExpert",
+    "StepRecord",
+    "Task",
+    "parse_instruction",
+    "run_episode",
+]

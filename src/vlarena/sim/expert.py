@@ -1,0 +1,168 @@
+"""A scripted expert per task: Cartesian waypoints, inverse kinematics on MuJoCo Jacobians."""
+
+from dataclasses import dataclass
+
+import mujoco
+import numpy as np
+from numpy.typing import NDArray
+
+from vlarena.sim.tasks import Task
+from vlarena.sim.world import ARM_JOINTS, CUBE_HALF_M, FrankaWorld
+
+OPEN, CLOSED = 1.0, 0.0
+SAFE_Z = 0.16  # travel height of the grip point
+MAX_STEP_M = 0.05  # Cartesian speed limit per control step (0.5 m/s at 10 Hz)
+CARRY_STEP_M = 0.03  # slower while holding a cube
+REACHED_M = 0.012  # a waypoint counts as reached within this distance
+SETTLE_LIMIT = 8  # ...or after this many steps at it (contact can keep the grip point off)
+
+
+@dataclass(frozen=True)
+class Waypoint:
+    """Where the grip point should go, with what yaw and gripper, and how long to dwell."""
+
+    position: tuple[float, float, float]
+    yaw: float
+    gripper: float
+    dwell_steps: int = 0  # control steps to stay once reached (e.g. while the fingers close)
+
+
+class InverseKinematics:
+    """Damped least-squares IK for the grip site: position + gripper pointing down at a yaw."""
+
+    def __init__(self, world: FrankaWorld, damping: float = 0.05) -> None:
+        self._model = world.model
+        self._data = mujoco.MjData(world.model)
+        self._site = world.model.site("grip").id
+        self._range = world.model.jnt_range[:ARM_JOINTS]
+        self._damping = damping
+        self._jacp = np.zeros((3, world.model.nv))
+        self._jacr = np.zeros((3, world.model.nv))
+        self._down = world.data.site_xmat[self._site].reshape(3, 3).copy()  # at home: pointing down
+
+    def solve(self, q: NDArray[np.float64], position: NDArray[np.float64], yaw: float
+              ) -> NDArray[np.float64]:  # fmt: skip
+        """Arm joint targets (7) reaching `position` from the start configuration `q`."""
+        c, s = np.cos(yaw), np.sin(yaw)
+        target_rot = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]]) @ self._down
+        d = self._data
+        d.qpos[:ARM_JOINTS] = q
+        for _ in range(40):
+            mujoco.mj_kinematics(self._model, d)
+            mujoco.mj_comPos(self._model, d)
+            rot = d.site_xmat[self._site].reshape(3, 3)
+            err_pos = position - d.site_xpos[self._site]
+            err_rot = 0.5 * sum(np.cross(rot[:, i], target_rot[:, i]) for i in range(3))
+            if np.linalg.norm(err_pos) < 2e-4 and np.linalg.norm(err_rot) < 2e-3:
+                break
+            mujoco.mj_jacSite(self._model, d, self._jacp, self._jacr, self._site)
+            jac = np.vstack([self._jacp[:, :ARM_JOINTS], self._jacr[:, :ARM_JOINTS]])
+            err = np.concatenate([err_pos, err_rot])
+            step = jac.T @ np.linalg.solve(jac @ jac.T + self._damping**2 * np.eye(6), err)
+            d.qpos[:ARM_JOINTS] = np.clip(d.qpos[:ARM_JOINTS] + np.clip(step, -0.3, 0.3),
+                                          *self._range.T)  # fmt: skip
+        return d.qpos[:ARM_JOINTS].copy()
+
+
+def _grasp_yaw(yaw: float) -> float:
+    """Cube faces repeat every 90 degrees: pick the equivalent yaw nearest zero."""
+    return float((yaw + np.pi / 4) % (np.pi / 2) - np.pi / 4)
+
+
+def plan(world: FrankaWorld, task: Task) -> list[Waypoint]:
+    """The waypoints that solve `task` from the world's current state (empty: nothing to do)."""
+    if task.kind is None or task.color is None:
+        return []
+    cube = world.cube(task.color)
+    x, y, _ = cube.position
+    yaw = _grasp_yaw(cube.yaw)
+    if task.kind == "touch":
+        return [Waypoint((x, y, SAFE_Z), yaw, OPEN), Waypoint((x, y, 0.05), yaw, OPEN, 3)]
+    if task.kind == "push":
+        side = 1.0 if task.side == "left" else -1.0
+        start, end = y - side * 0.075, y + side * 0.13
+        return [
+            Waypoint((x, start, SAFE_Z), 0.0, CLOSED),
+            Waypoint((x, start, 0.022), 0.0, CLOSED),
+            Waypoint((x, end, 0.022), 0.0, CLOSED, 2),
+            Waypoint((x, end, SAFE_Z), 0.0, CLOSED),
+        ]
+    pick = [
+        Waypoint((x, y, SAFE_Z), yaw, OPEN),
+        Waypoint((x, y, CUBE_HALF_M), yaw, OPEN, 1),
+        Waypoint((x, y, CUBE_HALF_M), yaw, CLOSED, 5),
+        Waypoint((x, y, 0.2), yaw, CLOSED),
+    ]
+    if task.kind == "lift":
+        return [*pick, Waypoint((x, y, 0.2), yaw, CLOSED, 3)]
+    if task.kind == "bin":
+        bx, by = world.data.body("bin").xpos[:2]
+        return [*pick, Waypoint((bx, by, 0.2), 0.0, CLOSED), Waypoint((bx, by, 0.12), 0.0, CLOSED),
+                Waypoint((bx, by, 0.12), 0.0, OPEN, 4)]  # fmt: skip
+    assert task.other is not None
+    ox, oy, _ = world.cube(task.other).position
+    if task.kind == "stack":
+        place = (ox, oy, 3 * CUBE_HALF_M + 0.006)
+        place_yaw = _grasp_yaw(world.cube(task.other).yaw)
+    else:
+        place = (*_free_spot_beside(world, task), CUBE_HALF_M + 0.004)
+        place_yaw = yaw
+    return [
+        *pick,
+        Waypoint((place[0], place[1], 0.2), place_yaw, CLOSED),
+        Waypoint(place, place_yaw, CLOSED, 1),
+        Waypoint(place, place_yaw, OPEN, 4),
+        Waypoint((place[0], place[1], SAFE_Z), place_yaw, OPEN),
+    ]
+
+
+def _free_spot_beside(world: FrankaWorld, task: Task) -> tuple[float, float]:
+    """A spot 8 cm from the reference cube, as far as possible from every other cube."""
+    assert task.other is not None
+    ref = world.cube(task.other).position[:2]
+    others = [world.cube(c).position[:2] for c in ("red", "green", "blue")
+              if c not in (task.color, task.other)]  # fmt: skip
+    candidates = [ref + 0.08 * np.array(d) for d in ((0, 1), (0, -1), (-1, 0), (1, 0))]
+    reachable = [c for c in candidates if 0.3 <= c[0] <= 0.65 and abs(c[1]) <= 0.3]
+    best = max(reachable, key=lambda c: min((np.linalg.norm(c - o) for o in others), default=1.0))
+    return float(best[0]), float(best[1])
+
+
+class ScriptedExpert:
+    """Follows the plan for a task, one 8-dim action (joint targets + gripper) per call."""
+
+    def __init__(self, world: FrankaWorld, task: Task) -> None:
+        self._world = world
+        self._ik = InverseKinematics(world)
+        self._plan = plan(world, task)
+        self._index = 0
+        self._settle = 0  # control steps since the command arrived at the waypoint
+        self._command = world.grip_position
+        self._gripper = OPEN
+
+    @property
+    def done(self) -> bool:
+        return self._index >= len(self._plan)
+
+    def act(self) -> NDArray[np.float64]:
+        world = self._world
+        if self.done:
+            return np.concatenate([world.data.ctrl[:ARM_JOINTS], [self._gripper]])
+        point = self._plan[self._index]
+        target = np.array(point.position)
+        delta = target - self._command
+        distance = float(np.linalg.norm(delta))
+        limit = CARRY_STEP_M if point.gripper == CLOSED else MAX_STEP_M
+        if distance <= limit:
+            self._command = target
+        else:
+            self._command = self._command + delta * limit / distance
+        self._gripper = point.gripper
+        joints = self._ik.solve(world.data.ctrl[:ARM_JOINTS], self._command, point.yaw)
+        if distance <= limit:
+            self._settle += 1
+            close = np.linalg.norm(world.grip_position - target) < REACHED_M
+            if (close or self._settle > SETTLE_LIMIT) and self._settle > point.dwell_steps:
+                self._index += 1
+                self._settle = 0
+        return np.concatenate([joints, [self._gripper]])
