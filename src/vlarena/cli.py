@@ -198,3 +198,19 @@ def predict(
             console.print(" ".join(f"{v:+.3f}" for v in row))
 
     _remote_call(call, target, token)
+
+
+@app.command()
+def execute() -> None:
+    """Start the execution service (POST /execute), configured by VLA_EXEC_* variables."""
+    import uvicorn
+
+    from vlarena.execution.app import create_app
+    from vlarena.execution.settings import ExecutionSettings
+
+    try:
+        settings = ExecutionSettings()
+    except ValidationError as exc:
+        console.print(f"[red]error:[/red] invalid VLA_EXEC_* settings: {describe_validation(exc)}")
+        raise typer.Exit(code=2) from None
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")

@@ -46,6 +46,14 @@ class UnavailableError(VLArenaError):
     """The service is not ready (warming up) or is shutting down."""
 
 
+class SaturatedError(VLArenaError):
+    """Every episode slot and waiting place is taken; retry later."""
+
+
+class ModelLoadError(VLArenaError):
+    """A model exists in the catalog but could not be loaded."""
+
+
 def describe_validation(exc: ValidationError) -> str:
     """One line per pydantic problem, `field.path: message`, without echoing the input."""
     return "; ".join(

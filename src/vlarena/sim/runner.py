@@ -118,8 +118,12 @@ def run_episode(
     seed: int,
     max_steps: int = 50,
     horizon: int | None = None,
+    on_step: Callable[[int], None] | None = None,
 ) -> Episode:
-    """Run one episode; `horizon` caps how many actions of each chunk run before re-planning."""
+    """Run one episode; `horizon` caps how many actions of each chunk run before re-planning.
+
+    `on_step(n)` is called after every step with the number of steps done (progress reports).
+    """
     if not 1 <= max_steps <= MAX_STEPS_CAP:
         raise InvalidObservationError(f"max_steps must be in 1..{MAX_STEPS_CAP}")
     started = time.perf_counter()
@@ -140,6 +144,8 @@ def run_episode(
                 action.tolist(), world.qpos.tolist(), world.qvel.tolist(), world.time_s,
                 chunk.inference_time_ms if i == 0 else 0.0,
             ))  # fmt: skip
+            if on_step is not None:
+                on_step(len(episode.steps))
             if checker(world):
                 episode.early_termination = len(episode.steps) < max_steps
                 break

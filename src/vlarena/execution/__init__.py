@@ -1,0 +1,1 @@
+"""The execution service: one simulated episode per `POST /execute` (ADR-003)."""

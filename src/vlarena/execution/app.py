@@ -1,0 +1,344 @@
+"""FastAPI app of the execution service: `POST /execute` and friends (ADR-003)."""
+
+import asyncio
+import hashlib
+import logging
+import threading
+import uuid
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import grpc
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from pydantic import BaseModel, Field
+
+from vlarena import __version__
+from vlarena.errors import (
+    InvalidObservationError,
+    ModelLoadError,
+    SaturatedError,
+    UnknownNameError,
+    VLArenaError,
+)
+from vlarena.execution.catalog import ModelCatalog
+from vlarena.execution.settings import ExecutionSettings
+from vlarena.sim import ROBOTS, SCENES, Episode, FrankaWorld, run_episode
+
+log = logging.getLogger(__name__)
+ASSETS = next(iter(SCENES.values())).parent
+
+
+class ExecuteRequest(BaseModel):
+    """ADR-003's request, plus an optional seed and step budget."""
+
+    model_id: str = Field(min_length=1, max_length=200)
+    robot_id: str = Field(min_length=1, max_length=50)
+    scene_id: str = Field(min_length=1, max_length=50)
+    instruction: str = Field(min_length=1, max_length=500)
+    seed: int | None = Field(None, ge=0, le=2**31 - 1)  # same seed → same start state
+    max_steps: int | None = Field(None, ge=1)  # default and cap come from the settings
+
+
+class State(BaseModel):
+    qpos: list[float]
+    qvel: list[float]
+    time: float
+
+
+class Metadata(BaseModel):
+    num_steps: int
+    max_steps: int
+    early_termination: bool
+
+
+class Timing(BaseModel):
+    inference_ms: float  # total model time over the episode
+    simulation_ms: float  # the rest: physics, rendering, bookkeeping
+
+
+class TaskOut(BaseModel):
+    kind: str | None
+    color: str | None
+    other: str | None
+    side: str | None
+
+
+class ExecuteResponse(BaseModel):
+    """ADR-003's response (actions, states, duration_ms, metadata) plus outcome and replay data."""
+
+    actions: list[list[float]]
+    states: list[State]
+    duration_ms: float
+    metadata: Metadata
+    success: bool | None  # None: the instruction matched no task template
+    seed: int
+    model_id: str
+    robot_id: str
+    scene_id: str
+    instruction: str
+    task: TaskOut
+    timing: Timing
+    mujoco_version: str
+    initial_qpos: list[float]  # the scene's full qpos at reset, for replay
+
+
+class ErrorBody(BaseModel):
+    error: str
+    detail: str
+
+
+class EpisodeStatus(BaseModel):
+    episode_id: str
+    status: Literal["queued", "running", "done", "failed"]
+    steps_done: int
+    max_steps: int
+    result: ExecuteResponse | None = None
+    error: ErrorBody | None = None
+
+
+_STATUS: list[tuple[type[VLArenaError], int, str]] = [
+    (UnknownNameError, 404, "not_found"),
+    (InvalidObservationError, 422, "invalid_request"),
+    (SaturatedError, 503, "saturated"),
+    (ModelLoadError, 500, "model_loading_failed"),
+]
+
+
+def error_response(exc: Exception) -> JSONResponse:
+    """The one place where errors become HTTP responses with a JSON body."""
+    for kind, code, name in _STATUS:
+        if isinstance(exc, kind):
+            return JSONResponse({"error": name, "detail": str(exc)}, status_code=code)
+    if isinstance(exc, grpc.RpcError):
+        detail = f"inference server: {exc.code().name}: {exc.details()}"
+        return JSONResponse({"error": "inference_failed", "detail": detail}, status_code=502)
+    log.exception("unexpected error", exc_info=exc)
+    return JSONResponse({"error": "internal_error", "detail": "see the server log"}, 500)
+
+
+@dataclass
+class _Job:
+    max_steps: int
+    status: Literal["queued", "running", "done", "failed"] = "queued"
+    steps_done: int = 0
+    result: ExecuteResponse | None = None
+    error: ErrorBody | None = None
+    task: "asyncio.Task[None] | None" = field(default=None, repr=False)
+
+
+class EpisodeService:
+    """Runs episodes off the event loop with bounded concurrency and a bounded wait."""
+
+    def __init__(self, settings: ExecutionSettings, catalog: ModelCatalog) -> None:
+        self.settings = settings
+        self.catalog = catalog
+        self._pool = ThreadPoolExecutor(settings.max_concurrent_episodes, "episode")
+        self._limit = settings.max_concurrent_episodes + settings.max_waiting_episodes
+        self.admitted = 0  # running + waiting
+        self._worlds = threading.local()  # each worker thread keeps its own scenes (and GL)
+        self.jobs: OrderedDict[str, _Job] = OrderedDict()
+
+    def validate(self, request: ExecuteRequest) -> int:
+        """Check ids and the step budget; returns the max_steps to use."""
+        if request.robot_id not in ROBOTS:
+            raise UnknownNameError("robot", request.robot_id, ROBOTS)
+        if request.scene_id not in SCENES:
+            raise UnknownNameError("scene", request.scene_id, SCENES)
+        self.catalog.check(request.model_id)
+        steps = request.max_steps or self.settings.default_max_steps
+        if steps > self.settings.max_steps_cap:
+            raise InvalidObservationError(
+                f"max_steps {steps} exceeds the cap of {self.settings.max_steps_cap}"
+            )
+        return steps
+
+    async def execute(self, request: ExecuteRequest, job: _Job | None = None) -> ExecuteResponse:
+        max_steps = self.validate(request)
+        if self.admitted >= self._limit:
+            raise SaturatedError(
+                f"{self.admitted} episodes running or waiting (limit {self._limit}); retry later"
+            )
+        self.admitted += 1
+        try:
+            loop = asyncio.get_running_loop()
+            episode = await loop.run_in_executor(self._pool, self._run, request, max_steps, job)
+        finally:
+            self.admitted -= 1
+        return _response(episode)
+
+    def _run(self, request: ExecuteRequest, max_steps: int, job: _Job | None) -> Episode:
+        worlds: dict[str, FrankaWorld] = self._worlds.__dict__.setdefault("scenes", {})
+        world = worlds.get(request.scene_id) or worlds.setdefault(
+            request.scene_id, FrankaWorld(request.scene_id)
+        )
+        controller = self.catalog.controller(request.model_id)
+        if job is not None:
+            job.status = "running"
+
+        def progress(steps: int) -> None:
+            if job is not None:
+                job.steps_done = steps
+
+        seed = request.seed if request.seed is not None else int(uuid.uuid4().int % 2**31)
+        return run_episode(world, controller, request.instruction, seed, max_steps,
+                           self.settings.horizon, progress)  # fmt: skip
+
+    def submit(self, request: ExecuteRequest) -> str:
+        """Start an episode in the background; poll it by id."""
+        max_steps = self.validate(request)
+        if self.admitted >= self._limit:
+            raise SaturatedError(f"{self.admitted} episodes running or waiting; retry later")
+        job_id = uuid.uuid4().hex
+        job = _Job(max_steps)
+
+        async def run() -> None:
+            try:
+                job.result = await self.execute(request, job)
+                job.status = "done"
+            except Exception as exc:
+                body = error_response(exc).body
+                job.error = ErrorBody.model_validate_json(bytes(body))
+                job.status = "failed"
+
+        job.task = asyncio.get_running_loop().create_task(run())
+        self.jobs[job_id] = job
+        while len(self.jobs) > self.settings.stored_async_episodes:
+            oldest = next(iter(self.jobs))
+            if self.jobs[oldest].status in ("queued", "running"):
+                break
+            self.jobs.pop(oldest)
+        return job_id
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _response(episode: Episode) -> ExecuteResponse:
+    task = episode.task
+    return ExecuteResponse(
+        actions=[s.action for s in episode.steps],
+        states=[State(qpos=s.qpos, qvel=s.qvel, time=s.time_s) for s in episode.steps],
+        duration_ms=episode.duration_ms,
+        metadata=Metadata(
+            num_steps=len(episode.steps),
+            max_steps=episode.max_steps,
+            early_termination=episode.early_termination,
+        ),
+        success=episode.success,
+        seed=episode.seed,
+        model_id=episode.model_id,
+        robot_id=episode.robot_id,
+        scene_id=episode.scene_id,
+        instruction=episode.instruction,
+        task=TaskOut(kind=task.kind, color=task.color, other=task.other, side=task.side),
+        timing=Timing(
+            inference_ms=episode.inference_ms,
+            simulation_ms=max(0.0, episode.duration_ms - episode.inference_ms),
+        ),
+        mujoco_version=episode.mujoco_version,
+        initial_qpos=episode.initial_qpos,
+    )
+
+
+def scene_files(scene_id: str) -> list[Path]:
+    """Every file a browser needs to rebuild the scene, relative to the assets folder."""
+    if scene_id not in SCENES:
+        raise UnknownNameError("scene", scene_id, SCENES)
+    robot = sorted(p for p in (ASSETS / "franka").rglob("*") if p.is_file())
+    return [SCENES[scene_id], *robot]
+
+
+def create_app(settings: ExecutionSettings | None = None) -> FastAPI:
+    """The execution service, ready for uvicorn."""
+    settings = settings or ExecutionSettings()
+    service = EpisodeService(settings, ModelCatalog(settings))
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        service.close()
+
+    app = FastAPI(title="VLArena execution service", version=__version__, lifespan=lifespan,
+                  description="Runs one simulated episode per request (ADR-003).")  # fmt: skip
+    app.state.service = service
+    errors: dict[int | str, dict[str, Any]] = {
+        code: {"model": ErrorBody} for code in (404, 422, 500, 502, 503)
+    }
+
+    @app.exception_handler(VLArenaError)
+    async def domain_error(_: Request, exc: VLArenaError) -> JSONResponse:
+        return error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        detail = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'] if p != 'body') or 'body'}: {e['msg']}"
+            for e in exc.errors()
+        )
+        return JSONResponse({"error": "invalid_request", "detail": detail}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        return error_response(exc)
+
+    @app.post("/execute", response_model=ExecuteResponse, responses=errors)
+    async def execute(request: ExecuteRequest) -> ExecuteResponse:
+        """Run one episode and return its actions, states, timing and outcome."""
+        return await service.execute(request)
+
+    @app.post("/episodes", status_code=202, responses=errors)
+    async def start_episode(request: ExecuteRequest) -> dict[str, str]:
+        """Start an episode in the background (for long ones); poll GET /episodes/{id}."""
+        job_id = service.submit(request)
+        return {"episode_id": job_id, "status_url": f"/episodes/{job_id}"}
+
+    @app.get("/episodes/{episode_id}", response_model=EpisodeStatus, responses=errors)
+    async def episode_status(episode_id: str) -> EpisodeStatus:
+        job = service.jobs.get(episode_id)
+        if job is None:
+            raise UnknownNameError("episode", episode_id, [])
+        return EpisodeStatus(episode_id=episode_id, status=job.status,
+                             steps_done=job.steps_done, max_steps=job.max_steps,
+                             result=job.result, error=job.error)  # fmt: skip
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        return {"status": "ok", "version": __version__, "episodes_admitted": service.admitted,
+                "max_concurrent_episodes": settings.max_concurrent_episodes}  # fmt: skip
+
+    @app.get("/models")
+    async def models() -> list[dict[str, str]]:
+        entries = await asyncio.to_thread(service.catalog.entries)
+        return [{"model_id": e.name, "kind": e.kind, "source": e.source} for e in entries]
+
+    @app.get("/scenes")
+    async def scenes() -> list[dict[str, Any]]:
+        return [{"scene_id": s, "robot_ids": list(ROBOTS), "cameras": ["front", "wrist"],
+                 "manifest_url": f"/scenes/{s}/manifest"} for s in SCENES]  # fmt: skip
+
+    @app.get("/scenes/{scene_id}/manifest", responses=errors)
+    async def manifest(scene_id: str) -> dict[str, Any]:
+        """The scene's MJCF and meshes, with sizes and hashes, for a browser-side rebuild."""
+        files = [
+            {"path": p.relative_to(ASSETS).as_posix(), "size": p.stat().st_size,
+             "sha256": hashlib.sha256(p.read_bytes()).hexdigest(),
+             "url": f"/scenes/{scene_id}/files/{p.relative_to(ASSETS).as_posix()}"}
+            for p in scene_files(scene_id)
+        ]  # fmt: skip
+        return {"scene_id": scene_id, "root": files[0]["path"], "files": files}
+
+    @app.get("/scenes/{scene_id}/files/{path:path}", responses=errors)
+    async def scene_file(scene_id: str, path: str) -> FileResponse:
+        allowed = {p.relative_to(ASSETS).as_posix(): p for p in scene_files(scene_id)}
+        if path not in allowed:  # a whitelist: no path ever reaches the filesystem unchecked
+            raise UnknownNameError("file", path, [])
+        return FileResponse(allowed[path])
+
+    return app

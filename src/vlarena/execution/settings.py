@@ -1,0 +1,35 @@
+"""Runtime settings of the execution service, from VLA_EXEC_* environment variables."""
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ExecutionSettings(BaseSettings):
+    """Every knob of `vlarena execute`; each field is the env var VLA_EXEC_<NAME>."""
+
+    model_config = SettingsConfigDict(env_prefix="VLA_EXEC_", extra="ignore", frozen=True)
+
+    host: str = "127.0.0.1"  # bind address
+    port: int = Field(8001, ge=0, le=65535)
+    model_paths: str = ""  # comma-separated checkpoint directories served by name
+    presets: str = "vla-flow:small,vla-ar:small"  # random-weight natives (type:preset), "" for none
+    inference_target: str | None = None  # host:port of a gRPC inference server for more models
+    inference_token: SecretStr | None = None  # its bearer token, if it needs one
+    device: str = "cpu"
+    max_concurrent_episodes: int = Field(2, ge=1, le=64)  # episodes simulated at once
+    max_waiting_episodes: int = Field(4, ge=0, le=1000)  # queued beyond those, then 503
+    default_max_steps: int = Field(50, ge=1)
+    max_steps_cap: int = Field(200, ge=1, le=500)
+    horizon: int | None = Field(None, ge=1)  # actions of a chunk run open-loop (None: all)
+    stored_async_episodes: int = Field(256, ge=1)  # finished async episodes kept for polling
+
+    @property
+    def checkpoints(self) -> list[Path]:
+        return [Path(p.strip()) for p in self.model_paths.split(",") if p.strip()]
+
+    @property
+    def preset_models(self) -> list[tuple[str, str]]:
+        pairs = [p.strip().split(":", 1) for p in self.presets.split(",") if p.strip()]
+        return [(kind, preset) for kind, preset in pairs]
