@@ -50,6 +50,10 @@ class SaturatedError(VLArenaError):
     """Every episode slot and waiting place is taken; retry later."""
 
 
+class PolicyOutputError(VLArenaError):
+    """A policy answered with something unusable (wrong shape, NaN, empty)."""
+
+
 class ModelLoadError(VLArenaError):
     """A model exists in the catalog but could not be loaded."""
 

@@ -4,6 +4,7 @@ import asyncio
 import hashlib
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import pytest
 
 from tests.execution.conftest import StartService
 from tests.serving.conftest import StartServer
+from vlarena.policies import PRESETS, FlowVLAPolicy
 
 
 def body(**overrides: Any) -> dict[str, Any]:
@@ -29,7 +31,7 @@ def test_execute_with_the_scripted_expert(start_service: StartService) -> None:
     assert data["metadata"]["early_termination"] is True
     assert len(data["actions"]) == len(data["states"]) == data["metadata"]["num_steps"]
     assert len(data["actions"][0]) == 8
-    assert set(data["states"][0]) == {"qpos", "qvel", "time"}
+    assert set(data["states"][0]) == {"qpos", "qvel", "time", "inference_ms"}
     assert data["metadata"]["max_steps"] == 60
     assert data["task"] == {"kind": "lift", "color": "red", "other": None, "side": None}
     assert data["seed"] == 3
@@ -52,7 +54,7 @@ def test_same_seed_same_start_for_two_models(start_service: StartService) -> Non
 @pytest.mark.parametrize(
     ("overrides", "status", "error", "detail"),
     [
-        ({"model_id": "octo-small"}, 404, "not_found", "unknown model 'octo-small'; valid:"),
+        ({"model_id": "octo-small"}, 404, "not_found", "unknown model 'octo-small'; valid: arm7"),
         ({"robot_id": "ur5"}, 404, "not_found", "unknown robot 'ur5'; valid: franka"),
         ({"scene_id": "kitchen"}, 404, "not_found", "unknown scene 'kitchen'; valid: bin, table"),
         ({"instruction": ""}, 422, "invalid_request", "instruction"),
@@ -60,18 +62,35 @@ def test_same_seed_same_start_for_two_models(start_service: StartService) -> Non
         ({"max_steps": 0}, 422, "invalid_request", "max_steps"),
         ({"seed": -1}, 422, "invalid_request", "seed"),
         ({"instruction": "x" * 501}, 422, "invalid_request", "instruction"),
+        ({"seed": True}, 422, "invalid_request", "seed"),
+        ({"instruction": "put the red cube in the bin"}, 422, "invalid_request", "needs a bin"),
+        ({"model_id": "arm7"}, 422, "invalid_request", "action_dim 7 and state_dim 9"),
     ],
 )
-def test_errors_have_a_json_body(start_service: StartService, overrides: dict[str, Any],
-                                 status: int, error: str, detail: str) -> None:  # fmt: skip
-    reply = start_service().post("/execute", json=body(**overrides))
+def test_errors_have_a_json_body(start_service: StartService, arm7_checkpoint: Path,
+                                 overrides: dict[str, Any], status: int, error: str,
+                                 detail: str) -> None:  # fmt: skip
+    client = start_service(model_paths=str(arm7_checkpoint))
+    reply = client.post("/execute", json=body(**overrides))
     assert reply.status_code == status
     assert reply.json()["error"] == error
     assert detail in reply.json()["detail"]
 
 
+@pytest.fixture(scope="module")
+def arm7_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model for a 7-dof arm: it cannot drive the Panda's 8-dim action."""
+    path = tmp_path_factory.mktemp("arm7") / "arm7"
+    FlowVLAPolicy.create(replace(PRESETS["tiny"], action_dim=7), "arm7").save(path)
+    return path
+
+
 def test_malformed_json_and_missing_fields(start_service: StartService) -> None:
     client = start_service()
+    wrong_method = client.get("/execute")
+    assert wrong_method.status_code == 405
+    assert wrong_method.json()["error"] == "method_not_allowed"
+    assert client.get("/nowhere").json()["error"] == "not_found"
     reply = client.post(
         "/execute", content=b"{not json", headers={"content-type": "application/json"}
     )

@@ -9,7 +9,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 from tests.serving.conftest import StartServer
-from vlarena.errors import InvalidObservationError
+from vlarena.errors import InvalidObservationError, PolicyOutputError
 from vlarena.policies import PRESETS, FlowVLAPolicy
 from vlarena.serving.client import ClientOptions, VLAClient
 from vlarena.sim import (
@@ -21,6 +21,7 @@ from vlarena.sim import (
     run_episode,
 )
 from vlarena.sim.world import COLORS
+from vlarena.types import ActionChunk
 
 PAIRS = list(itertools.permutations(COLORS, 2))
 TASKS = [
@@ -105,6 +106,19 @@ def test_policy_needing_a_missing_camera_is_refused() -> None:
     controller = PolicyController(policy.info, lambda o, s: policy.predict([o], [s])[0])
     with pytest.raises(InvalidObservationError, match=r"needs cameras \['top'\]"):
         run_episode(FrankaWorld("table"), controller, "touch the red cube", 0)
+
+
+@pytest.mark.parametrize("bad", [np.zeros((0, 8)), np.zeros((4, 7)), np.full((4, 8), np.nan)])
+def test_unusable_policy_output_is_refused(bad: np.ndarray) -> None:
+    info = FlowVLAPolicy.create(PRESETS["tiny"], "tiny").info
+    controller = PolicyController(info, lambda o, s: ActionChunk(bad.astype(np.float32), 1.0, "x"))
+    with pytest.raises(PolicyOutputError, match="returned actions of shape"):
+        run_episode(FrankaWorld("table"), controller, "touch the red cube", 0)
+
+
+def test_bin_task_needs_a_bin_scene() -> None:
+    with pytest.raises(InvalidObservationError, match="needs a bin"):
+        run_episode(FrankaWorld("table"), ExpertController(), "put the red cube in the bin", 0)
 
 
 def test_gym_env() -> None:

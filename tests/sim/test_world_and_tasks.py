@@ -82,6 +82,12 @@ def test_render_both_cameras(world: FrankaWorld) -> None:
         ("put the red cube beside the blue cube", Task("next_to", "red", "blue")),
         ("drop the green cube into the bin", Task("bin", "green")),
         ("dance a little", Task(None)),
+        ("pick up the red cube and put it on the blue cube", Task("stack", "red", "blue")),
+        ("grab a green block and drop it into the bin", Task("bin", "green")),
+        ("push the red cube to the left of the blue cube", Task(None)),
+        ("do not touch the red cube", Task(None)),
+        ("input the red cube on the blue cube", Task(None)),
+        ("pick up a blue cube", Task("lift", "blue")),
         ("put the red cube on the red cube", Task(None)),
     ],
 )
@@ -127,6 +133,15 @@ def test_success_checks(world: FrankaWorld, text: str, arrange: str | None,
     elif arrange == "left":
         _place(world, "red", (red[0], red[1] + 0.12, 0.02))
     assert checker(world) is expected
+
+
+def test_next_to_needs_the_cube_moved(world: FrankaWorld) -> None:
+    world.reset(3)
+    blue = world.cube("blue").position
+    _place(world, "red", (blue[0], blue[1] + 0.08, 0.02))  # already beside it at the start
+    checker = SuccessChecker(parse_instruction("put the red cube next to the blue cube"))
+    checker.begin(world)
+    assert checker(world) is False
 
 
 def test_bin_success(world: FrankaWorld) -> None:

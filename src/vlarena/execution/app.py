@@ -18,18 +18,22 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from vlarena import __version__
 from vlarena.errors import (
     InvalidObservationError,
     ModelLoadError,
+    PolicyOutputError,
     SaturatedError,
     UnknownNameError,
     VLArenaError,
 )
 from vlarena.execution.catalog import ModelCatalog
 from vlarena.execution.settings import ExecutionSettings
-from vlarena.sim import ROBOTS, SCENES, Episode, FrankaWorld, run_episode
+from vlarena.sim import ROBOTS, SCENES, Episode, FrankaWorld, parse_instruction, run_episode
+from vlarena.sim.tasks import check_scene
+from vlarena.sim.world import CAMERAS
 
 log = logging.getLogger(__name__)
 ASSETS = next(iter(SCENES.values())).parent
@@ -42,14 +46,15 @@ class ExecuteRequest(BaseModel):
     robot_id: str = Field(min_length=1, max_length=50)
     scene_id: str = Field(min_length=1, max_length=50)
     instruction: str = Field(min_length=1, max_length=500)
-    seed: int | None = Field(None, ge=0, le=2**31 - 1)  # same seed → same start state
-    max_steps: int | None = Field(None, ge=1)  # default and cap come from the settings
+    seed: int | None = Field(None, ge=0, le=2**31 - 1, strict=True)  # same seed → same start
+    max_steps: int | None = Field(None, ge=1, strict=True)  # default and cap: the settings
 
 
 class State(BaseModel):
     qpos: list[float]
     qvel: list[float]
     time: float
+    inference_ms: float  # latency of the model call that produced this step's action (0: reused)
 
 
 class Metadata(BaseModel):
@@ -108,6 +113,7 @@ _STATUS: list[tuple[type[VLArenaError], int, str]] = [
     (InvalidObservationError, 422, "invalid_request"),
     (SaturatedError, 503, "saturated"),
     (ModelLoadError, 500, "model_loading_failed"),
+    (PolicyOutputError, 502, "inference_failed"),
 ]
 
 
@@ -145,27 +151,29 @@ class EpisodeService:
         self._worlds = threading.local()  # each worker thread keeps its own scenes (and GL)
         self.jobs: OrderedDict[str, _Job] = OrderedDict()
 
-    def validate(self, request: ExecuteRequest) -> int:
-        """Check ids and the step budget; returns the max_steps to use."""
+    def admit(self, request: ExecuteRequest) -> int:
+        """Check the request and take an episode slot (release with `run`); returns max_steps."""
         if request.robot_id not in ROBOTS:
             raise UnknownNameError("robot", request.robot_id, ROBOTS)
         if request.scene_id not in SCENES:
             raise UnknownNameError("scene", request.scene_id, SCENES)
+        check_scene(parse_instruction(request.instruction), request.scene_id)
         self.catalog.check(request.model_id)
         steps = request.max_steps or self.settings.default_max_steps
         if steps > self.settings.max_steps_cap:
             raise InvalidObservationError(
                 f"max_steps {steps} exceeds the cap of {self.settings.max_steps_cap}"
             )
-        return steps
-
-    async def execute(self, request: ExecuteRequest, job: _Job | None = None) -> ExecuteResponse:
-        max_steps = self.validate(request)
         if self.admitted >= self._limit:
             raise SaturatedError(
                 f"{self.admitted} episodes running or waiting (limit {self._limit}); retry later"
             )
         self.admitted += 1
+        return steps
+
+    async def run(self, request: ExecuteRequest, max_steps: int, job: _Job | None = None
+                  ) -> ExecuteResponse:  # fmt: skip
+        """Simulate an admitted request on a worker thread, then free its slot."""
         try:
             loop = asyncio.get_running_loop()
             episode = await loop.run_in_executor(self._pool, self._run, request, max_steps, job)
@@ -191,21 +199,21 @@ class EpisodeService:
                            self.settings.horizon, progress)  # fmt: skip
 
     def submit(self, request: ExecuteRequest) -> str:
-        """Start an episode in the background; poll it by id."""
-        max_steps = self.validate(request)
-        if self.admitted >= self._limit:
-            raise SaturatedError(f"{self.admitted} episodes running or waiting; retry later")
+        """Start an admitted episode in the background; poll it by id."""
+        job = _Job(self.admit(request))
         job_id = uuid.uuid4().hex
-        job = _Job(max_steps)
 
         async def run() -> None:
             try:
-                job.result = await self.execute(request, job)
+                job.result = await self.run(request, job.max_steps, job)
                 job.status = "done"
-            except Exception as exc:
-                body = error_response(exc).body
-                job.error = ErrorBody.model_validate_json(bytes(body))
+            except BaseException as exc:  # cancelled at shutdown too: never left "running"
+                body = error_response(exc if isinstance(exc, Exception) else SaturatedError(
+                    "the service stopped before the episode ran"))  # fmt: skip
+                job.error = ErrorBody.model_validate_json(bytes(body.body))
                 job.status = "failed"
+                if not isinstance(exc, Exception):
+                    raise
 
         job.task = asyncio.get_running_loop().create_task(run())
         self.jobs[job_id] = job
@@ -224,7 +232,10 @@ def _response(episode: Episode) -> ExecuteResponse:
     task = episode.task
     return ExecuteResponse(
         actions=[s.action for s in episode.steps],
-        states=[State(qpos=s.qpos, qvel=s.qvel, time=s.time_s) for s in episode.steps],
+        states=[
+            State(qpos=s.qpos, qvel=s.qvel, time=s.time_s, inference_ms=s.inference_ms)
+            for s in episode.steps
+        ],
         duration_ms=episode.duration_ms,
         metadata=Metadata(
             num_steps=len(episode.steps),
@@ -284,6 +295,11 @@ def create_app(settings: ExecutionSettings | None = None) -> FastAPI:
         )
         return JSONResponse({"error": "invalid_request", "detail": detail}, status_code=422)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        name = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "bad_request")
+        return JSONResponse({"error": name, "detail": str(exc.detail)}, exc.status_code)
+
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:
         return error_response(exc)
@@ -291,7 +307,7 @@ def create_app(settings: ExecutionSettings | None = None) -> FastAPI:
     @app.post("/execute", response_model=ExecuteResponse, responses=errors)
     async def execute(request: ExecuteRequest) -> ExecuteResponse:
         """Run one episode and return its actions, states, timing and outcome."""
-        return await service.execute(request)
+        return await service.run(request, service.admit(request))
 
     @app.post("/episodes", status_code=202, responses=errors)
     async def start_episode(request: ExecuteRequest) -> dict[str, str]:
@@ -320,7 +336,7 @@ def create_app(settings: ExecutionSettings | None = None) -> FastAPI:
 
     @app.get("/scenes")
     async def scenes() -> list[dict[str, Any]]:
-        return [{"scene_id": s, "robot_ids": list(ROBOTS), "cameras": ["front", "wrist"],
+        return [{"scene_id": s, "robot_ids": list(ROBOTS), "cameras": list(CAMERAS),
                  "manifest_url": f"/scenes/{s}/manifest"} for s in SCENES]  # fmt: skip
 
     @app.get("/scenes/{scene_id}/manifest", responses=errors)

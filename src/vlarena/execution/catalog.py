@@ -101,5 +101,5 @@ class ModelCatalog:
         except grpc.RpcError as exc:
             if exc.code() == grpc.StatusCode.NOT_FOUND:
                 raise UnknownNameError("model", name, [e.name for e in self.entries()]) from None
-            raise ModelLoadError(f"inference server: {exc.code().name}: {exc.details()}") from None
+            raise  # unreachable or failing server: 502 inference_failed
         return PolicyController(info, lambda o, s: remote.predict(o, model=name, seed=s).chunk)

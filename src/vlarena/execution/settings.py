@@ -2,8 +2,10 @@
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from vlarena.sim.runner import MAX_STEPS_CAP
 
 
 class ExecutionSettings(BaseSettings):
@@ -21,9 +23,23 @@ class ExecutionSettings(BaseSettings):
     max_concurrent_episodes: int = Field(2, ge=1, le=64)  # episodes simulated at once
     max_waiting_episodes: int = Field(4, ge=0, le=1000)  # queued beyond those, then 503
     default_max_steps: int = Field(50, ge=1)
-    max_steps_cap: int = Field(200, ge=1, le=500)
+    max_steps_cap: int = Field(200, ge=1, le=MAX_STEPS_CAP)
     horizon: int | None = Field(None, ge=1)  # actions of a chunk run open-loop (None: all)
     stored_async_episodes: int = Field(256, ge=1)  # finished async episodes kept for polling
+
+    @field_validator("presets")
+    @classmethod
+    def _preset_pairs(cls, value: str) -> str:
+        for item in filter(None, (p.strip() for p in value.split(","))):
+            if item.count(":") != 1:
+                raise ValueError(f"preset {item!r} must look like TYPE:PRESET, e.g. vla-flow:small")
+        return value
+
+    @model_validator(mode="after")
+    def _default_within_cap(self) -> "ExecutionSettings":
+        if self.default_max_steps > self.max_steps_cap:
+            raise ValueError("VLA_EXEC_DEFAULT_MAX_STEPS exceeds VLA_EXEC_MAX_STEPS_CAP")
+        return self
 
     @property
     def checkpoints(self) -> list[Path]:

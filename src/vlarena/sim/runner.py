@@ -7,25 +7,27 @@ seam) or the scripted expert. The same seed gives the same start state for every
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import mujoco
 import numpy as np
 
-from vlarena.errors import InvalidObservationError
+from vlarena.errors import InvalidObservationError, PolicyOutputError
 from vlarena.sim.expert import ScriptedExpert
-from vlarena.sim.tasks import SuccessChecker, Task, parse_instruction
-from vlarena.sim.world import FrankaWorld
+from vlarena.sim.tasks import SuccessChecker, Task, check_scene, parse_instruction
+from vlarena.sim.world import CAMERAS, FrankaWorld
 from vlarena.types import ActionChunk, ModelInfo, Observation, RobotState
 
 MAX_STEPS_CAP = 500
+ACTION_DIM = 8  # 7 arm joint targets + gripper
+STATE_DIM = 9  # 7 arm joints + 2 finger slides
 
 
 @dataclass(frozen=True)
 class StepRecord:
     """One control step."""
 
-    action: list[float]  # the 8 values applied
+    action: list[float]  # the 8 values applied (after clipping to the joint and grip limits)
     qpos: list[float]  # robot joint positions after the step
     qvel: list[float]  # robot joint velocities after the step
     time_s: float  # simulated time after the step
@@ -76,13 +78,7 @@ class PolicyController(Controller):
         self._seed = 0
 
     def start(self, world: FrankaWorld, task: Task, seed: int) -> str:
-        cameras = {world.model.camera(i).name for i in range(world.model.ncam)}
-        missing = set(self._info.camera_names) - cameras
-        if missing:
-            raise InvalidObservationError(
-                f"model {self._info.name!r} needs cameras {sorted(missing)} that scene "
-                f"{world.scene_id!r} lacks (it has {sorted(cameras)})"
-            )
+        check_fits(self._info, world)
         self._seed = seed
         return self._info.name
 
@@ -93,7 +89,31 @@ class PolicyController(Controller):
         }
         state = RobotState(world.qpos.astype(np.float32), world.qvel.astype(np.float32))
         obs = Observation(images, state, instruction, "franka", world.time_s)
-        return self._predict(obs, self._seed * 1000 + step)  # noise seed: reproducible episodes
+        started = time.perf_counter()
+        chunk = self._predict(obs, self._seed * 1000 + step)  # noise seed: reproducible episodes
+        # The latency a robot sees: model time in-process, plus transport through a server.
+        waited_ms = (time.perf_counter() - started) * 1000.0
+        return replace(chunk, inference_time_ms=max(waited_ms, chunk.inference_time_ms))
+
+
+def check_fits(info: ModelInfo, world: FrankaWorld) -> None:
+    """Raise InvalidObservationError unless the model can drive this robot in this scene."""
+    problems = []
+    if info.action_dim != ACTION_DIM or info.state_dim != STATE_DIM:
+        problems.append(f"it has action_dim {info.action_dim} and state_dim {info.state_dim}, "
+                        f"the Panda needs {ACTION_DIM} and {STATE_DIM}")  # fmt: skip
+    if "franka" not in info.embodiments:
+        problems.append(f"it supports {list(info.embodiments)}, not 'franka'")
+    missing = sorted(set(info.camera_names) - set(CAMERAS))
+    if missing:
+        problems.append(f"it needs cameras {missing}; scene {world.scene_id!r} has {CAMERAS}")
+    width, height = world.model.vis.global_.offwidth, world.model.vis.global_.offheight
+    if info.image_width > width or info.image_height > height:
+        problems.append(
+            f"its {info.image_height}x{info.image_width} images exceed {height}x{width}"
+        )
+    if problems:
+        raise InvalidObservationError(f"model {info.name!r} cannot run here: {'; '.join(problems)}")
 
 
 class ExpertController(Controller):
@@ -127,8 +147,9 @@ def run_episode(
     if not 1 <= max_steps <= MAX_STEPS_CAP:
         raise InvalidObservationError(f"max_steps must be in 1..{MAX_STEPS_CAP}")
     started = time.perf_counter()
-    world.reset(seed)
     task = parse_instruction(instruction)
+    check_scene(task, world.scene_id)
+    world.reset(seed)
     checker = SuccessChecker(task)
     checker.begin(world)
     model_id = controller.start(world, task, seed)
@@ -136,12 +157,17 @@ def run_episode(
                       initial_qpos=world.data.qpos.tolist())  # fmt: skip
     while len(episode.steps) < max_steps and not episode.early_termination:
         chunk = controller.next_chunk(world, instruction, len(episode.steps))
-        episode.inference_ms += chunk.inference_time_ms
         actions = chunk.actions[: horizon or len(chunk.actions)]
+        if len(actions) == 0 or actions.shape[1] != ACTION_DIM or not np.isfinite(actions).all():
+            raise PolicyOutputError(
+                f"model {model_id!r} returned actions of shape {chunk.actions.shape} "
+                f"(need n>0 x {ACTION_DIM}, finite)"
+            )
+        episode.inference_ms += chunk.inference_time_ms
         for i, action in enumerate(actions):
-            world.step(action.astype(np.float64))
+            applied = world.step(action.astype(np.float64))
             episode.steps.append(StepRecord(
-                action.tolist(), world.qpos.tolist(), world.qvel.tolist(), world.time_s,
+                applied.tolist(), world.qpos.tolist(), world.qvel.tolist(), world.time_s,
                 chunk.inference_time_ms if i == 0 else 0.0,
             ))  # fmt: skip
             if on_step is not None:

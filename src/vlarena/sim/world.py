@@ -16,6 +16,8 @@ from vlarena.errors import UnknownNameError
 
 ASSETS = Path(__file__).parent / "assets"
 SCENES = {"table": ASSETS / "table.xml", "bin": ASSETS / "bin.xml"}
+BIN_SCENES = ("bin",)  # scenes with a bin (the "put ... in the bin" task)
+CAMERAS = ("front", "wrist")
 ROBOTS = ("franka",)
 COLORS = ("red", "green", "blue")
 ARM_JOINTS = 7
@@ -77,20 +79,22 @@ class FrankaWorld:
             self.data.qpos[adr + 3 : adr + 7] = [np.cos(yaw / 2), 0.0, 0.0, np.sin(yaw / 2)]
         mujoco.mj_forward(self.model, self.data)
 
-    def step(self, action: NDArray[np.float64]) -> None:
-        """Apply one 8-dim action for 1/CONTROL_HZ seconds of physics."""
+    def step(self, action: NDArray[np.float64]) -> NDArray[np.float64]:
+        """Apply one 8-dim action for 1/CONTROL_HZ seconds; returns it as applied (clipped)."""
         action = np.asarray(action, dtype=np.float64)
         if action.shape != (ARM_JOINTS + 1,) or not np.isfinite(action).all():
             raise ValueError(f"action must be 8 finite values, got shape {action.shape}")
         start = self.data.ctrl[:ARM_JOINTS].copy()
         goal = np.clip(action[:ARM_JOINTS], *self._arm_range.T)
-        self.data.ctrl[ARM_JOINTS] = 255.0 * float(np.clip(action[ARM_JOINTS], 0.0, 1.0))
+        grip = float(np.clip(action[ARM_JOINTS], 0.0, 1.0))
+        self.data.ctrl[ARM_JOINTS] = 255.0 * grip
         # Like a robot's trajectory interpolator: ramp the joint targets over the control period
         # instead of jumping, so a held object is not shaken loose.
         chunk = self.substeps // INTERPOLATION_SLICES
         for i in range(1, INTERPOLATION_SLICES + 1):
             self.data.ctrl[:ARM_JOINTS] = start + (goal - start) * i / INTERPOLATION_SLICES
             mujoco.mj_step(self.model, self.data, nstep=chunk)
+        return np.append(goal, grip)
 
     @property
     def qpos(self) -> NDArray[np.float64]:
