@@ -15,17 +15,9 @@ from benchmarks.common import time_calls
 from vlarena.execution.app import create_app
 from vlarena.execution.settings import ExecutionSettings
 from vlarena.sim import ExpertController, FrankaWorld, run_episode
+from vlarena.sim.tasks import EXAMPLES
 from vlarena.sim.world import COLORS
 
-TASKS = [
-    ("table", "touch the {a} cube"),
-    ("table", "push the {a} cube to the left"),
-    ("table", "push the {a} cube to the right"),
-    ("table", "pick up the {a} cube"),
-    ("table", "put the {a} cube on the {b} cube"),
-    ("table", "put the {a} cube next to the {b} cube"),
-    ("bin", "put the {a} cube in the bin"),
-]
 EXPERT_SEEDS = 100
 
 
@@ -48,9 +40,9 @@ def _speed(samples: int) -> list[str]:
 
 def _expert(progress: Progress) -> list[str]:
     pairs = list(itertools.permutations(COLORS, 2))
-    task = progress.add_task("expert over 100 seeds", total=len(TASKS) * EXPERT_SEEDS)
+    task = progress.add_task("expert over 100 seeds", total=len(EXAMPLES) * EXPERT_SEEDS)
     rows = []
-    for scene, template in TASKS:
+    for scene, template in EXAMPLES:
         world = FrankaWorld(scene)
         successes, steps = 0, 0
         for seed in range(EXPERT_SEEDS):

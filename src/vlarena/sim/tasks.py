@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from vlarena.errors import InvalidObservationError
-from vlarena.sim.world import BIN_SCENES, COLORS, CUBE_HALF_M, FrankaWorld
+from vlarena.sim.world import BIN_SCENES, CUBE_HALF_M, FrankaWorld
 
 TOUCH_DISTANCE_M = 0.045  # grip point to cube centre
 PUSH_DISTANCE_M = 0.08  # displacement toward the named side
@@ -121,14 +121,14 @@ class SuccessChecker:
         return bool(NEXT_TO_M[0] <= gap <= NEXT_TO_M[1] and resting and released and moved)
 
 
-def describe(colors: tuple[str, ...] = COLORS) -> list[str]:
-    """One example instruction per task kind (for UIs and docs)."""
-    a, b = colors[0], colors[1]
-    return [
-        f"touch the {a} cube",
-        f"push the {a} cube to the left",
-        f"pick up the {a} cube",
-        f"put the {a} cube on the {b} cube",
-        f"put the {a} cube next to the {b} cube",
-        f"put the {a} cube in the bin",
-    ]
+# One instruction template per task, with the scene it needs ({a}, {b}: colours); for tests,
+# benchmarks, UIs and docs.
+EXAMPLES: list[tuple[str, str]] = [
+    ("table", "touch the {a} cube"),
+    ("table", "push the {a} cube to the left"),
+    ("table", "push the {a} cube to the right"),
+    ("table", "pick up the {a} cube"),
+    ("table", "put the {a} cube on the {b} cube"),
+    ("table", "put the {a} cube next to the {b} cube"),
+    ("bin", "put the {a} cube in the bin"),
+]
