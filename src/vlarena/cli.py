@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from vlarena.errors import VLArenaError, describe_validation
+from vlarena.errors import UnknownNameError, VLArenaError, describe_validation
 from vlarena.policies import (
     PRESETS,
     DeviceConfig,
@@ -214,3 +214,37 @@ def execute() -> None:
         console.print(f"[red]error:[/red] invalid VLA_EXEC_* settings: {describe_validation(exc)}")
         raise typer.Exit(code=2) from None
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+
+
+@app.command(name="profile")
+def profile_command(
+    family: Annotated[str, typer.Option(help="native policy type")] = "vla-flow",
+    preset: Annotated[str, typer.Option(help="size preset")] = "small",
+    views: Annotated[str, typer.Option(help="camera counts, e.g. 1..5 or 1,3")] = "1..5",
+    samples: Annotated[int, typer.Option(min=1, help="timed calls per stage")] = 50,
+    expert_hz: Annotated[float, typer.Option(help="wanted action-expert rate")] = 10.0,
+    sensor_hz: Annotated[float, typer.Option(help="rate of the high-rate sensor")] = 650.0,
+    out: Annotated[Path | None, typer.Option(help="also write the JSON here")] = None,
+) -> None:
+    """Time feature extraction and the action expert per view count (seed 003); JSON out."""
+    import json
+
+    from vlarena.runtime.profiler import profile
+
+    natives = native_policy_types()
+    try:
+        if family not in natives:
+            raise UnknownNameError("native policy type", family, natives)
+        low, _, high = views.partition("..")
+        counts = (
+            list(range(int(low), int(high) + 1)) if high else [int(v) for v in views.split(",")]
+        )
+        report = profile(natives[family], get_preset(preset), counts, samples, expert_hz, sensor_hz)
+    except VLArenaError as exc:
+        raise _fail(exc) from None
+    except ValueError:
+        raise typer.BadParameter(f"views {views!r}: use N..M or N,M,...") from None
+    text = json.dumps(report, indent=2)
+    if out is not None:
+        out.write_text(text + "\n", encoding="utf-8")
+    typer.echo(text)

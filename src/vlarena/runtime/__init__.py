@@ -1,6 +1,26 @@
 """Runtime: how policies are driven (batching, warm-up); knows policies, not transports."""
 
 from vlarena.runtime.batching import DynamicBatcher, Served
+from vlarena.runtime.dualrate import (
+    DualRateConfig,
+    DualRateRuntime,
+    ExpertOutput,
+    Features,
+    LoopReport,
+    run_loop,
+)
+from vlarena.runtime.sensors import SensorRing
 from vlarena.runtime.warmup import warmup
 
-__all__ = ["DynamicBatcher", "Served", "warmup"]
+__all__ = [
+    "DualRateConfig",
+    "DualRateRuntime",
+    "DynamicBatcher",
+    "ExpertOutput",
+    "Features",
+    "LoopReport",
+    "SensorRing",
+    "Served",
+    "run_loop",
+    "warmup",
+]

@@ -1,0 +1,234 @@
+"""Dual-rate inference (seed 003): the slow vision-language stage refreshes features in the
+background at `vlm_update_hz`; the fast action stage runs at `action_expert_hz` on the newest
+features plus the latest proprioception and sensor window.
+
+Every output carries the version and age of the features it used. Past `max_feature_age_s` the
+`stale` setting decides: "use" them anyway (flagged), "hold" the previous output (no new
+inference), or "wait" for fresher features (up to `wait_timeout_s`). Before the first features
+exist, `cold_start` decides: "wait" for them, or "idle" (no action: the robot holds still).
+"""
+
+import collections
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from vlarena.errors import ConfigError, DeadlineExceededError
+from vlarena.policies import Policy, SplitPolicy, VLFeatures
+from vlarena.types import ActionChunk, Observation, RobotState
+
+Clock = Callable[[], float]
+
+
+@dataclass(frozen=True)
+class DualRateConfig:
+    """Rates, staleness rules and thread budget of a dual-rate runtime."""
+
+    vlm_update_hz: float = 3.33  # how often a feature refresh starts (seed: 3.33 single view)
+    action_expert_hz: float = 10.0  # fixed rate of the action stage
+    max_feature_age_s: float = 2.0  # features older than this are stale
+    stale: str = "use"  # past the bound: "use" (flagged), "hold" or "wait"
+    cold_start: str = "wait"  # before the first features: "wait" or "idle"
+    wait_timeout_s: float = 5.0  # the longest "wait" blocks before DeadlineExceededError
+    vlm_threads: int = 1  # torch intra-op threads of the feature worker
+    expert_threads: int = 1  # torch intra-op threads of the caller's action stage
+
+    def __post_init__(self) -> None:
+        if not (self.vlm_update_hz > 0 and self.action_expert_hz > 0):
+            raise ConfigError("vlm_update_hz and action_expert_hz must be positive")
+        if self.stale not in ("use", "hold", "wait"):
+            raise ConfigError(f"stale must be use, hold or wait, got {self.stale!r}")
+        if self.cold_start not in ("wait", "idle"):
+            raise ConfigError(f"cold_start must be wait or idle, got {self.cold_start!r}")
+        if self.max_feature_age_s <= 0 or self.wait_timeout_s <= 0:
+            raise ConfigError("max_feature_age_s and wait_timeout_s must be positive")
+        if self.vlm_threads < 1 or self.expert_threads < 1:
+            raise ConfigError("thread counts must be at least 1")
+
+
+@dataclass(frozen=True)
+class Features:
+    """A feature snapshot with its provenance."""
+
+    features: VLFeatures
+    version: int  # 1 for the first refresh, then +1 each
+    captured_s: float  # when the observation behind them was taken (runtime clock)
+    ready_s: float  # when they became available
+
+
+@dataclass(frozen=True)
+class ExpertOutput:
+    """What one action-stage call produced, and from which features."""
+
+    chunk: ActionChunk | None  # None: idle before the first features
+    feature_version: int  # 0: none yet
+    feature_age_s: float  # now - captured time of the features used
+    stale: bool  # older than max_feature_age_s
+    held: bool  # repeated the previous output instead of running the expert
+
+
+def _recent() -> collections.deque[float]:
+    return collections.deque(maxlen=1000)
+
+
+@dataclass
+class DualRateStats:
+    """Counters and recent samples for metrics and benchmarks."""
+
+    refreshes: int = 0
+    expert_calls: int = 0
+    missed_deadlines: int = 0  # expert calls slower than one action period
+    refresh_s: collections.deque[float] = field(default_factory=_recent)  # refresh durations
+    expert_s: collections.deque[float] = field(default_factory=_recent)  # expert durations
+    feature_age_s: collections.deque[float] = field(default_factory=_recent)  # at each action
+
+
+class DualRateRuntime:
+    """Seed 003's operations over any policy with the split API."""
+
+    def __init__(
+        self,
+        policy: Policy,
+        config: DualRateConfig | None = None,
+        clock: Clock = time.monotonic,
+        executor: Executor | None = None,
+    ) -> None:
+        if not isinstance(policy, SplitPolicy):
+            raise ConfigError(f"model {policy.info.name!r} does not support split inference")
+        self.policy = policy
+        self._split: SplitPolicy = policy
+        self.config = config or DualRateConfig()
+        self._clock = clock
+        self._executor = executor or ThreadPoolExecutor(1, thread_name_prefix="vlm")
+        self._owns_executor = executor is None
+        self._cond = threading.Condition()
+        self._latest: Features | None = None
+        self._pending: Future[None] | None = None
+        self._last_start = -float("inf")
+        self._last_output: ExpertOutput | None = None
+        self.stats = DualRateStats()
+
+    @property
+    def features(self) -> Features | None:
+        return self._latest
+
+    def should_start_vlm_update(self, now: float | None = None) -> bool:
+        """True when no refresh runs and one period has passed since the last started."""
+        now = self._clock() if now is None else now
+        idle = self._pending is None or self._pending.done()
+        return idle and now - self._last_start >= 1.0 / self.config.vlm_update_hz
+
+    def start_vlm_update(self, observation: Observation) -> bool:
+        """Start a feature refresh in the background; False if one is already running."""
+        if self._pending is not None and not self._pending.done():
+            return False
+        self._last_start = self._clock()
+        self._pending = self._executor.submit(self._refresh, observation, self._last_start)
+        return True
+
+    def _refresh(self, observation: Observation, captured_s: float) -> None:
+        torch.set_num_threads(self.config.vlm_threads)  # per worker thread (OpenMP)
+        started = self._clock()
+        features = self._split.extract_features([observation])
+        ready = self._clock()
+        with self._cond:
+            version = 1 if self._latest is None else self._latest.version + 1
+            self._latest = Features(features, version, captured_s, ready)
+            self.stats.refreshes += 1
+            self.stats.refresh_s.append(ready - started)
+            self._cond.notify_all()
+
+    def _wait_for(self, fresh: Callable[[Features | None], bool]) -> Features:
+        with self._cond:
+            if not self._cond.wait_for(lambda: fresh(self._latest), self.config.wait_timeout_s):
+                raise DeadlineExceededError("no suitable features within wait_timeout_s")
+            assert self._latest is not None
+            return self._latest
+
+    def predict_action(self, state: RobotState, seed: int | None = None) -> ExpertOutput:
+        """Run the action stage now on the newest features and this proprioception."""
+        config = self.config
+        latest = self._latest
+        if latest is None:
+            if config.cold_start == "idle":
+                return ExpertOutput(None, 0, 0.0, stale=False, held=False)
+            latest = self._wait_for(lambda f: f is not None)
+        now = self._clock()
+        stale = now - latest.captured_s > config.max_feature_age_s
+        if stale and config.stale == "hold" and self._last_output is not None:
+            held = self._last_output
+            return ExpertOutput(held.chunk, held.feature_version, now - latest.captured_s,
+                                stale=True, held=True)  # fmt: skip
+        if stale and config.stale == "wait":
+            latest = self._wait_for(
+                lambda f: f is not None and self._clock() - f.captured_s <= config.max_feature_age_s
+            )
+            now = self._clock()
+            stale = False
+        torch.set_num_threads(config.expert_threads)
+        started = self._clock()
+        chunk = self._split.predict_from_features(latest.features, [state], [seed])[0]
+        spent = self._clock() - started
+        age = now - latest.captured_s
+        self.stats.expert_calls += 1
+        self.stats.expert_s.append(spent)
+        self.stats.feature_age_s.append(age)
+        if spent > 1.0 / config.action_expert_hz:
+            self.stats.missed_deadlines += 1
+        output = ExpertOutput(chunk, latest.version, age, stale=stale, held=False)
+        self._last_output = output
+        return output
+
+    def close(self) -> None:
+        if self._owns_executor:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+
+
+@dataclass(frozen=True)
+class LoopReport:
+    """Timing of a fixed-rate control loop."""
+
+    outputs: list[ExpertOutput]
+    periods_s: list[float]  # time between successive loop iterations
+    actions_per_s: float
+
+    def jitter_ms(self, percentile: float) -> float:
+        """Percentile of |period - nominal| in milliseconds."""
+        if not self.periods_s:
+            return 0.0
+        nominal = float(np.median(self.periods_s))
+        deviation = np.abs(np.asarray(self.periods_s) - nominal) * 1000.0
+        return float(np.percentile(deviation, percentile))
+
+
+def run_loop(
+    runtime: DualRateRuntime,
+    observe: Callable[[], Observation],
+    duration_s: float,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Clock = time.monotonic,
+) -> LoopReport:
+    """The seed's main loop: start refreshes when due, act at the fixed expert rate."""
+    period = 1.0 / runtime.config.action_expert_hz
+    start = clock()
+    outputs: list[ExpertOutput] = []
+    ticks: list[float] = []
+    k = 0
+    while clock() - start < duration_s:
+        ticks.append(clock())
+        observation = observe()
+        if runtime.should_start_vlm_update():
+            runtime.start_vlm_update(observation)
+        outputs.append(runtime.predict_action(observation.state))
+        k += 1
+        delay = start + k * period - clock()
+        if delay > 0:
+            sleep(delay)
+    actions = sum(len(o.chunk.actions) for o in outputs if o.chunk is not None and not o.held)
+    elapsed = max(clock() - start, 1e-9)
+    return LoopReport(outputs, list(np.diff(ticks)), actions / elapsed)
