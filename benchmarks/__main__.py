@@ -5,10 +5,15 @@ from pathlib import Path
 
 from rich.progress import Progress
 
-from benchmarks import policies, serving, sim
+from benchmarks import dualrate, policies, serving, sim
 from benchmarks.common import machine_description
 
-SECTIONS = {"policies": policies.run, "serving": serving.run, "sim": sim.run}
+SECTIONS = {
+    "policies": policies.run,
+    "serving": serving.run,
+    "sim": sim.run,
+    "dualrate": dualrate.run,
+}
 
 
 def main() -> None:
