@@ -388,3 +388,23 @@ async def test_failed_warmup_is_reported(start_server: StartServer, raw_stub: St
         assert (status.ready, status.status) == (False, "FAILED")
     finally:
         await server.stop(grace_s=0)
+
+
+async def test_dual_rate_stream(start_server: StartServer) -> None:
+    server = await start_server(dual_rate_vlm_hz=5.0)
+
+    async def observations() -> AsyncIterator[Observation]:
+        for i in range(12):
+            yield obs_for(server, seed=i)
+            await asyncio.sleep(0.05)
+
+    async with AsyncVLAClient(ClientOptions(target=f"127.0.0.1:{server.port}")) as c:
+        replies = [p async for p in c.stream(observations(), dual_rate=True)]
+    assert len(replies) >= 6
+    assert all(p.feature_version >= 1 for p in replies)
+    assert replies[-1].feature_version > replies[0].feature_version  # refreshed in the background
+    assert max(p.feature_age_ms for p in replies) > 0
+    assert all(p.chunk.actions.shape == (4, 8) for p in replies)
+    text = metrics_text(server)
+    assert metric_value(text, 'vla_dual_rate_refreshes_total{model="flow-tiny"}') >= 2
+    assert "vla_dual_rate_feature_age_seconds_bucket" in text

@@ -35,8 +35,8 @@ class DualRateConfig:
     stale: str = "use"  # past the bound: "use" (flagged), "hold" or "wait"
     cold_start: str = "wait"  # before the first features: "wait" or "idle"
     wait_timeout_s: float = 5.0  # the longest "wait" blocks before DeadlineExceededError
-    vlm_threads: int = 1  # torch intra-op threads of the feature worker
-    expert_threads: int = 1  # torch intra-op threads of the caller's action stage
+    vlm_threads: int | None = 1  # torch intra-op threads of the feature worker (None: as is)
+    expert_threads: int | None = 1  # ... of the thread calling predict_action (None: as is)
 
     def __post_init__(self) -> None:
         if not (self.vlm_update_hz > 0 and self.action_expert_hz > 0):
@@ -47,7 +47,7 @@ class DualRateConfig:
             raise ConfigError(f"cold_start must be wait or idle, got {self.cold_start!r}")
         if self.max_feature_age_s <= 0 or self.wait_timeout_s <= 0:
             raise ConfigError("max_feature_age_s and wait_timeout_s must be positive")
-        if self.vlm_threads < 1 or self.expert_threads < 1:
+        if any(n is not None and n < 1 for n in (self.vlm_threads, self.expert_threads)):
             raise ConfigError("thread counts must be at least 1")
 
 
@@ -117,6 +117,11 @@ class DualRateRuntime:
     def features(self) -> Features | None:
         return self._latest
 
+    @property
+    def pending(self) -> "Future[None] | None":
+        """The refresh in flight, if any (await it instead of blocking on cold start)."""
+        return None if self._pending is None or self._pending.done() else self._pending
+
     def should_start_vlm_update(self, now: float | None = None) -> bool:
         """True when no refresh runs and one period has passed since the last started."""
         now = self._clock() if now is None else now
@@ -132,7 +137,8 @@ class DualRateRuntime:
         return True
 
     def _refresh(self, observation: Observation, captured_s: float) -> None:
-        torch.set_num_threads(self.config.vlm_threads)  # per worker thread (OpenMP)
+        if self.config.vlm_threads is not None:
+            torch.set_num_threads(self.config.vlm_threads)  # per worker thread (OpenMP)
         started = self._clock()
         features = self._split.extract_features([observation])
         ready = self._clock()
@@ -170,7 +176,8 @@ class DualRateRuntime:
             )
             now = self._clock()
             stale = False
-        torch.set_num_threads(config.expert_threads)
+        if config.expert_threads is not None:
+            torch.set_num_threads(config.expert_threads)
         started = self._clock()
         chunk = self._split.predict_from_features(latest.features, [state], [seed])[0]
         spent = self._clock() - started

@@ -29,6 +29,8 @@ class Prediction:
     batch_size: int  # requests in the batch it rode in
     sequence: int  # echo of the request's sequence number
     round_trip_ms: float  # measured by the client (0 for streamed replies)
+    feature_version: int = 0  # dual-rate streams: the feature refresh behind this chunk
+    feature_age_ms: float = 0.0  # dual-rate streams: age of those features
 
 
 @dataclass(frozen=True)
@@ -54,16 +56,20 @@ class ClientOptions:
             return None
         return grpc.ssl_channel_credentials(root_certificates=self.root_certificates)
 
-    def request(self, obs: Observation, model: str, seed: int | None, seq: int) -> pb.Observation:
-        return codec.encode_observation(
+    def request(
+        self, obs: Observation, model: str, seed: int | None, seq: int, dual_rate: bool = False
+    ) -> pb.Observation:
+        msg = codec.encode_observation(
             obs, model=model, seed=seed, sequence=seq, jpeg_quality=self.jpeg_quality
         )
+        msg.dual_rate = dual_rate
+        return msg
 
 
 def _prediction(reply: pb.ActionChunk, round_trip_ms: float = 0.0) -> Prediction:
     return Prediction(
         codec.decode_chunk(reply), reply.queue_time_ms, reply.batch_size, reply.sequence,
-        round_trip_ms,
+        round_trip_ms, reply.feature_version, reply.feature_age_ms,
     )  # fmt: skip
 
 
@@ -151,14 +157,17 @@ class AsyncVLAClient:
         return _prediction(reply, (time.perf_counter() - started) * 1000.0)
 
     async def stream(
-        self, observations: AsyncIterable[Observation], *, model: str = ""
+        self, observations: AsyncIterable[Observation], *, model: str = "", dual_rate: bool = False
     ) -> AsyncIterator[Prediction]:
-        """StreamControl: yields a reply for each observation the server got to (newest wins)."""
+        """StreamControl: yields a reply for each observation the server got to (newest wins).
+
+        With `dual_rate`, the server refreshes features in the background and answers at once.
+        """
 
         async def requests() -> AsyncIterator[pb.Observation]:
             seq = 0
             async for obs in observations:
-                yield self.options.request(obs, model, None, seq)
+                yield self.options.request(obs, model, None, seq, dual_rate)
                 seq += 1
 
         call = self._stub.StreamControl(requests(), metadata=self.options.metadata())

@@ -32,6 +32,12 @@ class ServerMetrics:
         self.stream_dropped = Counter("vla_stream_observations_dropped",
                                       "Stream observations superseded by a newer one before "
                                       "inference", registry=r)  # fmt: skip
+        self.feature_age = Histogram(
+            "vla_dual_rate_feature_age_seconds", "Age of the features behind each dual-rate action",
+            ["model"], buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0), registry=r,
+        )  # fmt: skip
+        self.refreshes = Counter("vla_dual_rate_refreshes", "Dual-rate feature refreshes started",
+                                 ["model"], registry=r)  # fmt: skip
         self.queue_depth = Gauge("vla_queue_depth", "Requests waiting to be batched", registry=r)
         self.uptime = Gauge("vla_uptime_seconds", "Seconds since the server started", registry=r)
         self.model = Info("vla_model", "Served models, device and precision", registry=r)

@@ -16,10 +16,10 @@ from prometheus_client import start_http_server
 from vlarena.errors import ConfigError, UnavailableError
 from vlarena.policies import PRESETS, DeviceConfig, Policy, load_policy, native_policy_types
 from vlarena.policies.registry import get_policy_type
-from vlarena.runtime import DynamicBatcher, warmup
+from vlarena.runtime import DualRateConfig, DynamicBatcher, warmup
 from vlarena.serving.auth import TokenAuthInterceptor
 from vlarena.serving.metrics import ServerMetrics
-from vlarena.serving.servicer import InferenceServicer, ServedModel, ServerState
+from vlarena.serving.servicer import InferenceServicer, Pools, ServedModel, ServerState
 from vlarena.serving.settings import ServerSettings
 from vlarena.serving.v1 import inference_pb2 as pb
 from vlarena.serving.v1 import inference_pb2_grpc as pb_grpc
@@ -73,8 +73,10 @@ class InferenceServer:
         self.metrics = ServerMetrics()
         self.state = ServerState()
         self.inference_pool = ThreadPoolExecutor(1, thread_name_prefix="vla-infer")  # per device
-        self._decode_pool = ThreadPoolExecutor(
-            settings.max_workers, thread_name_prefix="vla-decode"
+        self._pools = Pools(
+            decode=ThreadPoolExecutor(settings.max_workers, thread_name_prefix="vla-decode"),
+            inference=self.inference_pool,
+            features=ThreadPoolExecutor(1, thread_name_prefix="vla-features"),
         )
         self._policies = policies
         self._health = health.aio.HealthServicer()
@@ -135,9 +137,13 @@ class InferenceServer:
             [TokenAuthInterceptor(s.auth_token.get_secret_value())] if s.auth_token else []
         )
         server = grpc.aio.server(options=options, interceptors=interceptors)
+        dual_rate = DualRateConfig(
+            vlm_update_hz=s.dual_rate_vlm_hz, max_feature_age_s=s.dual_rate_max_feature_age_s,
+            vlm_threads=None, expert_threads=None,
+        )  # fmt: skip
         servicer = InferenceServicer(
-            self.models, default_model, self.state, self.metrics, self._decode_pool,
-            s.timeout_ms / 1000.0, s.device, s.precision,
+            self.models, default_model, self.state, self.metrics, self._pools,
+            s.timeout_ms / 1000.0, s.device, s.precision, dual_rate,
         )  # fmt: skip
         pb_grpc.add_VLAInferenceServicer_to_server(servicer, server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
@@ -204,8 +210,8 @@ class InferenceServer:
         if self._metrics_http is not None:
             self._metrics_http.shutdown()
             self._metrics_http.server_close()
-        self.inference_pool.shutdown(wait=False, cancel_futures=True)
-        self._decode_pool.shutdown(wait=False, cancel_futures=True)
+        for pool in (self._pools.decode, self._pools.inference, self._pools.features):
+            pool.shutdown(wait=False, cancel_futures=True)
 
     async def wait_for_termination(self) -> None:
         if self._server is not None:

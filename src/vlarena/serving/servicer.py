@@ -8,13 +8,20 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, TypeVar
 
 import grpc
 
-from vlarena.errors import UnavailableError, UnknownNameError, VLArenaError
+from vlarena.errors import (
+    DeadlineExceededError,
+    InvalidObservationError,
+    UnavailableError,
+    UnknownNameError,
+    VLArenaError,
+)
 from vlarena.policies import Policy
-from vlarena.runtime import DynamicBatcher
+from vlarena.runtime import DualRateConfig, DualRateRuntime, DynamicBatcher, Served
 from vlarena.serving import codec
 from vlarena.serving.metrics import ServerMetrics
 from vlarena.serving.status import status_for
@@ -31,6 +38,15 @@ class ServedModel:
 
     policy: Policy
     batcher: DynamicBatcher
+
+
+@dataclass(frozen=True)
+class Pools:
+    """The threads the service hands work to."""
+
+    decode: Executor  # request decoding (JPEG) off the event loop
+    inference: Executor  # the device's single inference worker
+    features: Executor  # dual-rate streams' background feature refreshes
 
 
 @dataclass
@@ -54,16 +70,18 @@ class InferenceServicer(pb_grpc.VLAInferenceServicer):
         default_model: str,
         state: ServerState,
         metrics: ServerMetrics,
-        decode_pool: Executor,
+        pools: Pools,
         timeout_s: float,
         device: str,
         precision: str,
+        dual_rate: DualRateConfig,
     ) -> None:
         self._models = models
         self._default = default_model
         self._state = state
         self._metrics = metrics
-        self._decode_pool = decode_pool
+        self._pools = pools
+        self._dual_rate = dual_rate
         self._timeout_s = timeout_s
         self._device = device
         self._precision = precision
@@ -111,7 +129,9 @@ class InferenceServicer(pb_grpc.VLAInferenceServicer):
         served.batcher.check_capacity()  # refuse overload before spending time on decoding
         loop = asyncio.get_running_loop()
         info = served.policy.info
-        obs = await loop.run_in_executor(self._decode_pool, codec.decode_observation, request, info)
+        obs = await loop.run_in_executor(
+            self._pools.decode, codec.decode_observation, request, info
+        )
         seed = request.seed if request.HasField("seed") else None
         result = await served.batcher.submit(obs, seed, deadline)
         self._metrics.queue_time.labels(info.name).observe(result.queue_time_s)
@@ -137,6 +157,8 @@ class InferenceServicer(pb_grpc.VLAInferenceServicer):
         latest: list[pb.Observation] = []  # at most one: the newest unanswered observation
         arrived = asyncio.Event()
         finished = False
+        mode: str | None = None  # set by the first observation: "batched" or "dual"
+        dual: list[DualRateRuntime] = []  # this stream's dual-rate runtime, once created
 
         async def read() -> None:
             nonlocal finished
@@ -161,17 +183,62 @@ class InferenceServicer(pb_grpc.VLAInferenceServicer):
                     break
                 request = latest.pop()
                 deadline = self._deadline(context)
-                yield await self._guard(
-                    context,
-                    self._label(request.model),
-                    lambda r=request, d=deadline: self._predict(r, d),  # type: ignore[misc]
-                )
+                if mode is None:
+                    mode = "dual" if request.dual_rate else "batched"
+                if mode == "dual":
+                    call = partial(self._predict_dual, dual, request, deadline)
+                else:
+                    call = partial(self._predict, request, deadline)
+                yield await self._guard(context, self._label(request.model), call)
             error = await asyncio.gather(reader, return_exceptions=True)
             if isinstance(error[0], Exception):
                 log.warning("stream message could not be read: %r", error[0])
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "malformed stream message")
         finally:
             reader.cancel()
+            for runtime in dual:
+                runtime.close()
+
+    async def _predict_dual(
+        self, dual: list[DualRateRuntime], request: pb.Observation, deadline: float
+    ) -> pb.ActionChunk:
+        """Answer at once from this stream's newest features, refreshing them in the background."""
+        if not self._state.ready:
+            raise UnavailableError(f"server is {self._state.status.lower()}, not serving")
+        served = self._model(request.model)
+        if not dual:
+            dual.append(DualRateRuntime(served.policy, self._dual_rate,
+                                        executor=self._pools.features))  # fmt: skip
+        runtime = dual[0]
+        if runtime.policy is not served.policy:
+            raise InvalidObservationError("a dual-rate stream serves one model; open another")
+        loop = asyncio.get_running_loop()
+        info = served.policy.info
+        obs = await loop.run_in_executor(
+            self._pools.decode, codec.decode_observation, request, info
+        )
+        if runtime.should_start_vlm_update() and runtime.start_vlm_update(obs):
+            self._metrics.refreshes.labels(info.name).inc()
+        pending = runtime.pending
+        if runtime.features is None and pending is not None:  # cold start: await, don't block
+            try:
+                await asyncio.wait_for(asyncio.wrap_future(pending), deadline - loop.time())
+            except TimeoutError:
+                raise DeadlineExceededError(
+                    "first features not ready before the deadline"
+                ) from None
+        seed = request.seed if request.HasField("seed") else None
+        started = loop.time()
+        out = await loop.run_in_executor(self._pools.inference, runtime.predict_action,
+                                         obs.state, seed)  # fmt: skip
+        compute_s = loop.time() - started
+        assert out.chunk is not None  # cold start "wait" (the default) always yields a chunk
+        self._metrics.feature_age.labels(info.name).observe(out.feature_age_s)
+        self._metrics.compute_time.labels(info.name).observe(compute_s)
+        reply = codec.encode_chunk(Served(out.chunk, 0.0, compute_s, 1), request)
+        reply.feature_version = out.feature_version
+        reply.feature_age_ms = out.feature_age_s * 1000.0
+        return reply
 
     async def GetModelInfo(  # noqa: N802
         self, request: pb.ModelInfoRequest, context: grpc.aio.ServicerContext[Any, Any]

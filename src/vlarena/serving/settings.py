@@ -37,6 +37,9 @@ class ServerSettings(BaseSettings):
     tls_cert: Path | None = None  # PEM certificate; with tls_key, the server speaks TLS
     tls_key: Path | None = None
     drain_timeout_s: float = Field(10.0, ge=0)  # SIGTERM: time to finish in-flight requests
+    # Dual-rate streams (StreamControl with dual_rate set)
+    dual_rate_vlm_hz: float = Field(3.33, gt=0, le=1000)  # feature refreshes per second
+    dual_rate_max_feature_age_s: float = Field(2.0, gt=0)  # older features are flagged stale
     # Metrics
     metrics_enabled: bool = True
     metrics_port: int = Field(9090, ge=0, le=65535)  # 0 picks a free port

@@ -102,6 +102,7 @@ class Observation(_message.Message):
     CLIENT_TIMESTAMP_FIELD_NUMBER: _builtins.int
     SEQUENCE_FIELD_NUMBER: _builtins.int
     SEED_FIELD_NUMBER: _builtins.int
+    DUAL_RATE_FIELD_NUMBER: _builtins.int
     language_instruction: _builtins.str
     """e.g. "pick up the red cube" """
     embodiment_tag: _builtins.str
@@ -114,6 +115,11 @@ class Observation(_message.Message):
     """echoed in the reply"""
     seed: _builtins.int
     """noise seed for a reproducible chunk"""
+    dual_rate: _builtins.bool
+    """StreamControl only, read from the first message: dual-rate mode. The server refreshes this
+    stream's vision-language features in the background and answers every observation at once
+    from the newest features and this observation's joints/sensor window.
+    """
     @_builtins.property
     def images(self) -> _containers.RepeatedCompositeFieldContainer[Global___CameraImage]: ...
     @_builtins.property
@@ -137,10 +143,11 @@ class Observation(_message.Message):
         client_timestamp: _builtins.float = ...,
         sequence: _builtins.int = ...,
         seed: _builtins.int | None = ...,
+        dual_rate: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_seed", b"_seed", "seed", b"seed", "sensor_window", b"sensor_window"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_seed", b"_seed", "client_timestamp", b"client_timestamp", "embodiment_tag", b"embodiment_tag", "images", b"images", "joint_positions", b"joint_positions", "joint_velocities", b"joint_velocities", "language_instruction", b"language_instruction", "model", b"model", "seed", b"seed", "sensor_window", b"sensor_window", "sequence", b"sequence"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_seed", b"_seed", "client_timestamp", b"client_timestamp", "dual_rate", b"dual_rate", "embodiment_tag", b"embodiment_tag", "images", b"images", "joint_positions", b"joint_positions", "joint_velocities", b"joint_velocities", "language_instruction", b"language_instruction", "model", b"model", "seed", b"seed", "sensor_window", b"sensor_window", "sequence", b"sequence"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__seed: _TypeAlias = _typing.Literal["seed"]  # noqa: Y015
     _WhichOneofArgType__seed: _TypeAlias = _typing.Literal["_seed", b"_seed"]  # noqa: Y015
@@ -183,6 +190,8 @@ class ActionChunk(_message.Message):
     SEQUENCE_FIELD_NUMBER: _builtins.int
     BATCH_SIZE_FIELD_NUMBER: _builtins.int
     HAS_CONFIDENCE_FIELD_NUMBER: _builtins.int
+    FEATURE_VERSION_FIELD_NUMBER: _builtins.int
+    FEATURE_AGE_MS_FIELD_NUMBER: _builtins.int
     inference_time_ms: _builtins.float
     """model compute time of the batch this request rode in"""
     queue_time_ms: _builtins.float
@@ -198,6 +207,10 @@ class ActionChunk(_message.Message):
     """size of the batch this request rode in"""
     has_confidence: _builtins.bool
     """whether `confidence` is meaningful"""
+    feature_version: _builtins.int
+    """dual-rate: which feature refresh produced this (0: none)"""
+    feature_age_ms: _builtins.float
+    """dual-rate: age of those features' observation"""
     @_builtins.property
     def actions(self) -> _containers.RepeatedCompositeFieldContainer[Global___Action]:
         """chunk_size future actions"""
@@ -214,10 +227,12 @@ class ActionChunk(_message.Message):
         sequence: _builtins.int = ...,
         batch_size: _builtins.int = ...,
         has_confidence: _builtins.bool = ...,
+        feature_version: _builtins.int = ...,
+        feature_age_ms: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actions", b"actions", "batch_size", b"batch_size", "client_timestamp", b"client_timestamp", "confidence", b"confidence", "has_confidence", b"has_confidence", "inference_time_ms", b"inference_time_ms", "model_id", b"model_id", "queue_time_ms", b"queue_time_ms", "sequence", b"sequence"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actions", b"actions", "batch_size", b"batch_size", "client_timestamp", b"client_timestamp", "confidence", b"confidence", "feature_age_ms", b"feature_age_ms", "feature_version", b"feature_version", "has_confidence", b"has_confidence", "inference_time_ms", b"inference_time_ms", "model_id", b"model_id", "queue_time_ms", b"queue_time_ms", "sequence", b"sequence"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
