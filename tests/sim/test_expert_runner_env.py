@@ -2,6 +2,7 @@
 
 import asyncio
 import itertools
+import time
 from dataclasses import replace
 
 import numpy as np
@@ -11,8 +12,10 @@ from gymnasium.utils.env_checker import check_env
 from tests.serving.conftest import StartServer
 from vlarena.errors import InvalidObservationError, PolicyOutputError
 from vlarena.policies import PRESETS, FlowVLAPolicy
+from vlarena.runtime import DualRateConfig, DualRateRuntime
 from vlarena.serving.client import ClientOptions, VLAClient
 from vlarena.sim import (
+    DualRateController,
     Episode,
     ExpertController,
     FrankaTableEnv,
@@ -22,7 +25,7 @@ from vlarena.sim import (
 )
 from vlarena.sim.tasks import EXAMPLES
 from vlarena.sim.world import COLORS
-from vlarena.types import ActionChunk
+from vlarena.types import ActionChunk, Observation
 
 PAIRS = list(itertools.permutations(COLORS, 2))
 SEEDS = range(6)  # docs/benchmarks.md reports 100 seeds per task
@@ -126,3 +129,34 @@ def test_gym_env() -> None:
     assert env.render().shape == (240, 320, 3)
     check_env(env.unwrapped, skip_render_check=True)
     env.close()
+
+
+@pytest.mark.slow
+def test_realtime_synchronous_policy_lets_the_world_move_on() -> None:
+    policy = FlowVLAPolicy.create(PRESETS["tiny"], "slow")
+
+    def slow_predict(obs: Observation, seed: int) -> ActionChunk:
+        time.sleep(0.25)  # 2.5 control periods of thinking
+        return policy.predict([obs], [seed])[0]
+
+    controller = PolicyController(policy.info, slow_predict)
+    started = time.perf_counter()
+    episode = run_episode(FrankaWorld("table"), controller, "wave", 0, max_steps=10, realtime=True)
+    assert time.perf_counter() - started >= 0.9  # paced to the wall clock
+    assert len(episode.steps) == 10
+    held = [s for s in episode.steps if s.inference_ms == 0.0]
+    assert len(held) >= 4  # periods spent holding while the model thought
+
+
+@pytest.mark.slow
+def test_dual_rate_controller_in_real_time() -> None:
+    policy = FlowVLAPolicy.create(PRESETS["tiny"], "dual")
+    runtime = DualRateRuntime(policy, DualRateConfig(vlm_update_hz=4.0, action_expert_hz=10.0))
+    try:
+        episode = run_episode(FrankaWorld("table"), DualRateController(runtime), "wave", 0,
+                              max_steps=10, horizon=1, realtime=True)  # fmt: skip
+    finally:
+        runtime.close()
+    assert len(episode.steps) == 10
+    assert runtime.stats.refreshes >= 2  # features refreshed while the arm kept acting
+    assert runtime.stats.expert_calls >= 8

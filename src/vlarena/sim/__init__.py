@@ -4,6 +4,7 @@ from vlarena.sim.env import FrankaTableEnv
 from vlarena.sim.expert import ScriptedExpert
 from vlarena.sim.runner import (
     Controller,
+    DualRateController,
     Episode,
     ExpertController,
     PolicyController,
@@ -18,6 +19,7 @@ __all__ = [
     "ROBOTS",
     "SCENES",
     "Controller",
+    "DualRateController",
     "Episode",
     "ExpertController",
     "FrankaTableEnv",

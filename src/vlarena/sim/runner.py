@@ -11,11 +11,13 @@ from dataclasses import dataclass, field, replace
 
 import mujoco
 import numpy as np
+from numpy.typing import NDArray
 
 from vlarena.errors import InvalidObservationError, PolicyOutputError
+from vlarena.runtime import DualRateRuntime
 from vlarena.sim.expert import ScriptedExpert
 from vlarena.sim.tasks import SuccessChecker, Task, check_scene, parse_instruction
-from vlarena.sim.world import CAMERAS, FrankaWorld
+from vlarena.sim.world import CAMERAS, CONTROL_HZ, FrankaWorld
 from vlarena.types import ActionChunk, ModelInfo, Observation, RobotState
 
 MAX_STEPS_CAP = 500
@@ -82,13 +84,17 @@ class PolicyController(Controller):
         self._seed = seed
         return self._info.name
 
-    def next_chunk(self, world: FrankaWorld, instruction: str, step: int) -> ActionChunk:
+    def observe(self, world: FrankaWorld, instruction: str) -> Observation:
+        """Render the model's cameras and read the joints."""
         info = self._info
         images = {
             c: world.render(c, info.image_height, info.image_width) for c in info.camera_names
         }
         state = RobotState(world.qpos.astype(np.float32), world.qvel.astype(np.float32))
-        obs = Observation(images, state, instruction, "franka", world.time_s)
+        return Observation(images, state, instruction, "franka", world.time_s)
+
+    def next_chunk(self, world: FrankaWorld, instruction: str, step: int) -> ActionChunk:
+        obs = self.observe(world, instruction)
         started = time.perf_counter()
         chunk = self._predict(obs, self._seed * 1000 + step)  # noise seed: reproducible episodes
         # The latency a robot sees: model time in-process, plus transport through a server.
@@ -116,6 +122,30 @@ def check_fits(info: ModelInfo, world: FrankaWorld) -> None:
         raise InvalidObservationError(f"model {info.name!r} cannot run here: {'; '.join(problems)}")
 
 
+class DualRateController(Controller):
+    """A split policy in dual-rate mode: features refresh in the background while the action
+    expert answers every call at once from the newest ones (use with horizon=1, realtime=True)."""
+
+    def __init__(self, runtime: DualRateRuntime) -> None:
+        self._runtime = runtime
+        self._policy = PolicyController(runtime.policy.info, lambda o, s: runtime.policy.predict(
+            [o], [s])[0])  # fmt: skip
+        self._seed = 0
+
+    def start(self, world: FrankaWorld, task: Task, seed: int) -> str:
+        self._seed = seed
+        return self._policy.start(world, task, seed)
+
+    def next_chunk(self, world: FrankaWorld, instruction: str, step: int) -> ActionChunk:
+        runtime = self._runtime
+        if runtime.should_start_vlm_update():
+            runtime.start_vlm_update(self._policy.observe(world, instruction))
+        state = RobotState(world.qpos.astype(np.float32), world.qvel.astype(np.float32))
+        out = runtime.predict_action(state, seed=self._seed * 1000 + step)
+        assert out.chunk is not None  # the default cold start waits for the first features
+        return out.chunk
+
+
 class ExpertController(Controller):
     """The scripted expert (privileged: it reads the simulator state), one action per call."""
 
@@ -139,10 +169,14 @@ def run_episode(
     max_steps: int = 50,
     horizon: int | None = None,
     on_step: Callable[[int], None] | None = None,
+    realtime: bool = False,
 ) -> Episode:
     """Run one episode; `horizon` caps how many actions of each chunk run before re-planning.
 
     `on_step(n)` is called after every step with the number of steps done (progress reports).
+    With `realtime`, control steps are paced to the wall clock and the world does not wait
+    for the model: control periods that pass during a call are spent holding the last action,
+    and the arriving chunk skips the actions meant for those periods.
     """
     if not 1 <= max_steps <= MAX_STEPS_CAP:
         raise InvalidObservationError(f"max_steps must be in 1..{MAX_STEPS_CAP}")
@@ -155,28 +189,47 @@ def run_episode(
     model_id = controller.start(world, task, seed)
     episode = Episode(instruction, task, seed, world.scene_id, "franka", model_id, max_steps,
                       initial_qpos=world.data.qpos.tolist())  # fmt: skip
-    while len(episode.steps) < max_steps and not episode.early_termination:
+    period_s = 1.0 / CONTROL_HZ
+    clock_start = time.perf_counter()
+    hold = np.concatenate([world.data.ctrl[:7], [1.0]])
+
+    def record(action: NDArray[np.float64], inference_ms: float) -> bool:
+        """Apply one action; True when the episode is over (success or budget)."""
+        applied = world.step(action)
+        state = (world.qpos.tolist(), world.qvel.tolist(), world.time_s)
+        episode.steps.append(StepRecord(applied.tolist(), *state, inference_ms))
+        if on_step is not None:
+            on_step(len(episode.steps))
+        if checker(world):
+            episode.early_termination = len(episode.steps) < max_steps
+            return True
+        if realtime:
+            time.sleep(max(0.0, clock_start + len(episode.steps) * period_s - time.perf_counter()))
+        return len(episode.steps) >= max_steps
+
+    done = False
+    while not done:
         chunk = controller.next_chunk(world, instruction, len(episode.steps))
-        actions = chunk.actions[: horizon or len(chunk.actions)]
+        actions = chunk.actions
         if len(actions) == 0 or actions.shape[1] != ACTION_DIM or not np.isfinite(actions).all():
             raise PolicyOutputError(
                 f"model {model_id!r} returned actions of shape {chunk.actions.shape} "
                 f"(need n>0 x {ACTION_DIM}, finite)"
             )
         episode.inference_ms += chunk.inference_time_ms
-        for i, action in enumerate(actions):
-            applied = world.step(action.astype(np.float64))
-            episode.steps.append(StepRecord(
-                applied.tolist(), world.qpos.tolist(), world.qvel.tolist(), world.time_s,
-                chunk.inference_time_ms if i == 0 else 0.0,
-            ))  # fmt: skip
-            if on_step is not None:
-                on_step(len(episode.steps))
-            if checker(world):
-                episode.early_termination = len(episode.steps) < max_steps
+        if realtime:  # the world kept moving while the model thought: hold, then skip ahead
+            missed = max(
+                0, int((time.perf_counter() - clock_start) / period_s) - len(episode.steps)
+            )
+            for _ in range(min(missed, len(actions))):
+                if done := record(hold, 0.0):
+                    break
+            actions = actions[missed:]
+        for i, action in enumerate(actions[: horizon or len(actions)]):
+            if done:
                 break
-            if len(episode.steps) >= max_steps:
-                break
+            hold = action.astype(np.float64)
+            done = record(hold, chunk.inference_time_ms if i == 0 else 0.0)
     episode.success = checker(world)
     episode.duration_ms = (time.perf_counter() - started) * 1000.0
     return episode
