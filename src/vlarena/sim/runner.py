@@ -34,6 +34,7 @@ class StepRecord:
     qvel: list[float]  # robot joint velocities after the step
     time_s: float  # simulated time after the step
     inference_ms: float  # model time of the call that produced this action (0 if reused)
+    held: bool = False  # real-time mode: the arm held still while the model was thinking
 
 
 @dataclass
@@ -193,11 +194,11 @@ def run_episode(
     clock_start = time.perf_counter()
     hold = np.concatenate([world.data.ctrl[:7], [1.0]])
 
-    def record(action: NDArray[np.float64], inference_ms: float) -> bool:
+    def record(action: NDArray[np.float64], inference_ms: float, held: bool = False) -> bool:
         """Apply one action; True when the episode is over (success or budget)."""
         applied = world.step(action)
         state = (world.qpos.tolist(), world.qvel.tolist(), world.time_s)
-        episode.steps.append(StepRecord(applied.tolist(), *state, inference_ms))
+        episode.steps.append(StepRecord(applied.tolist(), *state, inference_ms, held))
         if on_step is not None:
             on_step(len(episode.steps))
         if checker(world):
@@ -222,7 +223,7 @@ def run_episode(
                 0, int((time.perf_counter() - clock_start) / period_s) - len(episode.steps)
             )
             for _ in range(min(missed, len(actions))):
-                if done := record(hold, 0.0):
+                if done := record(hold, 0.0, held=True):
                     break
             actions = actions[missed:]
         for i, action in enumerate(actions[: horizon or len(actions)]):
