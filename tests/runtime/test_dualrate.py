@@ -1,6 +1,7 @@
 """Dual-rate runtime: deterministic scheduling on a fake clock, staleness rules, real threads."""
 
 import json
+import time
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from pathlib import Path
@@ -204,3 +205,32 @@ def test_profiler_schema(tmp_path: Path) -> None:
     bad = CliRunner().invoke(app, ["profile", "--family", "gr00t"])
     assert bad.exit_code == 2
     assert "unknown native policy type 'gr00t'" in bad.output
+
+
+class BrokenVision(FlowVLAPolicy):
+    def extract_features(self, observations: Any) -> Any:
+        raise RuntimeError("camera pipeline broke")
+
+
+@pytest.mark.parametrize("warm", [False, True])
+def test_a_failed_refresh_is_raised_not_lost(policy: FlowVLAPolicy, warm: bool) -> None:
+    import concurrent.futures
+
+    broken = BrokenVision.create(PRESETS["tiny"], "broken")
+    executor = concurrent.futures.ThreadPoolExecutor(1)
+    rt = DualRateRuntime(broken, DualRateConfig(wait_timeout_s=10.0), executor=executor)
+    obs = synthetic_observation(broken.info)
+    if warm:  # features exist from a working refresh; the next refresh fails
+        good = DualRateRuntime(policy, executor=ImmediateExecutor())
+        good.start_vlm_update(obs)
+        rt._latest = good.features
+
+    def act_until_it_surfaces() -> None:
+        for _ in range(200):  # the failure surfaces on the next call after it happens
+            rt.predict_action(obs.state)
+            time.sleep(0.01)
+
+    rt.start_vlm_update(obs)
+    with pytest.raises(RuntimeError, match="camera pipeline broke"):
+        act_until_it_surfaces()
+    executor.shutdown()

@@ -134,7 +134,12 @@ class DualRateRuntime:
             return False
         self._last_start = self._clock()
         self._pending = self._executor.submit(self._refresh, observation, self._last_start)
+        self._pending.add_done_callback(self._wake)  # waiters also learn of a failed refresh
         return True
+
+    def _wake(self, _: "Future[None]") -> None:
+        with self._cond:
+            self._cond.notify_all()
 
     def _refresh(self, observation: Observation, captured_s: float) -> None:
         if self.config.vlm_threads is not None:
@@ -150,14 +155,29 @@ class DualRateRuntime:
             self._cond.notify_all()
 
     def _wait_for(self, fresh: Callable[[Features | None], bool]) -> Features:
+        failed = self._pending  # a refresh that fails also ends the wait
         with self._cond:
-            if not self._cond.wait_for(lambda: fresh(self._latest), self.config.wait_timeout_s):
+            done = self._cond.wait_for(
+                lambda: fresh(self._latest) or (failed is not None and failed.done()),
+                self.config.wait_timeout_s,
+            )
+        self._raise_failed_refresh()
+        with self._cond:
+            if not done or not fresh(self._latest):
                 raise DeadlineExceededError("no suitable features within wait_timeout_s")
             assert self._latest is not None
             return self._latest
 
+    def _raise_failed_refresh(self) -> None:
+        """A refresh that raised in the background raises here, once, in the caller's thread."""
+        pending = self._pending
+        if pending is not None and pending.done() and pending.exception() is not None:
+            self._pending = None
+            raise pending.exception()  # type: ignore[misc]
+
     def predict_action(self, state: RobotState, seed: int | None = None) -> ExpertOutput:
         """Run the action stage now on the newest features and this proprioception."""
+        self._raise_failed_refresh()
         config = self.config
         latest = self._latest
         if latest is None:
