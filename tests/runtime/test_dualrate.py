@@ -234,3 +234,21 @@ def test_a_failed_refresh_is_raised_not_lost(policy: FlowVLAPolicy, warm: bool) 
     with pytest.raises(RuntimeError, match="camera pipeline broke"):
         act_until_it_surfaces()
     executor.shutdown()
+
+
+def test_reset_forgets_the_previous_episode(policy: FlowVLAPolicy) -> None:
+    rt = runtime(policy, FakeClock(), ImmediateExecutor(), cold_start="idle")
+    obs = synthetic_observation(policy.info)
+    rt.start_vlm_update(obs)
+    assert rt.predict_action(obs.state).feature_version == 1
+    rt.reset()
+    assert rt.features is None
+    assert rt.should_start_vlm_update()
+    assert rt.predict_action(obs.state).chunk is None  # idle again until new features
+
+
+def test_sensor_ring_counts_every_pushed_sample() -> None:
+    ring = SensorRing(channels=1, capacity=3)
+    ring.push(np.arange(10, dtype=np.float32)[:, None])
+    assert ring.total == 10
+    np.testing.assert_array_equal(ring.window(3)[:, 0], [7, 8, 9])

@@ -11,6 +11,7 @@ overlaps the still-queued actions of the previous chunk, and a blend decides wha
   kept, the new chunk continues after them (for flow models, whose chunks are smooth).
 """
 
+import collections
 import math
 import time
 from collections.abc import Callable
@@ -72,9 +73,10 @@ class ChunkScheduler:
         self._margin = margin_steps
         self._clock = clock
         self._executor = executor or ThreadPoolExecutor(1, thread_name_prefix="chunk-request")
+        self._owns_executor = executor is None
         self._queue: Actions = np.zeros((0, 0), np.float32)
         self._in_flight: tuple[Future[Actions], int, float] | None = None  # future, step, time
-        self._latencies_s: list[float] = [initial_latency_s]
+        self._latencies_s: collections.deque[float] = collections.deque([initial_latency_s], 10)
         self.step_index = 0
         self.idle_steps = 0
         self.requests = 0
@@ -82,7 +84,7 @@ class ChunkScheduler:
     @property
     def latency_steps(self) -> int:
         """Control steps a request is expected to take (worst of the recent latencies)."""
-        return math.ceil(max(self._latencies_s[-10:]) / self._period - 1e-9)
+        return math.ceil(max(self._latencies_s) / self._period - 1e-9)
 
     def step(self) -> Actions | None:
         """Merge an arrived chunk, request the next one if due, and pop this tick's action."""
@@ -102,14 +104,17 @@ class ChunkScheduler:
             return
         future, asked_at, asked_time = self._in_flight
         self._in_flight = None
+        chunk = np.asarray(future.result(), dtype=np.float32)  # a failed request raises here
         self._latencies_s.append(self._clock() - asked_time)
-        chunk = np.asarray(future.result(), dtype=np.float32)
         late = self.step_index - asked_at  # actions of the new chunk already in the past
         aligned = chunk[late:]
+        if len(aligned) == 0:
+            return  # arrived too late to add anything: keep what is queued
         if self._queue.size == 0:
             self._queue = aligned
         else:
             self._queue = self._blend(self._queue, aligned, self.latency_steps + self._margin)
 
     def close(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._owns_executor:
+            self._executor.shutdown(wait=False, cancel_futures=True)

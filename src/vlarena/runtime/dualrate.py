@@ -12,7 +12,7 @@ import collections
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -161,23 +161,33 @@ class DualRateRuntime:
                 lambda: fresh(self._latest) or (failed is not None and failed.done()),
                 self.config.wait_timeout_s,
             )
-        self._raise_failed_refresh()
+        self.raise_if_refresh_failed()
         with self._cond:
             if not done or not fresh(self._latest):
                 raise DeadlineExceededError("no suitable features within wait_timeout_s")
             assert self._latest is not None
             return self._latest
 
-    def _raise_failed_refresh(self) -> None:
+    def raise_if_refresh_failed(self) -> None:
         """A refresh that raised in the background raises here, once, in the caller's thread."""
         pending = self._pending
-        if pending is not None and pending.done() and pending.exception() is not None:
+        if pending is None or not pending.done():
+            return
+        error = CancelledError() if pending.cancelled() else pending.exception()
+        if error is not None:
             self._pending = None
-            raise pending.exception()  # type: ignore[misc]
+            raise error
+
+    def reset(self) -> None:
+        """Forget features and outputs (a new episode or scene); a refresh in flight still lands."""
+        with self._cond:
+            self._latest = None
+            self._last_output = None
+            self._last_start = -float("inf")
 
     def predict_action(self, state: RobotState, seed: int | None = None) -> ExpertOutput:
         """Run the action stage now on the newest features and this proprioception."""
-        self._raise_failed_refresh()
+        self.raise_if_refresh_failed()
         config = self.config
         latest = self._latest
         if latest is None:
@@ -223,13 +233,13 @@ class LoopReport:
     outputs: list[ExpertOutput]
     periods_s: list[float]  # time between successive loop iterations
     actions_per_s: float
+    nominal_period_s: float  # 1 / action_expert_hz
 
     def jitter_ms(self, percentile: float) -> float:
-        """Percentile of |period - nominal| in milliseconds."""
+        """Percentile of |period - nominal period| in milliseconds."""
         if not self.periods_s:
             return 0.0
-        nominal = float(np.median(self.periods_s))
-        deviation = np.abs(np.asarray(self.periods_s) - nominal) * 1000.0
+        deviation = np.abs(np.asarray(self.periods_s) - self.nominal_period_s) * 1000.0
         return float(np.percentile(deviation, percentile))
 
 
@@ -242,11 +252,11 @@ def run_loop(
 ) -> LoopReport:
     """The seed's main loop: start refreshes when due, act at the fixed expert rate."""
     period = 1.0 / runtime.config.action_expert_hz
-    start = clock()
+    began = start = clock()
     outputs: list[ExpertOutput] = []
     ticks: list[float] = []
     k = 0
-    while clock() - start < duration_s:
+    while clock() - began < duration_s:
         ticks.append(clock())
         observation = observe()
         if runtime.should_start_vlm_update():
@@ -256,6 +266,8 @@ def run_loop(
         delay = start + k * period - clock()
         if delay > 0:
             sleep(delay)
+        else:  # overran: start the next period now rather than bursting to catch up
+            start, k = clock(), 0
     actions = sum(len(o.chunk.actions) for o in outputs if o.chunk is not None and not o.held)
-    elapsed = max(clock() - start, 1e-9)
-    return LoopReport(outputs, list(np.diff(ticks)), actions / elapsed)
+    elapsed = max(clock() - began, 1e-9)
+    return LoopReport(outputs, list(np.diff(ticks)), actions / elapsed, period)

@@ -31,8 +31,9 @@ class SensorRing:
             raise InvalidObservationError(f"sensor samples must have {channels} channels")
         if not np.isfinite(block).all():
             raise InvalidObservationError("sensor samples contain NaN or inf")
-        block = block[-capacity:]
+        pushed, block = len(block), block[-capacity:]
         with self._lock:
+            self._count += pushed - len(block)  # the oldest samples never fit
             index = (self._count + np.arange(len(block))) % capacity
             self._data[index] = block
             self._count += len(block)

@@ -135,6 +135,7 @@ class DualRateController(Controller):
 
     def start(self, world: FrankaWorld, task: Task, seed: int) -> str:
         self._seed = seed
+        self._runtime.reset()  # nothing of the previous episode's scene carries over
         return self._policy.start(world, task, seed)
 
     def next_chunk(self, world: FrankaWorld, instruction: str, step: int) -> ActionChunk:
