@@ -111,7 +111,8 @@ def run(samples: int, progress: Progress) -> str:
         f"Each row runs {WINDOW_S:.0f} s. Synchronous: every step runs the whole model, as fast "
         f"as it can. Dual-rate: the VLM refreshes in a background thread as fast as its own "
         f"time allows; the action expert runs at a fixed {EXPERT_HZ:.0f} Hz on the newest "
-        "features. Jitter: |period - median period|. Feature age: median age of the "
+        "features. Jitter: |period - nominal period| (dual-rate: 20 ms; synchronous, which has "
+        "no fixed rate: its median period). Feature age: median age of the "
         "features at each action. Target: expert >= 50 Hz with p99 jitter <= 2 ms.",
         "",
         "| mode | expert loop Hz | actions/s | jitter p50 ms | jitter p99 ms | feature age ms "
