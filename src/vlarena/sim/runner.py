@@ -85,22 +85,20 @@ class PolicyController(Controller):
         self._seed = seed
         return self._info.name
 
-    def observe(self, world: FrankaWorld, instruction: str) -> Observation:
-        """Render the model's cameras and read the joints."""
-        info = self._info
-        images = {
-            c: world.render(c, info.image_height, info.image_width) for c in info.camera_names
-        }
-        state = RobotState(world.qpos.astype(np.float32), world.qvel.astype(np.float32))
-        return Observation(images, state, instruction, "franka", world.time_s)
-
     def next_chunk(self, world: FrankaWorld, instruction: str, step: int) -> ActionChunk:
-        obs = self.observe(world, instruction)
+        obs = observe(world, self._info, instruction)
         started = time.perf_counter()
         chunk = self._predict(obs, self._seed * 1000 + step)  # noise seed: reproducible episodes
         # The latency a robot sees: model time in-process, plus transport through a server.
         waited_ms = (time.perf_counter() - started) * 1000.0
         return replace(chunk, inference_time_ms=max(waited_ms, chunk.inference_time_ms))
+
+
+def observe(world: FrankaWorld, info: ModelInfo, instruction: str) -> Observation:
+    """What the model sees now: its cameras rendered, the robot's joints."""
+    images = {c: world.render(c, info.image_height, info.image_width) for c in info.camera_names}
+    state = RobotState(world.qpos.astype(np.float32), world.qvel.astype(np.float32))
+    return Observation(images, state, instruction, "franka", world.time_s)
 
 
 def check_fits(info: ModelInfo, world: FrankaWorld) -> None:
@@ -129,19 +127,19 @@ class DualRateController(Controller):
 
     def __init__(self, runtime: DualRateRuntime) -> None:
         self._runtime = runtime
-        self._policy = PolicyController(runtime.policy.info, lambda o, s: runtime.policy.predict(
-            [o], [s])[0])  # fmt: skip
         self._seed = 0
 
     def start(self, world: FrankaWorld, task: Task, seed: int) -> str:
+        info = self._runtime.policy.info
+        check_fits(info, world)
         self._seed = seed
         self._runtime.reset()  # nothing of the previous episode's scene carries over
-        return self._policy.start(world, task, seed)
+        return info.name
 
     def next_chunk(self, world: FrankaWorld, instruction: str, step: int) -> ActionChunk:
         runtime = self._runtime
         if runtime.should_start_vlm_update():
-            runtime.start_vlm_update(self._policy.observe(world, instruction))
+            runtime.start_vlm_update(observe(world, runtime.policy.info, instruction))
         state = RobotState(world.qpos.astype(np.float32), world.qvel.astype(np.float32))
         out = runtime.predict_action(state, seed=self._seed * 1000 + step)
         assert out.chunk is not None  # the default cold start waits for the first features
