@@ -15,32 +15,29 @@ from vlarena.runtime import DynamicBatcher, warmup
 from vlarena.types import ActionChunk, Observation
 
 
-class FlakyPolicy(FlowVLAPolicy):
-    """Fails its first call, like a device hiccup."""
+class MisbehavingPolicy(FlowVLAPolicy):
+    """Misbehaves on its first call only (`fault`: "raise" or "short"), then works."""
 
-    failed = False
-
-    def predict(
-        self, observations: Sequence[Observation], seeds: Seeds = None
-    ) -> list[ActionChunk]:
-        if not self.failed:
-            self.failed = True
-            raise RuntimeError("device hiccup")
-        return super().predict(observations, seeds)
-
-
-class ShortPolicy(FlowVLAPolicy):
-    """Returns no chunks once: a broken implementation must not kill the batcher."""
-
-    shorted = False
+    fault = "raise"
+    misbehaved = False
 
     def predict(
         self, observations: Sequence[Observation], seeds: Seeds = None
     ) -> list[ActionChunk]:
-        if not self.shorted:
-            self.shorted = True
-            return []
-        return super().predict(observations, seeds)
+        if self.misbehaved:
+            return super().predict(observations, seeds)
+        self.misbehaved = True
+        if self.fault == "raise":
+            raise RuntimeError("device hiccup")  # like a device hiccup
+        return []  # a broken implementation must not kill the batcher
+
+
+class FlakyPolicy(MisbehavingPolicy):
+    fault = "raise"
+
+
+class ShortPolicy(MisbehavingPolicy):
+    fault = "short"
 
 
 def make(policy: FlowVLAPolicy, **kwargs: float) -> DynamicBatcher:

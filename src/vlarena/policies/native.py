@@ -188,7 +188,9 @@ class NativeVLAPolicy(Policy, SplitPolicy):
         self, observations: Sequence[Observation], seeds: Seeds = None
     ) -> list[ActionChunk]:
         started = time.perf_counter()
-        features = self.extract_features(observations)
+        _check_batch("observations", observations, Observation)
+        _check_seeds(seeds, len(observations))  # before the expensive stage, not after it
+        features = self.extract_features(observations)  # validates every observation
         return self._act(features, [obs.state for obs in observations], seeds, started)
 
     @torch.inference_mode()
@@ -210,11 +212,7 @@ class NativeVLAPolicy(Policy, SplitPolicy):
     def predict_from_features(
         self, features: VLFeatures, states: Sequence[RobotState], seeds: Seeds = None
     ) -> list[ActionChunk]:
-        return self._act(features, states, seeds, time.perf_counter())
-
-    def _act(
-        self, features: VLFeatures, states: Sequence[RobotState], seeds: Seeds, started: float
-    ) -> list[ActionChunk]:
+        started = time.perf_counter()
         self._check_features(features)
         _check_batch("states", states, RobotState)
         if len(states) != features.batch_size:
@@ -224,6 +222,12 @@ class NativeVLAPolicy(Policy, SplitPolicy):
         _check_seeds(seeds, len(states))
         for robot_state in states:
             self._info.check_state(robot_state)
+        return self._act(features, states, seeds, started)
+
+    def _act(
+        self, features: VLFeatures, states: Sequence[RobotState], seeds: Seeds, started: float
+    ) -> list[ActionChunk]:
+        """The action stage on inputs already checked by the public caller."""
         state = torch.from_numpy(
             np.stack([np.concatenate([s.joint_positions, s.joint_velocities]) for s in states])
         )
