@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.13.0
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install proto run test lint format bench clean
+.PHONY: help install proto run test lint format bench ship clean
 
 help: ## Show the targets
 	@grep -hE '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -52,6 +52,26 @@ test: install lint ## Lint, then run the whole test suite
 
 bench: install ## Run the benchmarks and write docs/benchmarks.md
 	$(BIN)/python -m benchmarks
+
+# The pipeline behind the shipped checkpoints (docs/models.md): about an hour on two CPU cores.
+SHIP_DATA ?= data/demos
+SHIP_RUNS ?= runs/ship
+SHIP_TASKS := touch,lift,push_left,touch,lift,push_right,stack,next_to,bin
+SHIPPED := src/vlarena/policies/checkpoints
+
+ship: install ## Regenerate the shipped checkpoints: datagen, staged training of both families, eval
+	$(BIN)/vlarena datagen $(SHIP_DATA) --episodes 1800 --seed 100000 --tasks $(SHIP_TASKS)
+	$(BIN)/vlarena train $(SHIP_DATA) $(SHIP_RUNS)/flow --recipe ship --family vla-flow \
+	  --name vla-flow-small
+	$(BIN)/vlarena train $(SHIP_DATA) $(SHIP_RUNS)/ar --family vla-ar --stage lora --steps 400 \
+	  --lr 1e-3 --init $(SHIP_RUNS)/flow/lora/checkpoint --name vla-ar-small
+	$(BIN)/vlarena train $(SHIP_DATA) $(SHIP_RUNS)/ar2 --family vla-ar --stage lora --steps 800 \
+	  --lr 1e-3 --init $(SHIP_RUNS)/ar/checkpoint --name vla-ar-small
+	rm -rf $(SHIPPED)/vla-flow-small $(SHIPPED)/vla-ar-small
+	cp -r $(SHIP_RUNS)/flow/lora/checkpoint $(SHIPPED)/vla-flow-small
+	cp -r $(SHIP_RUNS)/ar2/checkpoint $(SHIPPED)/vla-ar-small
+	for m in scripted-expert vla-flow-small vla-ar-small vla-flow:small; do \
+	  $(BIN)/vlarena eval --model $$m --episodes 20 --out $(SHIP_RUNS)/eval/$${m/:/-}; done
 
 clean: ## Remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist src/*.egg-info

@@ -1,10 +1,12 @@
 """Shared fixtures: tiny native policies of both families and matching observations."""
 
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from vlarena.data import TASK_NAMES, DatagenConfig, generate
 from vlarena.policies import PRESETS, NativeVLAPolicy, get_policy_type
 from vlarena.policies.synthetic import synthetic_observation
 from vlarena.types import ModelInfo, Observation
@@ -37,3 +39,11 @@ def make_obs() -> Callable[..., Observation]:
 @pytest.fixture
 def rgb() -> np.ndarray:
     return np.zeros((32, 32, 3), dtype=np.uint8)
+
+
+@pytest.fixture(scope="session")
+def demo_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small real dataset: one expert episode of every task at 32x32 (the tiny preset's size)."""
+    path = tmp_path_factory.mktemp("demos") / "demos"
+    generate(DatagenConfig(episodes=len(TASK_NAMES), image_size=32, workers=0), path)
+    return path

@@ -1,6 +1,7 @@
 """The `vlarena` command: wires the layers together, holds no logic of its own."""
 
 import asyncio
+import dataclasses
 import logging
 import statistics
 import time
@@ -248,3 +249,127 @@ def profile_command(
     if out is not None:
         out.write_text(text + "\n", encoding="utf-8")
     typer.echo(text)
+
+
+@app.command()
+def datagen(
+    out: Annotated[Path, typer.Argument(help="dataset directory to write")],
+    episodes: Annotated[int, typer.Option(min=1, help="successful episodes to keep")] = 600,
+    tasks: Annotated[str, typer.Option(help="comma-separated; repeat one to weight it")] = "all",
+    image_size: Annotated[int, typer.Option(help="camera image side, pixels")] = 96,
+    workers: Annotated[int, typer.Option(min=0, help="rollout processes")] = 2,
+    seed: Annotated[int, typer.Option(min=0, help="first episode seed")] = 0,
+    max_steps: Annotated[int, typer.Option(min=1, help="expert budget per episode")] = 80,
+) -> None:
+    """Record scripted-expert demonstrations (front + wrist cameras, proprio) as a dataset."""
+    from rich.progress import Progress
+
+    from vlarena.data import TASK_NAMES, DatagenConfig, generate
+
+    try:
+        cfg = DatagenConfig(episodes=episodes, tasks=_names(tasks, TASK_NAMES),
+                            image_size=image_size, max_steps=max_steps, seed=seed,
+                            workers=workers)  # fmt: skip
+        with Progress(console=console) as bar:
+            job = bar.add_task("episodes", total=episodes)
+            report = generate(cfg, out, lambda n: bar.update(job, completed=n))
+    except VLArenaError as exc:
+        raise _fail(exc) from None
+    console.print(f"{report.episodes} episodes, {report.frames} frames → {out}; "
+                  f"failed expert episodes dropped: {report.dropped}")  # fmt: skip
+
+
+def _names(text: str, valid: tuple[str, ...]) -> tuple[str, ...]:
+    """'all' or a comma-separated list of names."""
+    return valid if text == "all" else tuple(n.strip() for n in text.split(",") if n.strip())
+
+
+@app.command(name="train")
+def train_command(
+    dataset: Annotated[Path, typer.Argument(help="dataset directory (vlarena datagen)")],
+    out: Annotated[Path, typer.Argument(help="run directory: checkpoint, log, loss.png")],
+    family: Annotated[str, typer.Option(help="native policy type")] = "vla-flow",
+    recipe: Annotated[str | None, typer.Option(help="run a named recipe's stages in order")] = None,
+    from_stage: Annotated[
+        str | None, typer.Option(help="recipe: start at this stage (with --init)")
+    ] = None,
+    preset: Annotated[str, typer.Option(help="size preset")] = "small",
+    stage: Annotated[
+        str, typer.Option(help="pretrain, expert (stage 1), lora (stage 2), full")
+    ] = "full",
+    steps: Annotated[int, typer.Option(help="optimizer steps")] = 2000,
+    batch_size: Annotated[int, typer.Option(help="anchor frames per step")] = 32,
+    lr: Annotated[float, typer.Option(help="peak learning rate")] = 3e-4,
+    vlm_reuse_count: Annotated[int, typer.Option(help="steps each feature is reused for")] = 3,
+    seed: Annotated[int, typer.Option(help="weights, data order, noise")] = 0,
+    init: Annotated[Path | None, typer.Option(help="start from this checkpoint")] = None,
+    resume: Annotated[bool, typer.Option(help="continue an interrupted run in OUT")] = False,
+    name: Annotated[str | None, typer.Option(help="model name in the checkpoint")] = None,
+) -> None:
+    """Train a native VLA (one stage, or a recipe's stages); multi-process under torchrun.
+
+    A recipe brings its own preset, steps and learning rates; the stage options are ignored.
+    """
+    from vlarena.training import TrainConfig, get_recipe, train
+
+    try:
+        if from_stage is not None and (recipe is None or init is None):
+            raise typer.BadParameter("--from-stage needs --recipe and --init (the earlier stage)")
+        if recipe is not None:
+            stages = get_recipe(recipe, family, from_stage)
+        else:
+            stages = (TrainConfig(family=family, preset=preset, stage=stage, steps=steps,  # type: ignore[arg-type]
+                                  batch_size=batch_size, lr=lr, vlm_reuse_count=vlm_reuse_count,
+                                  seed=seed),)  # fmt: skip
+        for cfg in stages:
+            where = out / cfg.stage if recipe is not None else out
+            result = train(cfg, dataset, where, init=init, resume=resume, name=name)
+            init = result.checkpoint
+            console.print(f"{cfg.stage}: loss {result.first_loss:.4f} → {result.last_loss:.4f} "
+                          f"in {result.steps} steps, {result.seconds:.0f} s; "
+                          f"checkpoint {result.checkpoint}")  # fmt: skip
+    except VLArenaError as exc:
+        raise _fail(exc) from None
+
+
+@app.command(name="eval")
+def eval_command(
+    model: Annotated[
+        str,
+        typer.Option(
+            help="scripted-expert, a shipped model, a checkpoint "
+            "directory, or TYPE:PRESET (random weights)"
+        ),
+    ],
+    tasks: Annotated[str, typer.Option(help="comma-separated task names, or all")] = "all",
+    episodes: Annotated[int, typer.Option(min=1, help="episodes per task")] = 20,
+    horizon: Annotated[int, typer.Option(min=1, help="actions run per chunk")] = 4,
+    workers: Annotated[int, typer.Option(min=0, help="worker processes")] = 2,
+    use_ray: Annotated[
+        bool, typer.Option("--ray", help="run the episodes on a Ray cluster")
+    ] = False,
+    videos: Annotated[int, typer.Option(min=0, help="MP4s of the first episodes per task")] = 0,
+    out: Annotated[
+        Path | None, typer.Option(help="write results.json/.md, success.png here")
+    ] = None,
+) -> None:
+    """Success rate per task with Wilson 95% CIs on fixed seeds; JSON, markdown, a plot."""
+    from rich.progress import Progress
+
+    from vlarena.data import TASK_NAMES
+    from vlarena.evaluation import EvalConfig, evaluate, markdown_table, summarize, write_report
+
+    try:
+        cfg = EvalConfig(tasks=_names(tasks, TASK_NAMES), episodes=episodes, horizon=horizon,
+                         workers=workers, videos=videos)  # fmt: skip
+        if videos and out is None:
+            raise typer.BadParameter("--videos needs --out")
+        with Progress(console=console) as bar:
+            job = bar.add_task(model, total=episodes * len(cfg.tasks))
+            results = evaluate(model, cfg, out / "videos" if out else None,
+                               lambda n: bar.update(job, completed=n), use_ray)  # fmt: skip
+    except VLArenaError as exc:
+        raise _fail(exc) from None
+    rows = (write_report(out, model, results, dataclasses.asdict(cfg)) if out
+            else summarize(results))  # fmt: skip
+    console.print(markdown_table(model, rows))

@@ -33,6 +33,10 @@ class UnknownNameError(VLArenaError, KeyError):
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0])
 
+    def __reduce__(self) -> tuple[type, tuple[str, str, list[str]]]:
+        """Picklable: raised in a worker process, re-raised in the parent."""
+        return type(self), (self.kind, self.name, self.valid)
+
 
 class QueueFullError(VLArenaError):
     """The request queue is full; the caller should back off and retry."""

@@ -32,7 +32,12 @@ def start_service(tiny_checkpoint: Path) -> Iterator[StartService]:
     running: list[tuple[uvicorn.Server, threading.Thread, httpx.Client]] = []
 
     def start(**overrides: Any) -> httpx.Client:
-        values: dict[str, Any] = {"port": 0, "model_paths": str(tiny_checkpoint), "presets": ""}
+        values: dict[str, Any] = {
+            "port": 0,
+            "model_paths": str(tiny_checkpoint),
+            "presets": "",
+            "shipped_models": False,
+        }
         app = create_app(ExecutionSettings(**(values | overrides)))
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
         thread = threading.Thread(target=server.run, daemon=True)

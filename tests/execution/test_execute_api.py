@@ -134,6 +134,9 @@ def test_health_models_and_scenes(start_service: StartService) -> None:
     models = {m["model_id"]: m["kind"] for m in client.get("/models").json()}
     assert models == {"scripted-expert": "expert", "flow-tiny": "checkpoint",
                       "vla-ar-tiny-random": "preset"}  # fmt: skip
+    shipped = start_service(shipped_models=True, presets="")
+    listed = {m["model_id"]: m["kind"] for m in shipped.get("/models").json()}
+    assert listed["vla-flow-small"] == listed["vla-ar-small"] == "checkpoint"
     scenes = client.get("/scenes").json()
     assert {s["scene_id"] for s in scenes} == {"table", "bin"}
     assert client.get("/openapi.json").json()["paths"]["/execute"]

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from vlarena import ConfigError, UnknownNameError
 from vlarena.policies import PRESETS, AutoregressiveVLAPolicy, FlowVLAPolicy
+from vlarena.policies.shipped import shipped_checkpoint
 from vlarena.serving.server import load_policies
 from vlarena.serving.settings import ServerSettings
 
@@ -54,6 +55,17 @@ def test_load_policies_checks_the_contract(tmp_path: Path) -> None:
         load_policies(ServerSettings(model_path=tmp_path / "flow", model_type="vla-ar"))
     with pytest.raises(UnknownNameError, match="unknown policy type 'pi0'"):
         load_policies(ServerSettings(model_type="pi0"))
+
+
+def test_without_a_model_path_the_shipped_checkpoints_are_served() -> None:
+    names = [p.info.name for p in load_policies(ServerSettings())]
+    assert names == ["vla-flow-small", "vla-ar-small"]
+    names = [p.info.name for p in load_policies(ServerSettings(model_type="vla-ar"))]
+    assert names == ["vla-ar-small", "vla-flow-small"]
+    # A shipped checkpoint also listed as an extra model is served once.
+    shipped = str(shipped_checkpoint("vla-ar-small"))
+    names = [p.info.name for p in load_policies(ServerSettings(extra_model_paths=shipped))]
+    assert names == ["vla-flow-small", "vla-ar-small"]
 
 
 def _vlarena(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

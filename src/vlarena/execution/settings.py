@@ -5,6 +5,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from vlarena.policies.shipped import shipped_checkpoints
 from vlarena.sim.runner import MAX_STEPS_CAP
 
 
@@ -16,6 +17,7 @@ class ExecutionSettings(BaseSettings):
     host: str = "127.0.0.1"  # bind address
     port: int = Field(8001, ge=0, le=65535)
     model_paths: str = ""  # comma-separated checkpoint directories served by name
+    shipped_models: bool = True  # also serve the checkpoints shipped in the package
     presets: str = "vla-flow:small,vla-ar:small"  # random-weight natives (type:preset), "" for none
     inference_target: str | None = None  # host:port of a gRPC inference server for more models
     inference_token: SecretStr | None = None  # its bearer token, if it needs one
@@ -43,7 +45,8 @@ class ExecutionSettings(BaseSettings):
 
     @property
     def checkpoints(self) -> list[Path]:
-        return [Path(p.strip()) for p in self.model_paths.split(",") if p.strip()]
+        listed = [Path(p.strip()) for p in self.model_paths.split(",") if p.strip()]
+        return [*(shipped_checkpoints() if self.shipped_models else []), *listed]
 
     @property
     def preset_models(self) -> list[tuple[str, str]]:

@@ -6,6 +6,7 @@ import signal
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from wsgiref.simple_server import WSGIServer
 
 import grpc
@@ -15,7 +16,9 @@ from prometheus_client import start_http_server
 
 from vlarena.errors import ConfigError, UnavailableError
 from vlarena.policies import PRESETS, DeviceConfig, Policy, load_policy, native_policy_types
+from vlarena.policies.checkpoint import read_metadata
 from vlarena.policies.registry import get_policy_type
+from vlarena.policies.shipped import shipped_checkpoints
 from vlarena.runtime import DualRateConfig, DynamicBatcher, warmup
 from vlarena.serving.auth import TokenAuthInterceptor
 from vlarena.serving.metrics import ServerMetrics
@@ -29,18 +32,29 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["VLAInference"].full_name
 
 
 def load_policies(settings: ServerSettings) -> list[Policy]:
-    """The default model (first) and any extra ones, as the settings describe them."""
+    """The default model (first) and any extra ones, as the settings describe them.
+
+    Without VLA_MODEL_PATH the checkpoints shipped in the package are served, the one of
+    VLA_MODEL_TYPE (default vla-flow) first; random weights only if none is installed.
+    """
     device = DeviceConfig(device=settings.device, precision=settings.precision)
+    extras: list[Path] = []
     if settings.model_path is None:
         name = settings.model_type or "vla-flow"
         natives = native_policy_types()
         if name not in natives:
             get_policy_type(name)  # unknown names list the valid ones
             raise ConfigError(f"policy type {name!r} needs VLA_MODEL_PATH (no built-in preset)")
-        log.warning("VLA_MODEL_PATH unset: serving %s with random weights (small preset)", name)
-        default: Policy = natives[name].create(
-            PRESETS["small"], f"{name}-small-random", device=device
-        )
+        shipped = shipped_checkpoints()
+        own = [p for p in shipped if read_metadata(p).policy_type == name]
+        if own:
+            default = load_policy(own[0], device)
+            listed = {p.resolve() for p in settings.extra_models}
+            extras = [p for p in shipped if p != own[0] and p.resolve() not in listed]
+        else:
+            log.warning("VLA_MODEL_PATH unset and no shipped %s checkpoint: serving random "
+                        "weights (small preset)", name)  # fmt: skip
+            default = natives[name].create(PRESETS["small"], f"{name}-small-random", device=device)
     else:
         default = load_policy(settings.model_path, device)
         if settings.model_type and default.info.policy_type != settings.model_type:
@@ -49,7 +63,7 @@ def load_policies(settings: ServerSettings) -> list[Policy]:
                 f"{default.info.policy_type} checkpoint"
             )
     _check_contract(default, settings)
-    return [default, *(load_policy(path, device) for path in settings.extra_models)]
+    return [default, *(load_policy(path, device) for path in [*extras, *settings.extra_models])]
 
 
 def _check_contract(policy: Policy, settings: ServerSettings) -> None:

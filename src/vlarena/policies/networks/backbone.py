@@ -19,6 +19,22 @@ def transformer_encoder(d_model: int, n_layers: int, n_heads: int, mlp_ratio: in
     )
 
 
+def patch_stem(kind: str, d_model: int, patch_size: int) -> nn.Module:
+    """Pixels → one token per patch: a single strided conv (ViT) or a small conv stack.
+
+    The conv stem (Xiao et al., "Early convolutions help transformers see better") makes a
+    from-scratch backbone learn where things are in far fewer steps.
+    """
+    if kind == "patch":
+        return nn.Conv2d(3, d_model, kernel_size=patch_size, stride=patch_size)
+    last = patch_size // 4
+    return nn.Sequential(
+        nn.Conv2d(3, d_model // 4, 3, stride=2, padding=1), nn.GELU(),
+        nn.Conv2d(d_model // 4, d_model // 2, 3, stride=2, padding=1), nn.GELU(),
+        nn.Conv2d(d_model // 2, d_model, last, stride=last),
+    )  # fmt: skip
+
+
 class VLBackbone(nn.Module):
     """Images (B, C, 3, H, W) in [-1, 1] and text ids (B, L) → features (B, N, d) and padding."""
 
@@ -26,7 +42,7 @@ class VLBackbone(nn.Module):
         super().__init__()
         self.cfg = cfg
         d, n_cams = cfg.d_model, len(cfg.camera_names)
-        self.patch = nn.Conv2d(3, d, kernel_size=cfg.patch_size, stride=cfg.patch_size)
+        self.patch = patch_stem(cfg.stem, d, cfg.patch_size)
         self.patch_pos = nn.Parameter(torch.randn(1, cfg.tokens_per_camera, d) * 0.02)
         self.camera_emb = nn.Parameter(torch.randn(n_cams, 1, d) * 0.02)
         self.text_emb = nn.Embedding(VOCAB_SIZE, d)

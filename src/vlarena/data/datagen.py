@@ -1,0 +1,162 @@
+"""Scripted-expert demonstrations: parallel workers roll out episodes, the parent writes them."""
+
+import multiprocessing as mp
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+
+from vlarena.data.dataset import EpisodeRecord, write_dataset
+from vlarena.data.paraphrases import TASK_NAMES, draw_instruction
+from vlarena.errors import ConfigError
+from vlarena.sim.runner import ExpertController, run_episode
+from vlarena.sim.tasks import Task
+from vlarena.sim.world import CAMERAS, COLORS, FrankaWorld
+from vlarena.types import ActionChunk
+
+DATAGEN_SEED_LIMIT = 1_000_000  # evaluation start states use seeds from here on: never trained on
+
+
+@dataclass(frozen=True)
+class DatagenConfig:
+    """What to generate: how many episodes of which tasks, at what image size."""
+
+    episodes: int = 600  # successful episodes wanted (failed expert runs are dropped on top)
+    tasks: tuple[str, ...] = TASK_NAMES  # drawn round-robin, so every task gets its share
+    image_size: int = 96  # square camera images, pixels
+    max_steps: int = 80  # expert episodes longer than this count as failed
+    seed: int = 0  # episode i uses seed `seed + i`: start state, colours and wording
+    workers: int = 2  # rollout processes (0: in this process)
+
+    def __post_init__(self) -> None:
+        if self.episodes < 1:
+            raise ConfigError("episodes must be ≥ 1")
+        unknown = sorted(set(self.tasks) - set(TASK_NAMES))
+        if not self.tasks or unknown:
+            raise ConfigError(f"unknown tasks {unknown}; valid: {list(TASK_NAMES)}")
+        if not 16 <= self.image_size <= 480:
+            raise ConfigError("image_size must be in 16..480")
+        if self.max_steps < 1 or self.workers < 0 or self.seed < 0:
+            raise ConfigError("max_steps must be ≥ 1, workers and seed ≥ 0")
+        # At most 2·episodes attempts (more failures than successes abort the run).
+        if self.seed + 2 * self.episodes > DATAGEN_SEED_LIMIT:
+            raise ConfigError(f"datagen seeds must stay below {DATAGEN_SEED_LIMIT:,} (the "
+                              "evaluation seeds start there)")  # fmt: skip
+
+
+class _RecordingExpert(ExpertController):
+    """The scripted expert, also recording what a policy would have seen before each action."""
+
+    def __init__(self, image_size: int) -> None:
+        super().__init__()
+        self.size = image_size
+        self.frames: dict[str, list[NDArray[np.uint8]]] = {c: [] for c in CAMERAS}
+        self.states: list[NDArray[np.float32]] = []
+        self.targets: list[NDArray[np.float32]] = []
+        self._color = COLORS[0]
+
+    def start(self, world: FrankaWorld, task: Task, seed: int) -> str:
+        assert task.color is not None
+        self._color = task.color
+        return super().start(world, task, seed)
+
+    def next_chunk(self, world: FrankaWorld, instruction: str, step: int) -> ActionChunk:
+        for camera in CAMERAS:
+            self.frames[camera].append(world.render(camera, self.size, self.size))
+        self.states.append(np.concatenate([world.qpos, world.qvel]).astype(np.float32))
+        self.targets.append(grounding_target(world, self._color))
+        return super().next_chunk(world, instruction, step)
+
+
+def grounding_target(world: FrankaWorld, color: str) -> NDArray[np.float32]:
+    """What the backbone learns to see: the named cube (xyz, sin/cos of 4·yaw) and the grip xyz."""
+    cube = world.cube(color)
+    angle = 4.0 * cube.yaw  # a cube looks the same every 90°
+    return np.concatenate(
+        [cube.position, [np.sin(angle), np.cos(angle)], world.grip_position]
+    ).astype(np.float32)
+
+
+_WORLDS: dict[str, FrankaWorld] = {}  # one per scene and worker process, reused across episodes
+
+
+def rollout(task: str, seed: int, image_size: int, max_steps: int) -> EpisodeRecord | None:
+    """One expert episode of `task` from `seed`; None when the expert failed."""
+    rng = np.random.default_rng(seed)
+    scene, instruction = draw_instruction(rng, task)
+    if scene not in _WORLDS:
+        _WORLDS[scene] = FrankaWorld(scene)
+    world = _WORLDS[scene]
+    recorder = _RecordingExpert(image_size)
+    episode = run_episode(world, recorder, instruction, seed, max_steps=max_steps)
+    if not episode.success:
+        return None
+    return EpisodeRecord(
+        task=task, instruction=instruction, scene_id=scene, seed=seed,
+        images={c: np.stack(frames) for c, frames in recorder.frames.items()},
+        states=np.stack(recorder.states),
+        actions=np.array([s.action for s in episode.steps], dtype=np.float32),
+        targets=np.stack(recorder.targets),
+    )  # fmt: skip
+
+
+def _rollout_job(job: tuple[str, int, int, int]) -> tuple[str, EpisodeRecord | None]:
+    return job[0], rollout(*job)
+
+
+def _jobs(cfg: DatagenConfig) -> Iterator[tuple[str, int, int, int]]:
+    i = 0
+    while True:
+        yield cfg.tasks[i % len(cfg.tasks)], cfg.seed + i, cfg.image_size, cfg.max_steps
+        i += 1
+
+
+@dataclass(frozen=True)
+class DatagenReport:
+    """What datagen did."""
+
+    episodes: int  # kept (successful) episodes
+    frames: int  # control steps in them
+    dropped: dict[str, int]  # failed expert episodes per task
+
+
+def generate(
+    cfg: DatagenConfig, out: Path, progress: Callable[[int], None] | None = None
+) -> DatagenReport:
+    """Roll out until `cfg.episodes` succeed, drop failures, write the dataset to `out`.
+
+    `progress(n)` is called with the number of episodes kept so far.
+    """
+    kept: list[EpisodeRecord] = []
+    dropped = dict.fromkeys(cfg.tasks, 0)
+    context = mp.get_context("spawn")  # fork after MuJoCo/EGL or torch threads is not safe
+    pool = context.Pool(cfg.workers) if cfg.workers else None
+    try:
+        results = (
+            pool.imap(_rollout_job, _jobs(cfg), chunksize=1)
+            if pool
+            else map(_rollout_job, _jobs(cfg))
+        )
+        for task, record in results:  # imap keeps the seed order: reproducible datasets
+            if record is None:
+                dropped[task] += 1
+                if sum(dropped.values()) > cfg.episodes:
+                    raise ConfigError(f"the expert failed more often than it succeeded: {dropped}")
+                continue
+            kept.append(record)
+            if progress is not None:
+                progress(len(kept))
+            if len(kept) == cfg.episodes:
+                break
+    finally:
+        if pool is not None:
+            pool.terminate()
+    write_dataset(out, kept, cfg.image_size, CAMERAS, _config_dict(cfg), dropped)
+    return DatagenReport(len(kept), sum(len(r.actions) for r in kept), dropped)
+
+
+def _config_dict(cfg: DatagenConfig) -> dict[str, object]:
+    fields: Sequence[str] = ("episodes", "tasks", "image_size", "max_steps", "seed")
+    return {name: getattr(cfg, name) for name in fields}

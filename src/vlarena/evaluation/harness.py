@@ -1,0 +1,228 @@
+"""The evaluation harness: fixed seed lists per task, episodes in worker processes or on Ray."""
+
+import multiprocessing as mp
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from vlarena.data.datagen import DATAGEN_SEED_LIMIT
+from vlarena.data.paraphrases import TASK_NAMES, TASK_TEMPLATES
+from vlarena.errors import ConfigError, UnknownNameError
+from vlarena.policies import DeviceConfig, Policy, get_preset, load_policy, native_policy_types
+from vlarena.policies.checkpoint import read_metadata
+from vlarena.policies.shipped import shipped_checkpoint
+from vlarena.sim.runner import Controller, ExpertController, PolicyController, run_episode
+from vlarena.sim.tasks import TOUCH_DISTANCE_M, parse_instruction
+from vlarena.sim.world import COLORS, FrankaWorld
+
+EXPERT = "scripted-expert"
+EVAL_SEED_BASE = DATAGEN_SEED_LIMIT  # datagen stays below: no start state is seen in training
+TASK_SEED_STRIDE = 100_000
+MAX_EPISODES = 10_000  # per task
+# Step budgets per task: about 2.5x what the scripted expert needs.
+MAX_STEPS = {"touch": 40, "push_left": 50, "push_right": 50, "lift": 60, "stack": 120,
+             "next_to": 120, "bin": 120}  # fmt: skip
+MOVED_M = 0.015  # a cube displaced this far counts as acted on
+VIDEO_SIZE = (240, 320)  # height, width of recorded MP4 frames
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """What to evaluate: tasks, episodes per task, how closed-loop, where."""
+
+    tasks: tuple[str, ...] = TASK_NAMES  # task names (data.paraphrases.TASK_NAMES)
+    episodes: int = 20  # per task; episode i of a task always gets the same seed
+    horizon: int = 4  # actions of each chunk executed before the model is asked again
+    workers: int = 2  # worker processes (0: in this process)
+    videos: int = 0  # MP4s of the first episodes of each task (needs an output directory)
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.tasks) - set(TASK_NAMES))
+        if not self.tasks or unknown:
+            raise UnknownNameError("task", ", ".join(unknown) or "(none)", TASK_NAMES)
+        if len(set(self.tasks)) != len(self.tasks):
+            raise ConfigError(f"tasks repeat: {list(self.tasks)}")
+        if not 1 <= self.episodes <= MAX_EPISODES:
+            raise ConfigError(f"episodes must be in 1..{MAX_EPISODES}")
+        if self.horizon < 1 or self.workers < 0 or self.videos < 0:
+            raise ConfigError("horizon must be ≥ 1, workers and videos ≥ 0")
+
+
+@dataclass(frozen=True)
+class EpisodeResult:
+    """One evaluated episode."""
+
+    task: str
+    seed: int
+    instruction: str
+    success: bool
+    first_touched: str | None  # the first cube the robot acted on (touched or moved); None: none
+    named: str  # the cube the instruction named
+    steps: int  # control steps until success or the budget
+    video: str | None = None  # MP4 path, if recorded
+
+    @property
+    def correct_target(self) -> bool | None:
+        """Whether the first cube acted on was the named one (None: it touched no cube)."""
+        return None if self.first_touched is None else self.first_touched == self.named
+
+
+def eval_seeds(task: str, episodes: int) -> list[int]:
+    """The fixed start states of a task: identical for every model evaluated."""
+    base = EVAL_SEED_BASE + TASK_NAMES.index(task) * TASK_SEED_STRIDE
+    return list(range(base, base + episodes))
+
+
+def eval_instruction(task: str, seed: int) -> tuple[str, str]:
+    """(scene, instruction) of an eval episode: the task's first wording, colours from the seed."""
+    scene, _, templates = next(t for t in TASK_TEMPLATES if t[1] == task)
+    a, b = np.random.default_rng(seed).choice(COLORS, size=2, replace=False)
+    return scene, templates[0].format(a=a, b=b)
+
+
+def check_model(model: str) -> None:
+    """Raise (UnknownNameError, CheckpointError) unless the spec names a model, loading nothing."""
+    if model == EXPERT:
+        return
+    if model.count(":") == 1 and not Path(model).exists():
+        kind, preset = model.split(":")
+        natives = native_policy_types()
+        if kind not in natives:
+            raise UnknownNameError("native policy type", kind, natives)
+        get_preset(preset)
+    elif shipped_checkpoint(model) is None:
+        read_metadata(Path(model))
+
+
+def make_controller(model: str) -> Controller:
+    """A controller for a model spec: scripted-expert, a shipped model name, a checkpoint
+    directory, or TYPE:PRESET (random weights, a baseline)."""
+    check_model(model)
+    if model == EXPERT:
+        return ExpertController()
+    policy: Policy
+    if model.count(":") == 1 and not Path(model).exists():
+        kind, preset = model.split(":")
+        policy = native_policy_types()[kind].create(get_preset(preset), f"{kind}-{preset}-random")
+    else:
+        policy = load_policy(shipped_checkpoint(model) or Path(model), DeviceConfig())
+    return PolicyController(policy.info, lambda o, s: policy.predict([o], [s])[0])
+
+
+_CONTROLLERS: dict[str, Controller] = {}  # per worker process: models load once
+_WORLDS: dict[str, FrankaWorld] = {}
+
+
+def evaluate_episode(model: str, task: str, seed: int, horizon: int,
+                     video: Path | None = None) -> EpisodeResult:  # fmt: skip
+    """Run one eval episode in this process (models and worlds are cached per process)."""
+    if model not in _CONTROLLERS:
+        _CONTROLLERS[model] = make_controller(model)
+    scene, instruction = eval_instruction(task, seed)
+    if scene not in _WORLDS:
+        _WORLDS[scene] = FrankaWorld(scene)
+    world = _WORLDS[scene]
+    named = parse_instruction(instruction).color
+    assert named is not None
+    world.reset(seed)
+    start = {c: world.cube(c).position.copy() for c in COLORS}
+    first: list[str] = []
+    frames: list[np.ndarray] = []
+
+    def watch(_: int) -> None:
+        if not first:
+            first.extend(c for c in COLORS if _acted_on(world, c, start[c]))
+        if video is not None:
+            frames.append(world.render("front", *VIDEO_SIZE))
+
+    episode = run_episode(world, _CONTROLLERS[model], instruction, seed,
+                          max_steps=MAX_STEPS[task], horizon=horizon, on_step=watch)  # fmt: skip
+    if video is not None and frames:
+        import imageio.v3 as iio
+
+        video.parent.mkdir(parents=True, exist_ok=True)
+        iio.imwrite(video, np.stack(frames), fps=10, codec="libx264")
+    return EpisodeResult(task, seed, instruction, bool(episode.success),
+                         first[0] if first else None, named, len(episode.steps),
+                         str(video) if video is not None else None)  # fmt: skip
+
+
+def _acted_on(world: FrankaWorld, color: str, start: np.ndarray) -> bool:
+    """Whether the robot touches, nears (the touch task's distance) or has moved the cube."""
+    cube = world.cube(color).position
+    return bool(world.touching(color) or np.linalg.norm(cube - start) > MOVED_M
+                or np.linalg.norm(world.grip_position - cube) < TOUCH_DISTANCE_M)  # fmt: skip
+
+
+Job = tuple[str, str, int, int, Path | None]
+
+
+def _run_job(job: Job) -> EpisodeResult:
+    return evaluate_episode(*job)
+
+
+def jobs_for(model: str, cfg: EvalConfig, video_dir: Path | None) -> list[Job]:
+    """Every (model, task, seed, horizon, video path) of an evaluation, in a fixed order."""
+    jobs: list[Job] = []
+    for task in cfg.tasks:
+        for i, seed in enumerate(eval_seeds(task, cfg.episodes)):
+            video = video_dir / f"{task}_{seed}.mp4" if video_dir and i < cfg.videos else None
+            jobs.append((model, task, seed, cfg.horizon, video))
+    return jobs
+
+
+def evaluate(
+    model: str,
+    cfg: EvalConfig,
+    video_dir: Path | None = None,
+    progress: Callable[[int], None] | None = None,
+    use_ray: bool = False,
+) -> list[EpisodeResult]:
+    """Every episode of the evaluation, in job order; `progress(n)` after each finished one."""
+    check_model(model)  # in this process: a bad name fails here, not in every worker
+    jobs = jobs_for(model, cfg, video_dir)
+    if use_ray:
+        return _evaluate_on_ray(jobs, progress)
+    if cfg.workers == 0:
+        return _collect(map(_run_job, jobs), progress)
+    with mp.get_context("spawn").Pool(cfg.workers, initializer=_one_thread) as pool:
+        return _collect(pool.imap(_run_job, jobs), progress)
+
+
+def _one_thread() -> None:
+    """Worker processes share the cores: one torch thread each, not one per core each."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _collect(results: Iterable[EpisodeResult], progress: Callable[[int], None] | None
+             ) -> list[EpisodeResult]:  # fmt: skip
+    done: list[EpisodeResult] = []
+    for result in results:
+        done.append(result)
+        if progress is not None:
+            progress(len(done))
+    return done
+
+
+def _evaluate_on_ray(jobs: Sequence[Job], progress: Callable[[int], None] | None
+                     ) -> list[EpisodeResult]:  # fmt: skip
+    """The same jobs as Ray tasks on the cluster `ray.init()` connects to (or a local one)."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(include_dashboard=False)  # RAY_ADDRESS names a cluster; else a local one
+    remote = ray.remote(_run_job)
+    refs = [remote.remote(job) for job in jobs]
+    order = {ref: i for i, ref in enumerate(refs)}
+    results: list[EpisodeResult | None] = [None] * len(refs)
+    pending = list(refs)
+    while pending:
+        ready, pending = ray.wait(pending, num_returns=1)
+        results[order[ready[0]]] = ray.get(ready[0])
+        if progress is not None:
+            progress(len(refs) - len(pending))
+    return [r for r in results if r is not None]

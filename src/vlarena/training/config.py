@@ -1,0 +1,96 @@
+"""Training configs: one frozen dataclass per stage run, and the named recipes built from them."""
+
+from dataclasses import dataclass, replace
+from typing import Literal
+
+from vlarena.errors import ConfigError, UnknownNameError
+from vlarena.policies.config import PRESETS
+
+Stage = Literal["pretrain", "expert", "lora", "full"]
+STAGES: dict[str, str] = {
+    "pretrain": "backbone only, on grounding targets (stands in for a pretrained VLM)",
+    "expert": "stage 1: backbone frozen, features cached once and reused",
+    "lora": "stage 2: LoRA adapters on the backbone, the action expert trained in full",
+    "full": "every weight trained end to end",
+}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run of one stage."""
+
+    family: str = "vla-flow"  # native policy type: vla-flow or vla-ar
+    preset: str = "small"  # model size preset (policies.config.PRESETS)
+    stage: Stage = "full"  # what is trained (STAGES)
+    steps: int = 2000  # optimizer steps
+    batch_size: int = 32  # anchor frames per step (each one yields vlm_reuse_count samples)
+    lr: float = 3e-4  # peak learning rate of the trained head / backbone
+    backbone_lr: float = 1e-4  # lora stage: learning rate of the adapters
+    weight_decay: float = 1e-4  # AdamW weight decay
+    warmup_steps: int = 100  # linear warm-up, then cosine decay to 10% of the peak
+    vlm_reuse_count: int = 3  # seed 003: features of one frame reused for this many steps
+    augment: bool = True  # random image shifts and brightness jitter (stages that see pixels)
+    lora_rank: int = 8  # lora stage: adapter rank
+    lora_alpha: int = 16  # lora stage: adapter scale numerator (scale = alpha / rank)
+    grad_clip: float = 1.0  # global gradient-norm clip
+    seed: int = 0  # weights, sampling and augmentation draw from this
+    log_every: int = 20  # steps between loss log lines
+    checkpoint_every: int = 500  # steps between checkpoints (and at the end)
+
+    def __post_init__(self) -> None:
+        if self.stage not in STAGES:
+            raise UnknownNameError("stage", self.stage, STAGES)
+        if self.preset not in PRESETS:
+            raise UnknownNameError("preset", self.preset, PRESETS)
+        positive = {
+            "steps": self.steps, "batch_size": self.batch_size, "log_every": self.log_every,
+            "checkpoint_every": self.checkpoint_every, "lora_rank": self.lora_rank,
+            "vlm_reuse_count": self.vlm_reuse_count, "lora_alpha": self.lora_alpha,
+        }  # fmt: skip
+        for name, value in positive.items():
+            if value < 1:
+                raise ConfigError(f"{name} must be ≥ 1, got {value}")
+        rates = {"lr": self.lr, "backbone_lr": self.backbone_lr, "grad_clip": self.grad_clip}
+        for name, rate in rates.items():
+            if not 0 < rate < 10:
+                raise ConfigError(f"{name} must be in (0, 10), got {rate}")
+        if self.warmup_steps < 0 or self.weight_decay < 0 or self.seed < 0:
+            raise ConfigError("warmup_steps, weight_decay and seed must be ≥ 0")
+
+
+# The recipes that produced the shipped checkpoints (docs/models.md): stage configs in order,
+# each stage initialized from the previous one's checkpoint.
+RECIPES: dict[str, tuple[TrainConfig, ...]] = {
+    # The shipped `small` checkpoints: the backbone learns to see (pretrain), the action expert
+    # learns on cached features (stage 1), then both together through LoRA (stage 2).
+    "ship": (
+        TrainConfig(stage="pretrain", steps=1800, batch_size=32, lr=5e-4, log_every=25,
+                    checkpoint_every=200),
+        TrainConfig(stage="expert", steps=3000, batch_size=64, lr=1e-3, log_every=50,
+                    checkpoint_every=500),
+        TrainConfig(stage="lora", steps=1000, batch_size=32, lr=3e-4, backbone_lr=3e-4,
+                    log_every=25, checkpoint_every=200),
+    ),
+    "smoke": (
+        TrainConfig(preset="tiny", stage="pretrain", steps=6, batch_size=4, warmup_steps=1,
+                    log_every=2, checkpoint_every=3),
+        TrainConfig(preset="tiny", stage="expert", steps=6, batch_size=4, warmup_steps=1,
+                    log_every=2, checkpoint_every=3),
+        TrainConfig(preset="tiny", stage="lora", steps=6, batch_size=4, warmup_steps=1,
+                    log_every=2, checkpoint_every=3),
+    ),
+}  # fmt: skip
+
+
+def get_recipe(name: str, family: str, from_stage: str | None = None) -> tuple[TrainConfig, ...]:
+    """The named recipe's stages for a family, optionally from one stage on (the earlier ones
+    done already, e.g. a backbone pretrained once for both families)."""
+    if name not in RECIPES:
+        raise UnknownNameError("recipe", name, RECIPES)
+    stages = [replace(stage, family=family) for stage in RECIPES[name]]
+    if from_stage is not None:
+        names = [s.stage for s in stages]
+        if from_stage not in names:
+            raise UnknownNameError(f"stage of recipe {name!r}", from_stage, names)
+        stages = stages[names.index(from_stage) :]
+    return tuple(stages)

@@ -1,0 +1,309 @@
+"""The training loop: one stage of one model, resumable, data-parallel under torchrun."""
+
+import atexit
+import dataclasses
+import json
+import math
+import os
+import pickle
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from vlarena.data.dataset import DemoDataset
+from vlarena.errors import ConfigError, UnknownNameError
+from vlarena.policies.checkpoint import read_weights, write_checkpoint
+from vlarena.policies.config import VLA_CONFIG_JSON, get_preset
+from vlarena.policies.native import NativeVLA, native_policy_types
+from vlarena.policies.normalization import NORM_STATS_JSON
+from vlarena.training.batches import Batch, BatchSampler, augment
+from vlarena.training.config import TrainConfig
+from vlarena.training.modules import TrainModule, add_lora, plain_state_dict
+from vlarena.training.plots import plot_losses
+
+CHECKPOINT_DIR = "checkpoint"  # the policy checkpoint (LoRA merged): load_policy reads it
+STATE_FILE = "train_state.pt"  # optimizer and step, for --resume (tensors only, weights_only)
+CONFIG_FILE = "train_config.json"
+LOG_FILE = "log.jsonl"
+PLOT_FILE = "loss.png"
+RESULT_FILE = "result.json"  # the TrainResult of the last run
+CACHE_BATCH = 128  # frames per backbone call when caching features
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a run did."""
+
+    checkpoint: Path  # the policy checkpoint written last
+    steps: int  # optimizer steps done in total (also before a resume)
+    first_loss: float  # mean loss of the first logged window of this run
+    last_loss: float  # mean loss of the last logged window
+    seconds: float  # wall time of this run
+    world_size: int  # data-parallel processes
+    replica_checksums: list[float]  # a parameter checksum per process: equal when in sync
+
+
+@dataclass(frozen=True)
+class _Dist:
+    rank: int
+    world: int
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def _distributed() -> _Dist:
+    """torchrun's environment → a gloo process group (CPU), joined once per process and left at
+    exit (re-creating a destroyed group can hang); a single process otherwise."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return _Dist(0, 1)
+    if not dist.is_initialized():
+        dist.init_process_group("gloo")
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
+        atexit.register(dist.destroy_process_group)
+    return _Dist(dist.get_rank(), world)
+
+
+def train(
+    cfg: TrainConfig,
+    dataset: Path,
+    out: Path,
+    *,
+    init: Path | None = None,
+    resume: bool = False,
+    name: str | None = None,
+    progress: bool = True,
+    stop_at: int | None = None,
+) -> TrainResult:
+    """Train one stage on a dataset; checkpoints, the loss log and its plot go to `out`.
+
+    `stop_at` ends the run after that step with a checkpoint, as an interruption would; the
+    schedule stays that of `cfg.steps`, so `resume` later finishes the same run.
+    """
+    natives = native_policy_types()
+    if cfg.family not in natives:
+        raise UnknownNameError("native policy type", cfg.family, natives)
+    ctx = _distributed()
+    data = DemoDataset(dataset)
+    with torch.random.fork_rng(devices=[]):  # the caller's global RNG is left as it was
+        torch.manual_seed(cfg.seed)  # LoRA and grounding-head init draw from the global RNG
+        run = _Run(cfg, data, out, ctx, name or f"{cfg.family}-{cfg.preset}")
+        return run.run(init, resume, progress, min(stop_at or cfg.steps, cfg.steps))
+
+
+class _Run:
+    def __init__(self, cfg: TrainConfig, data: DemoDataset, out: Path, ctx: _Dist, name: str
+                 ) -> None:  # fmt: skip
+        self.cfg, self.data, self.out, self.ctx = cfg, data, out, ctx
+        config = get_preset(cfg.preset)
+        if config.sensor_window:
+            raise ConfigError(f"preset {cfg.preset!r} needs a sensor stream; the dataset has none")
+        policy_cls = native_policy_types()[cfg.family]
+        self.policy = policy_cls.create(config, name, norm_stats=data.norm_stats, seed=cfg.seed)
+        self.model: NativeVLA = self.policy.model
+        reuse = 1 if cfg.stage == "pretrain" else cfg.vlm_reuse_count
+        self.sampler = BatchSampler(
+            data, config.backbone, config.chunk_size, reuse, cfg.seed, ctx.rank
+        )
+
+    def run(self, init: Path | None, resume: bool, progress: bool, last: int) -> TrainResult:
+        cfg, ctx, model = self.cfg, self.ctx, self.model
+        if init is not None:
+            _load_init(model, init)
+        model.train()
+        if cfg.stage == "pretrain":
+            model.head.requires_grad_(False)
+        elif cfg.stage == "expert":
+            model.backbone.requires_grad_(False)
+        elif cfg.stage == "lora":
+            add_lora(model, cfg.lora_rank, cfg.lora_alpha)
+        module = TrainModule(model, cfg)
+        optimizer = torch.optim.AdamW(self._param_groups(module), weight_decay=cfg.weight_decay)
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, self._lr_factor)
+        start = self._restore(module, optimizer, schedule) if resume else 0
+        if ctx.main:
+            self._write_config(fresh=start == 0)
+        cache = self._cache_features() if cfg.stage == "expert" and start < last else None
+        wrapped = DistributedDataParallel(module) if ctx.world > 1 else module
+        started, window, logged = time.perf_counter(), [], []
+        bar = tqdm(
+            range(start, last),
+            initial=start,
+            total=cfg.steps,
+            disable=not (progress and ctx.main),
+            desc=f"{cfg.family} {cfg.stage}",
+            dynamic_ncols=True,
+        )
+        for step in bar:
+            batch = self._batch(step)
+            cached = None if cache is None else (cache[0][batch.anchors].float(),
+                                                 cache[1][batch.anchors])  # fmt: skip
+            loss = wrapped(batch, cached)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(module.parameters(), cfg.grad_clip)
+            optimizer.step()
+            schedule.step()
+            window.append(float(loss.detach()))
+            done = step + 1
+            if done % cfg.log_every == 0 or done == cfg.steps:
+                mean = _mean_across(window, ctx)
+                logged.append(mean)
+                window = []
+                bar.set_postfix(loss=f"{mean:.4f}")
+                if ctx.main:
+                    self._log(done, mean, float(schedule.get_last_lr()[0]))
+            if done % cfg.checkpoint_every == 0 or done == last:
+                self._save(module, optimizer, schedule, done)
+        result = TrainResult(
+            checkpoint=self.out / CHECKPOINT_DIR, steps=last,
+            first_loss=logged[0] if logged else math.nan,
+            last_loss=logged[-1] if logged else math.nan,
+            seconds=time.perf_counter() - started, world_size=ctx.world,
+            replica_checksums=_checksums(module, ctx),
+        )  # fmt: skip
+        if ctx.main:
+            plot_losses(self.out / LOG_FILE, self.out / PLOT_FILE, f"{cfg.family} {cfg.stage}")
+            summary = {**dataclasses.asdict(result), "checkpoint": str(result.checkpoint)}
+            (self.out / RESULT_FILE).write_text(json.dumps(summary, indent=1), encoding="utf-8")
+        return result
+
+    def _batch(self, step: int) -> Batch:
+        cfg = self.cfg
+        batch = self.sampler.draw(step, cfg.batch_size)
+        # Noise, flow times and augmentation: a function of (seed, rank, step), like the data,
+        # so a resumed run continues exactly where the interrupted one would have gone.
+        torch.manual_seed(int(self.sampler.rng(step).integers(2**62)))
+        if cfg.augment and cfg.stage != "expert":
+            gen = torch.Generator().manual_seed(int(self.sampler.rng(step).integers(2**62)) + 1)
+            batch = dataclasses.replace(batch, images=augment(batch.images, gen))
+        return batch
+
+    def _param_groups(self, module: TrainModule) -> list[dict[str, object]]:
+        cfg = self.cfg
+        trainable = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
+        adapters = [p for n, p in trainable if "lora_" in n]
+        rest = [p for n, p in trainable if "lora_" not in n]
+        groups: list[dict[str, object]] = [{"params": rest, "lr": cfg.lr}]
+        if adapters:
+            groups.append({"params": adapters, "lr": cfg.backbone_lr})
+        return groups
+
+    def _lr_factor(self, step: int) -> float:
+        cfg = self.cfg
+        if step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    @torch.no_grad()
+    def _cache_features(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Stage 1: the frozen backbone's features of every frame, computed once (float16)."""
+        model, sampler, n = self.model, self.sampler, len(self.data)
+        model.backbone.eval()
+        tokens = pads = torch.empty(0)
+        for start in tqdm(range(0, n, CACHE_BATCH), desc="caching features",
+                          disable=not self.ctx.main, dynamic_ncols=True):  # fmt: skip
+            frames = torch.arange(start, min(n, start + CACHE_BATCH))
+            batch = sampler.make(frames.numpy(), np.zeros((len(frames), sampler.reuse), np.int64))
+            feats, pad = model.features(batch.images, batch.text_ids, batch.text_pad)
+            if start == 0:  # allocated once: no second copy at the end
+                tokens = torch.empty((n, *feats.shape[1:]), dtype=torch.float16)
+                pads = torch.empty((n, pad.shape[1]), dtype=torch.bool)
+            tokens[frames] = feats.half()
+            pads[frames] = pad
+        return tokens, pads
+
+    def _restore(self, module: TrainModule, optimizer: torch.optim.Optimizer,
+                 schedule: torch.optim.lr_scheduler.LambdaLR) -> int:  # fmt: skip
+        path = self.out / STATE_FILE
+        if not path.exists():
+            return 0
+        try:
+            saved = json.loads((self.out / CONFIG_FILE).read_text(encoding="utf-8"))
+            state = torch.load(path, weights_only=True)  # tensors and numbers only: no code
+        except (OSError, ValueError, pickle.UnpicklingError) as exc:
+            raise ConfigError(f"cannot resume from {self.out}: {exc}") from None
+        if saved != json.loads(json.dumps(dataclasses.asdict(self.cfg))):
+            raise ConfigError(f"{self.out} was trained with another config; resume needs the "
+                              f"same one ({CONFIG_FILE})")  # fmt: skip
+        try:
+            module.load_state_dict(state["module"])
+            optimizer.load_state_dict(state["optimizer"])
+            schedule.load_state_dict(state["schedule"])
+        except (KeyError, ValueError, RuntimeError) as exc:
+            raise ConfigError(f"cannot resume from {path}: {exc}") from None
+        return int(state["step"])
+
+    def _write_config(self, fresh: bool) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)
+        if fresh:  # a new run (or nothing to resume): no stale log lines
+            (self.out / LOG_FILE).unlink(missing_ok=True)
+        text = json.dumps(dataclasses.asdict(self.cfg), indent=1)
+        (self.out / CONFIG_FILE).write_text(text, encoding="utf-8")
+
+    def _log(self, step: int, loss: float, lr: float) -> None:
+        with (self.out / LOG_FILE).open("a", encoding="utf-8") as f:
+            f.write(json.dumps({"step": step, "loss": loss, "lr": lr}) + "\n")
+
+    def _save(self, module: TrainModule, optimizer: torch.optim.Optimizer,
+              schedule: torch.optim.lr_scheduler.LambdaLR, step: int) -> None:  # fmt: skip
+        if self.ctx.main:
+            policy, cfg = self.policy, self.cfg
+            meta = dataclasses.replace(policy.meta, description=(
+                f"{cfg.stage} stage, {step} steps on {self.data.path.name} "
+                f"({len(self.data.meta.episodes)} episodes)"))  # fmt: skip
+            tmp = self.out / f"{CHECKPOINT_DIR}.tmp"
+            write_checkpoint(tmp, meta, VLA_CONFIG_JSON.dumps(policy.config),
+                             NORM_STATS_JSON.dumps(policy.norm_stats),
+                             plain_state_dict(self.model))  # fmt: skip
+            shutil.rmtree(self.out / CHECKPOINT_DIR, ignore_errors=True)
+            tmp.rename(self.out / CHECKPOINT_DIR)
+            state = {
+                "step": step,
+                "module": module.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "schedule": schedule.state_dict(),
+            }
+            torch.save(state, self.out / f"{STATE_FILE}.tmp")
+            (self.out / f"{STATE_FILE}.tmp").replace(self.out / STATE_FILE)
+        if self.ctx.world > 1:
+            dist.barrier()
+
+
+def _load_init(model: NativeVLA, path: Path) -> None:
+    """Start from a checkpoint: every tensor whose name and shape match (at least the backbone)."""
+    weights = read_weights(path)
+    own = model.state_dict()
+    matched = {k: v for k, v in weights.items() if k in own and own[k].shape == v.shape}
+    missing = [k for k in own if k.startswith("backbone.") and k not in matched]
+    if missing:
+        raise ConfigError(f"{path} does not fit this model's backbone (missing or reshaped: "
+                          f"{missing[:3]}...)")  # fmt: skip
+    model.load_state_dict(matched, strict=False)
+
+
+def _mean_across(values: list[float], ctx: _Dist) -> float:
+    mean = torch.tensor(sum(values) / max(1, len(values)))
+    if ctx.world > 1:
+        dist.all_reduce(mean)
+        mean /= ctx.world
+    return float(mean)
+
+
+def _checksums(module: torch.nn.Module, ctx: _Dist) -> list[float]:
+    total = torch.stack([p.detach().double().sum() for p in module.parameters()]).sum()
+    if ctx.world == 1:
+        return [float(total)]
+    gathered = [torch.zeros_like(total) for _ in range(ctx.world)]
+    dist.all_gather(gathered, total)
+    return [float(t) for t in gathered]
