@@ -53,7 +53,7 @@ test: install lint ## Lint, then run the whole test suite
 bench: install ## Run the benchmarks and write docs/benchmarks.md
 	$(BIN)/python -m benchmarks
 
-# The pipeline behind the shipped checkpoints (docs/models.md): about an hour on two CPU cores.
+# The pipeline behind the shipped checkpoints (docs/models.md): about 1.5 hours on two CPU cores.
 SHIP_DATA ?= data/demos
 SHIP_RUNS ?= runs/ship
 SHIP_TASKS := touch,lift,push_left,touch,lift,push_right,stack,next_to,bin
