@@ -1,7 +1,8 @@
 """Scripted-expert demonstrations: parallel workers roll out episodes, the parent writes them."""
 
+import dataclasses
 import multiprocessing as mp
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from vlarena.data.paraphrases import TASK_NAMES, draw_instruction
 from vlarena.errors import ConfigError
 from vlarena.sim.runner import ExpertController, run_episode
 from vlarena.sim.tasks import Task
-from vlarena.sim.world import CAMERAS, COLORS, FrankaWorld
+from vlarena.sim.world import CAMERAS, COLORS, FrankaWorld, shared_world
 from vlarena.types import ActionChunk
 
 DATAGEN_SEED_LIMIT = 1_000_000  # evaluation start states use seeds from here on: never trained on
@@ -79,16 +80,11 @@ def grounding_target(world: FrankaWorld, color: str) -> NDArray[np.float32]:
     ).astype(np.float32)
 
 
-_WORLDS: dict[str, FrankaWorld] = {}  # one per scene and worker process, reused across episodes
-
-
 def rollout(task: str, seed: int, image_size: int, max_steps: int) -> EpisodeRecord | None:
     """One expert episode of `task` from `seed`; None when the expert failed."""
     rng = np.random.default_rng(seed)
     scene, instruction = draw_instruction(rng, task)
-    if scene not in _WORLDS:
-        _WORLDS[scene] = FrankaWorld(scene)
-    world = _WORLDS[scene]
+    world = shared_world(scene)
     recorder = _RecordingExpert(image_size)
     episode = run_episode(world, recorder, instruction, seed, max_steps=max_steps)
     if not episode.success:
@@ -158,5 +154,5 @@ def generate(
 
 
 def _config_dict(cfg: DatagenConfig) -> dict[str, object]:
-    fields: Sequence[str] = ("episodes", "tasks", "image_size", "max_steps", "seed")
-    return {name: getattr(cfg, name) for name in fields}
+    """What determines the dataset (the worker count does not)."""
+    return {k: v for k, v in dataclasses.asdict(cfg).items() if k != "workers"}

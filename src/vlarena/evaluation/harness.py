@@ -10,12 +10,19 @@ import numpy as np
 from vlarena.data.datagen import DATAGEN_SEED_LIMIT
 from vlarena.data.paraphrases import TASK_NAMES, TASK_TEMPLATES
 from vlarena.errors import ConfigError, UnknownNameError
-from vlarena.policies import DeviceConfig, Policy, get_preset, load_policy, native_policy_types
+from vlarena.policies import (
+    DeviceConfig,
+    Policy,
+    get_preset,
+    load_policy,
+    native_policy_types,
+    random_native,
+)
 from vlarena.policies.checkpoint import read_metadata
 from vlarena.policies.shipped import shipped_checkpoint
 from vlarena.sim.runner import Controller, ExpertController, PolicyController, run_episode
 from vlarena.sim.tasks import TOUCH_DISTANCE_M, parse_instruction
-from vlarena.sim.world import COLORS, FrankaWorld
+from vlarena.sim.world import COLORS, FrankaWorld, shared_world
 
 EXPERT = "scripted-expert"
 EVAL_SEED_BASE = DATAGEN_SEED_LIMIT  # datagen stays below: no start state is seen in training
@@ -105,14 +112,13 @@ def make_controller(model: str) -> Controller:
     policy: Policy
     if model.count(":") == 1 and not Path(model).exists():
         kind, preset = model.split(":")
-        policy = native_policy_types()[kind].create(get_preset(preset), f"{kind}-{preset}-random")
+        policy = random_native(kind, preset)
     else:
         policy = load_policy(shipped_checkpoint(model) or Path(model), DeviceConfig())
-    return PolicyController(policy.info, lambda o, s: policy.predict([o], [s])[0])
+    return PolicyController.local(policy)
 
 
 _CONTROLLERS: dict[str, Controller] = {}  # per worker process: models load once
-_WORLDS: dict[str, FrankaWorld] = {}
 
 
 def evaluate_episode(model: str, task: str, seed: int, horizon: int,
@@ -121,9 +127,7 @@ def evaluate_episode(model: str, task: str, seed: int, horizon: int,
     if model not in _CONTROLLERS:
         _CONTROLLERS[model] = make_controller(model)
     scene, instruction = eval_instruction(task, seed)
-    if scene not in _WORLDS:
-        _WORLDS[scene] = FrankaWorld(scene)
-    world = _WORLDS[scene]
+    world = shared_world(scene)
     named = parse_instruction(instruction).color
     assert named is not None
     world.reset(seed)

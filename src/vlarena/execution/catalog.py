@@ -8,7 +8,7 @@ import grpc
 
 from vlarena.errors import ModelLoadError, UnknownNameError, VLArenaError
 from vlarena.execution.settings import ExecutionSettings
-from vlarena.policies import DeviceConfig, Policy, get_preset, load_policy, native_policy_types
+from vlarena.policies import DeviceConfig, Policy, load_policy, random_native
 from vlarena.policies.checkpoint import read_metadata
 from vlarena.serving.client import ClientOptions, VLAClient
 from vlarena.sim import Controller, ExpertController, PolicyController
@@ -74,7 +74,7 @@ class ModelCatalog:
         if entry.kind == "expert":
             return ExpertController()
         policy = self._load(entry)
-        return PolicyController(policy.info, lambda o, s: policy.predict([o], [s])[0])
+        return PolicyController.local(policy)
 
     def _load(self, entry: Entry) -> Policy:
         with self._lock:
@@ -84,10 +84,7 @@ class ModelCatalog:
                         self._loaded[entry.name] = load_policy(entry.source, self._device)
                     else:
                         kind, preset = entry.source.split(":", 1)
-                        cls = native_policy_types()[kind]
-                        self._loaded[entry.name] = cls.create(
-                            get_preset(preset), entry.name, device=self._device
-                        )
+                        self._loaded[entry.name] = random_native(kind, preset, self._device)
                 except (VLArenaError, KeyError, OSError) as exc:
                     raise ModelLoadError(f"failed to load {entry.name}: {exc}") from None
             return self._loaded[entry.name]

@@ -8,6 +8,7 @@ from vlarena.policies.native import (
     FlowVLAPolicy,
     NativeVLAPolicy,
     native_policy_types,
+    random_native,
 )
 from vlarena.policies.normalization import NormStats
 from vlarena.policies.registry import get_policy_type, load_policy, policy_types
@@ -31,4 +32,5 @@ __all__ = [
     "load_policy",
     "native_policy_types",
     "policy_types",
+    "random_native",
 ]

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from vlarena.errors import CheckpointError, InvalidObservationError
+from vlarena.errors import CheckpointError, InvalidObservationError, UnknownNameError
 from vlarena.policies.base import Policy, Seeds, SplitPolicy, VLFeatures
 from vlarena.policies.checkpoint import (
     CONFIG_FILE,
@@ -21,7 +21,7 @@ from vlarena.policies.checkpoint import (
     read_weights,
     write_checkpoint,
 )
-from vlarena.policies.config import VLA_CONFIG_JSON, VLAConfig
+from vlarena.policies.config import VLA_CONFIG_JSON, VLAConfig, get_preset
 from vlarena.policies.device import DeviceConfig
 from vlarena.policies.networks import ActionHead, Conditioning, FlowExpert, TokenDecoder, VLBackbone
 from vlarena.policies.networks.tokenizer import encode_text
@@ -305,6 +305,17 @@ def native_policy_types() -> dict[str, type["NativeVLAPolicy"]]:
     """Registered policy types that are native VLA families, by name."""
     types = {name: get_policy_type(name) for name in policy_types()}
     return {name: cls for name, cls in types.items() if issubclass(cls, NativeVLAPolicy)}
+
+
+def random_native(policy_type: str, preset: str, device: DeviceConfig | None = None
+                  ) -> "NativeVLAPolicy":  # fmt: skip
+    """A native family at a size preset with random weights (a baseline), named
+    `<type>-<preset>-random`; unknown types or presets list the valid ones."""
+    natives = native_policy_types()
+    if policy_type not in natives:
+        raise UnknownNameError("native policy type", policy_type, natives)
+    config = get_preset(preset)
+    return natives[policy_type].create(config, f"{policy_type}-{preset}-random", device=device)
 
 
 def _check_stats(config: VLAConfig, stats: NormStats) -> None:

@@ -15,7 +15,13 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
 from vlarena.errors import ConfigError, UnavailableError
-from vlarena.policies import PRESETS, DeviceConfig, Policy, load_policy, native_policy_types
+from vlarena.policies import (
+    DeviceConfig,
+    Policy,
+    load_policy,
+    native_policy_types,
+    random_native,
+)
 from vlarena.policies.checkpoint import read_metadata
 from vlarena.policies.registry import get_policy_type
 from vlarena.policies.shipped import shipped_checkpoints
@@ -54,7 +60,7 @@ def load_policies(settings: ServerSettings) -> list[Policy]:
         else:
             log.warning("VLA_MODEL_PATH unset and no shipped %s checkpoint: serving random "
                         "weights (small preset)", name)  # fmt: skip
-            default = natives[name].create(PRESETS["small"], f"{name}-small-random", device=device)
+            default = random_native(name, "small", device)
     else:
         default = load_policy(settings.model_path, device)
         if settings.model_type and default.info.policy_type != settings.model_type:

@@ -14,6 +14,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from vlarena.errors import InvalidObservationError, PolicyOutputError
+from vlarena.policies.base import Policy
 from vlarena.runtime import DualRateRuntime
 from vlarena.sim.expert import ScriptedExpert
 from vlarena.sim.tasks import SuccessChecker, Task, check_scene, parse_instruction
@@ -79,6 +80,11 @@ class PolicyController(Controller):
         self._info = info
         self._predict = predict
         self._seed = 0
+
+    @classmethod
+    def local(cls, policy: Policy) -> "PolicyController":
+        """Drive an in-process policy, one observation per call."""
+        return cls(policy.info, lambda obs, seed: policy.predict([obs], [seed])[0])
 
     def start(self, world: FrankaWorld, task: Task, seed: int) -> str:
         check_fits(self._info, world)

@@ -1,5 +1,6 @@
 """The simulated world: the Franka Panda, a table scene, its cubes, control and rendering."""
 
+import functools
 import os
 import sys
 from dataclasses import dataclass
@@ -151,3 +152,10 @@ class FrankaWorld:
         for renderer in self._renderers.values():
             renderer.close()
         self._renderers.clear()
+
+
+@functools.cache
+def shared_world(scene_id: str) -> FrankaWorld:
+    """One world per scene and process, reused across episodes (worker processes; one episode
+    at a time: not for threads)."""
+    return FrankaWorld(scene_id)

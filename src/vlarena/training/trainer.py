@@ -182,9 +182,10 @@ class _Run:
         batch = self.sampler.draw(step, cfg.batch_size)
         # Noise, flow times and augmentation: a function of (seed, rank, step), like the data,
         # so a resumed run continues exactly where the interrupted one would have gone.
-        torch.manual_seed(int(self.sampler.rng(step).integers(2**62)))
+        seed = int(self.sampler.rng(step).integers(2**62))
+        torch.manual_seed(seed)
         if cfg.augment and cfg.stage != "expert":
-            gen = torch.Generator().manual_seed(int(self.sampler.rng(step).integers(2**62)) + 1)
+            gen = torch.Generator().manual_seed(seed + 1)
             batch = dataclasses.replace(batch, images=augment(batch.images, gen))
         return batch
 
