@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from vlarena.arena.settings import ArenaSettings
 from vlarena.policies import PRESETS, FlowVLAPolicy, registry
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -34,3 +35,11 @@ def test_adding_a_model_example_registers(monkeypatch: pytest.MonkeyPatch) -> No
     scope: dict[str, object] = {}
     exec(_python_block("## Adding a model"), scope)
     assert registry.get_policy_type("my-model") is scope["MyPolicy"]
+
+
+def test_every_arena_setting_is_documented() -> None:
+    text = README.read_text(encoding="utf-8")
+    for name, field in ArenaSettings.model_fields.items():
+        aliases = getattr(field.validation_alias, "choices", None)
+        env = str(aliases[0]) if aliases else f"VLA_ARENA_{name.upper()}"
+        assert env in text or f"`_{name.upper()}`" in text, env

@@ -14,6 +14,7 @@ import numpy as np
 import typer
 from PIL import Image
 from pydantic import ValidationError
+from pydantic_settings import BaseSettings
 from rich.console import Console
 from rich.table import Table
 
@@ -37,6 +38,17 @@ app = typer.Typer(help="VLArena: serve, run, train and compare VLA robot policie
                   no_args_is_help=True, pretty_exceptions_enable=False)  # fmt: skip
 console = Console()
 T = TypeVar("T")
+S = TypeVar("S", bound=BaseSettings)
+
+
+def load_settings(cls: type[S], prefix: str) -> S:
+    """Settings from the environment; a readable error and exit code 2 if they are invalid."""
+    try:
+        return cls()
+    except ValidationError as exc:
+        console.print(f"[red]error:[/red] invalid {prefix}* settings: {describe_validation(exc)}")
+        raise typer.Exit(code=2) from None
+
 
 DeviceOpt = Annotated[str, typer.Option(help="cpu, cuda, cuda:N, mps or auto")]
 TargetOpt = Annotated[str, typer.Option(help="inference server host:port")]
@@ -129,11 +141,7 @@ def serve() -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    try:
-        settings = ServerSettings()
-    except ValidationError as exc:
-        console.print(f"[red]error:[/red] invalid VLA_* settings: {describe_validation(exc)}")
-        raise typer.Exit(code=2) from None
+    settings = load_settings(ServerSettings, "VLA_")
     try:
         asyncio.run(run_server(settings))
     except (VLArenaError, OSError) as exc:  # OSError: unreadable TLS files, port in use
@@ -209,11 +217,20 @@ def execute() -> None:
     from vlarena.execution.app import create_app
     from vlarena.execution.settings import ExecutionSettings
 
-    try:
-        settings = ExecutionSettings()
-    except ValidationError as exc:
-        console.print(f"[red]error:[/red] invalid VLA_EXEC_* settings: {describe_validation(exc)}")
-        raise typer.Exit(code=2) from None
+    settings = load_settings(ExecutionSettings, "VLA_EXEC_")
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+
+
+@app.command()
+def arena() -> None:
+    """Start the arena backend (battles, votes, leaderboard), configured by VLA_ARENA_* variables
+    and the execution service's VLA_SERVER_URL / VLA_REQUEST_TIMEOUT."""
+    import uvicorn
+
+    from vlarena.arena.app import create_app
+    from vlarena.arena.settings import ArenaSettings
+
+    settings = load_settings(ArenaSettings, "VLA_ARENA_")
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
 
 

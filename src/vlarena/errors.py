@@ -62,6 +62,46 @@ class ModelLoadError(VLArenaError):
     """A model exists in the catalog but could not be loaded."""
 
 
+class InvalidRequestError(VLArenaError, ValueError):
+    """A request is well-formed but not acceptable (an instruction the scene cannot run)."""
+
+
+class AuthError(VLArenaError):
+    """A request lacks a valid credential (a session token)."""
+
+
+class ForbiddenError(VLArenaError):
+    """The credential is valid but does not own what it asks to change."""
+
+
+class ConflictError(VLArenaError):
+    """The request conflicts with stored state (a second vote, a reused idempotency key)."""
+
+
+class ExecutionFailedError(VLArenaError):
+    """The execution service answered, but with a failure that retrying will not fix."""
+
+
+class RetryLaterError(VLArenaError):
+    """A limit or an unavailable dependency; the caller may retry after `retry_after_s`."""
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class RateLimitedError(RetryLaterError):
+    """A caller made too many requests in its window."""
+
+
+class ExecutionUnavailableError(RetryLaterError):
+    """The execution service is down, failing, or its circuit breaker is open."""
+
+
+class BusyError(RetryLaterError):
+    """Every running and queued battle place is taken."""
+
+
 def describe_validation(exc: ValidationError) -> str:
     """One line per pydantic problem, `field.path: message`, without echoing the input."""
     return "; ".join(

@@ -1,15 +1,13 @@
 """A real execution service (uvicorn on a loopback port) per test, and a tiny checkpoint."""
 
-import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
+from tests.loopback import RunningServer, serve_in_thread
 from tests.serving.conftest import start_server
 from vlarena.execution.app import create_app
 from vlarena.execution.settings import ExecutionSettings
@@ -29,7 +27,7 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def start_service(tiny_checkpoint: Path) -> Iterator[StartService]:
     """Factory: run the service with settings overrides; yields an httpx client bound to it."""
-    running: list[tuple[uvicorn.Server, threading.Thread, httpx.Client]] = []
+    running: list[tuple[RunningServer, httpx.Client]] = []
 
     def start(**overrides: Any) -> httpx.Client:
         values: dict[str, Any] = {
@@ -38,21 +36,12 @@ def start_service(tiny_checkpoint: Path) -> Iterator[StartService]:
             "presets": "",
             "shipped_models": False,
         }
-        app = create_app(ExecutionSettings(**(values | overrides)))
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        for _ in range(500):
-            if server.started:
-                break
-            time.sleep(0.01)
-        port = server.servers[0].sockets[0].getsockname()[1]
-        client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
-        running.append((server, thread, client))
+        server = serve_in_thread(create_app(ExecutionSettings(**(values | overrides))))
+        client = httpx.Client(base_url=server.url, timeout=60)
+        running.append((server, client))
         return client
 
     yield start
-    for server, thread, client in running:
+    for server, client in running:
         client.close()
-        server.should_exit = True
-        thread.join(timeout=10)
+        server.stop()

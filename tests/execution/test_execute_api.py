@@ -14,6 +14,7 @@ import pytest
 from tests.execution.conftest import StartService
 from tests.serving.conftest import StartServer
 from vlarena.policies import PRESETS, FlowVLAPolicy
+from vlarena.testing import free_port
 
 
 def body(**overrides: Any) -> dict[str, Any]:
@@ -216,3 +217,18 @@ def test_vlarena_execute_command(tmp_path: Path) -> None:
         assert process.returncode in (0, -signal.SIGTERM)
     finally:
         process.kill()
+
+
+def test_an_unreachable_inference_server_is_503_not_502(start_service: StartService) -> None:
+    client = start_service(inference_target=f"127.0.0.1:{free_port()}")
+    reply = client.post("/execute", json=body(model_id="served-elsewhere", max_steps=2))
+    assert reply.status_code == 503, reply.text  # retryable: the arena's breaker counts it
+    assert reply.json()["error"] == "inference_unavailable"
+    assert "UNAVAILABLE" in reply.json()["detail"]
+
+
+def test_request_bodies_are_size_limited(start_service: StartService) -> None:
+    client = start_service()
+    reply = client.post("/execute", json=body(instruction="x" * 20_000))
+    assert reply.status_code == 413
+    assert reply.json()["error"] == "payload_too_large"

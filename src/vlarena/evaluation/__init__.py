@@ -11,7 +11,7 @@ from vlarena.evaluation.harness import (
     make_controller,
 )
 from vlarena.evaluation.report import TaskSummary, markdown_table, summarize, write_report
-from vlarena.evaluation.stats import wilson_interval
+from vlarena.stats import wilson_interval
 
 __all__ = [
     "EXPERT",

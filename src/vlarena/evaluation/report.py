@@ -5,7 +5,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from vlarena.evaluation.harness import EpisodeResult
-from vlarena.evaluation.stats import wilson_interval
+from vlarena.stats import wilson_interval
 
 
 @dataclass(frozen=True)

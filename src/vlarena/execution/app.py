@@ -14,11 +14,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import grpc
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi import FastAPI
 from fastapi.responses import FileResponse, JSONResponse
-from pydantic import BaseModel, Field
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from vlarena import __version__
 from vlarena.errors import (
@@ -30,82 +27,24 @@ from vlarena.errors import (
     VLArenaError,
 )
 from vlarena.execution.catalog import ModelCatalog
+from vlarena.execution.schemas import (
+    EpisodeStatus,
+    ExecuteRequest,
+    ExecuteResponse,
+    Metadata,
+    State,
+    TaskOut,
+    Timing,
+)
 from vlarena.execution.settings import ExecutionSettings
+from vlarena.httpjson import BodyLimit, ErrorBody, install_error_handlers
 from vlarena.sim import ROBOTS, SCENES, Episode, FrankaWorld, parse_instruction, run_episode
 from vlarena.sim.tasks import check_scene
 from vlarena.sim.world import CAMERAS
 
 log = logging.getLogger(__name__)
+MAX_BODY_BYTES = 16 * 1024  # an /execute request is a few hundred bytes
 ASSETS = next(iter(SCENES.values())).parent
-
-
-class ExecuteRequest(BaseModel):
-    """ADR-003's request, plus an optional seed and step budget."""
-
-    model_id: str = Field(min_length=1, max_length=200)
-    robot_id: str = Field(min_length=1, max_length=50)
-    scene_id: str = Field(min_length=1, max_length=50)
-    instruction: str = Field(min_length=1, max_length=500)
-    seed: int | None = Field(None, ge=0, le=2**31 - 1, strict=True)  # same seed → same start
-    max_steps: int | None = Field(None, ge=1, strict=True)  # default and cap: the settings
-
-
-class State(BaseModel):
-    qpos: list[float]
-    qvel: list[float]
-    time: float
-    inference_ms: float  # latency of the model call that produced this step's action (0: reused)
-
-
-class Metadata(BaseModel):
-    num_steps: int
-    max_steps: int
-    early_termination: bool
-
-
-class Timing(BaseModel):
-    inference_ms: float  # total model time over the episode
-    simulation_ms: float  # the rest: physics, rendering, bookkeeping
-
-
-class TaskOut(BaseModel):
-    kind: str | None
-    color: str | None
-    other: str | None
-    side: str | None
-
-
-class ExecuteResponse(BaseModel):
-    """ADR-003's response (actions, states, duration_ms, metadata) plus outcome and replay data."""
-
-    actions: list[list[float]]
-    states: list[State]
-    duration_ms: float
-    metadata: Metadata
-    success: bool | None  # None: the instruction matched no task template
-    seed: int
-    model_id: str
-    robot_id: str
-    scene_id: str
-    instruction: str
-    task: TaskOut
-    timing: Timing
-    mujoco_version: str
-    initial_qpos: list[float]  # the scene's full qpos at reset, for replay
-
-
-class ErrorBody(BaseModel):
-    error: str
-    detail: str
-
-
-class EpisodeStatus(BaseModel):
-    episode_id: str
-    status: Literal["queued", "running", "done", "failed"]
-    steps_done: int
-    max_steps: int
-    result: ExecuteResponse | None = None
-    error: ErrorBody | None = None
 
 
 _STATUS: list[tuple[type[VLArenaError], int, str]] = [
@@ -124,6 +63,9 @@ def error_response(exc: Exception) -> JSONResponse:
             return JSONResponse({"error": name, "detail": str(exc)}, status_code=code)
     if isinstance(exc, grpc.RpcError):
         detail = f"inference server: {exc.code().name}: {exc.details()}"
+        if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
+                          grpc.StatusCode.RESOURCE_EXHAUSTED):  # fmt: skip
+            return JSONResponse({"error": "inference_unavailable", "detail": detail}, 503)
         return JSONResponse({"error": "inference_failed", "detail": detail}, status_code=502)
     log.exception("unexpected error", exc_info=exc)
     return JSONResponse({"error": "internal_error", "detail": "see the server log"}, 500)
@@ -151,8 +93,8 @@ class EpisodeService:
         self._worlds = threading.local()  # each worker thread keeps its own scenes (and GL)
         self.jobs: OrderedDict[str, _Job] = OrderedDict()
 
-    def admit(self, request: ExecuteRequest) -> int:
-        """Check the request and take an episode slot (release with `run`); returns max_steps."""
+    def check(self, request: ExecuteRequest) -> int:
+        """Raise the error this request would get, without running it; returns max_steps."""
         if request.robot_id not in ROBOTS:
             raise UnknownNameError("robot", request.robot_id, ROBOTS)
         if request.scene_id not in SCENES:
@@ -164,6 +106,11 @@ class EpisodeService:
             raise InvalidObservationError(
                 f"max_steps {steps} exceeds the cap of {self.settings.max_steps_cap}"
             )
+        return steps
+
+    def admit(self, request: ExecuteRequest) -> int:
+        """Check the request and take an episode slot (release with `run`); returns max_steps."""
+        steps = self.check(request)
         if self.admitted >= self._limit:
             raise SaturatedError(
                 f"{self.admitted} episodes running or waiting (limit {self._limit}); retry later"
@@ -283,31 +230,18 @@ def create_app(settings: ExecutionSettings | None = None) -> FastAPI:
         code: {"model": ErrorBody} for code in (404, 422, 500, 502, 503)
     }
 
-    @app.exception_handler(VLArenaError)
-    async def domain_error(_: Request, exc: VLArenaError) -> JSONResponse:
-        return error_response(exc)
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        detail = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'] if p != 'body') or 'body'}: {e['msg']}"
-            for e in exc.errors()
-        )
-        return JSONResponse({"error": "invalid_request", "detail": detail}, status_code=422)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        name = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "bad_request")
-        return JSONResponse({"error": name, "detail": str(exc.detail)}, exc.status_code)
-
-    @app.exception_handler(Exception)
-    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
-        return error_response(exc)
+    install_error_handlers(app, error_response)
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
 
     @app.post("/execute", response_model=ExecuteResponse, responses=errors)
     async def execute(request: ExecuteRequest) -> ExecuteResponse:
         """Run one episode and return its actions, states, timing and outcome."""
         return await service.run(request, service.admit(request))
+
+    @app.post("/execute/check", responses=errors)
+    async def check(request: ExecuteRequest) -> dict[str, int]:
+        """Validate an /execute request without running it (the error it would get, or 200)."""
+        return {"max_steps": service.check(request)}
 
     @app.post("/episodes", status_code=202, responses=errors)
     async def start_episode(request: ExecuteRequest) -> dict[str, str]:

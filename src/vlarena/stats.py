@@ -1,4 +1,4 @@
-"""Confidence intervals for success rates."""
+"""Confidence intervals for proportions (dependency-free: the arena uses it too)."""
 
 import math
 

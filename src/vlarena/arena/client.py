@@ -1,0 +1,141 @@
+"""The arena's HTTP client to the execution service: timeouts, retries with jittered
+exponential backoff on transient failures, and a circuit breaker (ADR-003's mitigations)."""
+
+import time
+from typing import Any
+
+import httpx
+from pydantic import ValidationError
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from vlarena.arena.breaker import CircuitBreaker
+from vlarena.arena.settings import ArenaSettings
+from vlarena.errors import (
+    ExecutionFailedError,
+    ExecutionUnavailableError,
+    InvalidRequestError,
+)
+from vlarena.execution.schemas import ExecuteRequest, ExecuteResponse
+
+TRANSIENT_STATUS = (502, 503, 504)  # a proxy's bad gateway, saturated, a gateway timeout
+MODEL_FAILURES = ("inference_failed",)  # a model's answer was unusable: retrying cannot fix it
+MODELS_TTL_S = 30.0
+
+
+class _TransientError(Exception):
+    """A failure worth retrying: the service was unreachable, dropped the call, or was busy."""
+
+
+class ExecutionClient:
+    """Calls the execution service; every failure ends as one of three domain errors."""
+
+    def __init__(
+        self, settings: ArenaSettings, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
+        self.settings = settings
+        self.breaker = CircuitBreaker(settings.breaker_failures, settings.breaker_reset_s)
+        self._http = httpx.AsyncClient(
+            base_url=settings.server_url,
+            timeout=httpx.Timeout(settings.request_timeout_s, connect=5.0),
+            transport=transport,
+        )
+        self._models: tuple[float, list[str]] | None = None
+
+    async def models(self) -> list[str]:
+        """Model ids the service runs (cached for a while)."""
+        now = time.monotonic()
+        if self._models is None or now - self._models[0] > MODELS_TTL_S:
+            listed = await self._call("GET", "/models")
+            try:
+                self._models = (now, [str(m["model_id"]) for m in listed])
+            except (TypeError, KeyError):
+                raise ExecutionFailedError("unexpected /models answer") from None
+        return self._models[1]
+
+    async def check(self, request: ExecuteRequest) -> None:
+        """Raise InvalidRequestError if the service would refuse this request."""
+        await self._call("POST", "/execute/check", request.model_dump(mode="json"))
+
+    async def execute(self, request: ExecuteRequest) -> ExecuteResponse:
+        """Run one episode (side-effect free there, so a retry only costs time)."""
+        body = await self._call("POST", "/execute", request.model_dump(mode="json"))
+        try:
+            return ExecuteResponse.model_validate(body)
+        except ValidationError as exc:
+            raise ExecutionFailedError(f"unexpected /execute answer: {exc.error_count()} "
+                                       "fields do not match the contract") from None  # fmt: skip
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.settings.retry_attempts),
+            # initial · 2^n plus up to `initial` of jitter, at most retry_max_s
+            wait=wait_exponential_jitter(
+                multiplier=self.settings.retry_initial_s,
+                jitter=self.settings.retry_initial_s,
+                max=self.settings.retry_max_s,
+            ),
+            retry=retry_if_exception_type(_TransientError),
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    return await self._once(method, path, body)
+        except _TransientError as exc:
+            raise ExecutionUnavailableError(
+                f"the execution service is unavailable: {exc}",
+                retry_after_s=max(self.breaker.retry_after_s(), self.settings.retry_max_s),
+            ) from None
+        raise AssertionError("unreachable: tenacity either returns or raises")
+
+    async def _once(self, method: str, path: str, body: dict[str, Any] | None) -> Any:
+        probe = self.breaker.before_call()
+        ok = False
+        try:
+            try:
+                response = await self._http.request(method, path, json=body)
+            except httpx.TimeoutException as exc:
+                if isinstance(exc, httpx.ConnectTimeout):
+                    raise _TransientError(f"connect timeout ({exc})") from None
+                # The episode may still be running there: retrying would double the load.
+                raise ExecutionUnavailableError(
+                    f"no answer within {self.settings.request_timeout_s:g} s",
+                    retry_after_s=self.settings.retry_max_s,
+                ) from None
+            except httpx.TransportError as exc:
+                raise _TransientError(
+                    f"{type(exc).__name__}: {exc or 'connection failed'}"
+                ) from None
+            name, detail = _error(response)
+            if response.status_code in TRANSIENT_STATUS and name not in MODEL_FAILURES:
+                raise _TransientError(f"HTTP {response.status_code}: {detail}")
+            ok = True  # it answered: client errors are ours, and a model failing is the model's
+            if response.status_code in (404, 422):
+                raise InvalidRequestError(detail)
+            if response.is_error:
+                raise ExecutionFailedError(f"HTTP {response.status_code}: {detail}")
+            try:
+                return response.json()
+            except ValueError:
+                raise ExecutionFailedError("the execution service answered with no JSON") from None
+        finally:
+            self.breaker.record(ok, probe)
+
+
+def _error(response: httpx.Response) -> tuple[str | None, str]:
+    """The service's error name and detail, if it sent its JSON error body."""
+    if not response.is_error:
+        return None, ""
+    try:
+        body = response.json()
+        return str(body["error"]), str(body["detail"])
+    except (ValueError, KeyError, TypeError):
+        return None, response.text[:200]

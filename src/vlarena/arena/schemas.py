@@ -1,0 +1,115 @@
+"""The arena's HTTP request and response bodies."""
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from vlarena.httpjson import ErrorBody
+
+Choice = Literal["a", "b", "tie", "both_bad"]
+TurnStatus = Literal["queued", "running", "done", "failed"]
+BattleStatus = Literal["new", "queued", "running", "ready", "failed", "voted"]
+
+
+class SessionOut(BaseModel):
+    session_id: str
+    token: str  # send as `Authorization: Bearer <token>`; shown once
+
+
+class BattleCreate(BaseModel):
+    scene_id: str = Field("table", min_length=1, max_length=50)
+
+
+class TurnCreate(BaseModel):
+    instruction: str = Field(min_length=1, max_length=500)  # the arena's own limit is lower
+
+
+class VoteCreate(BaseModel):
+    choice: Choice
+
+
+class EpisodeOut(BaseModel):
+    side: Literal["a", "b"]
+    num_steps: int
+    replay_url: str
+    model_id: str | None  # hidden (null) until the battle's vote
+    success: bool | None  # hidden (null) until the vote; also null if no task matched
+
+
+class TurnOut(BaseModel):
+    number: int
+    instruction: str
+    seed: int
+    max_steps: int
+    status: TurnStatus
+    queue_position: int | None  # 1 = next to run; null unless queued
+    error: ErrorBody | None
+    episodes: list[EpisodeOut]
+    created_at: datetime
+    finished_at: datetime | None
+
+
+class BattleOut(BaseModel):
+    battle_id: str
+    url: str
+    scene_id: str
+    status: BattleStatus
+    created_at: datetime
+    max_turns: int
+    turns: list[TurnOut]
+    model_a: str | None  # hidden until the vote
+    model_b: str | None
+    vote: Choice | None
+
+
+class Interval(BaseModel):
+    value: float | None  # null without data
+    ci_low: float
+    ci_high: float
+    n: int
+
+
+class RatingOut(BaseModel):
+    model: str
+    rating: float  # Bradley-Terry on the Elo-like scale
+    ci_low: float
+    ci_high: float
+    rank: int  # 1 + models whose interval lies wholly above this one's
+    elo: float  # online Elo preview (vote order)
+    battles: int  # voted battles (open ones stay out: they would reveal their models)
+    wins: int
+    ties: int  # ties and both-bad
+    losses: int
+    sim_success: Interval  # share of its voted episodes that succeeded in simulation (Wilson)
+
+
+class LeaderboardOut(BaseModel):
+    ratings: list[RatingOut]
+    votes: int
+    tie_parameter: float | None  # Davidson's nu
+    bootstrap_rounds: int
+    agreement: Interval  # votes that picked the side with more sim successes, where they differ
+    computed_at: datetime
+    compute_ms: float
+
+
+class Replay(BaseModel):
+    """What a browser needs to replay one episode; identity and outcome after the vote."""
+
+    battle_id: str
+    turn: int
+    side: Literal["a", "b"]
+    scene_id: str
+    robot_id: str
+    instruction: str
+    seed: int
+    mujoco_version: str
+    initial_qpos: list[float]
+    qpos: list[list[float]]  # after each step
+    time: list[float]
+    actions: list[list[float]]
+    num_steps: int
+    model_id: str | None  # hidden until the vote
+    success: bool | None
+    revealed: dict[str, Any] | None  # after the vote: metadata and timing

@@ -1,0 +1,71 @@
+"""The execution service's HTTP contract (ADR-003), importable without MuJoCo or torch."""
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from vlarena.httpjson import ErrorBody
+
+
+class ExecuteRequest(BaseModel):
+    """ADR-003's request, plus an optional seed and step budget."""
+
+    model_id: str = Field(min_length=1, max_length=200)
+    robot_id: str = Field(min_length=1, max_length=50)
+    scene_id: str = Field(min_length=1, max_length=50)
+    instruction: str = Field(min_length=1, max_length=500)
+    seed: int | None = Field(None, ge=0, le=2**31 - 1, strict=True)  # same seed → same start
+    max_steps: int | None = Field(None, ge=1, strict=True)  # default and cap: the settings
+
+
+class State(BaseModel):
+    qpos: list[float]
+    qvel: list[float]
+    time: float
+    inference_ms: float  # latency of the model call that produced this step's action (0: reused)
+
+
+class Metadata(BaseModel):
+    num_steps: int
+    max_steps: int
+    early_termination: bool
+
+
+class Timing(BaseModel):
+    inference_ms: float  # total model time over the episode
+    simulation_ms: float  # the rest: physics, rendering, bookkeeping
+
+
+class TaskOut(BaseModel):
+    kind: str | None
+    color: str | None
+    other: str | None
+    side: str | None
+
+
+class ExecuteResponse(BaseModel):
+    """ADR-003's response (actions, states, duration_ms, metadata) plus outcome and replay data."""
+
+    actions: list[list[float]]
+    states: list[State]
+    duration_ms: float
+    metadata: Metadata
+    success: bool | None  # None: the instruction matched no task template
+    seed: int
+    model_id: str
+    robot_id: str
+    scene_id: str
+    instruction: str
+    task: TaskOut
+    timing: Timing
+    mujoco_version: str
+    initial_qpos: list[float]  # the scene's full qpos at reset, for replay
+
+
+class EpisodeStatus(BaseModel):
+    episode_id: str
+    status: Literal["queued", "running", "done", "failed"]
+    steps_done: int
+    max_steps: int
+    result: ExecuteResponse | None = None
+    error: ErrorBody | None = None

@@ -1,0 +1,158 @@
+"""The client to the execution service: breaker states, retries, error mapping (real HTTP)."""
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+
+from tests.loopback import RunningServer, serve_in_thread
+from vlarena.arena.battles import _anonymize
+from vlarena.arena.breaker import CircuitBreaker
+from vlarena.arena.client import ExecutionClient
+from vlarena.arena.settings import ArenaSettings
+from vlarena.errors import ExecutionFailedError, ExecutionUnavailableError, InvalidRequestError
+from vlarena.execution.schemas import ExecuteRequest
+from vlarena.testing import free_port
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_breaker_opens_probes_once_and_recovers() -> None:
+    clock = Clock()
+    breaker = CircuitBreaker(failures=3, reset_s=10, clock=clock)
+    for _ in range(2):
+        breaker.record(ok=False, probe=breaker.before_call())
+    assert breaker.state == "closed"
+    breaker.record(ok=True, probe=False)  # a success resets the count
+    for _ in range(3):
+        breaker.record(ok=False, probe=breaker.before_call())
+    assert (breaker.state, breaker.opened_count) == ("open", 1)
+    with pytest.raises(ExecutionUnavailableError) as caught:
+        breaker.before_call()
+    assert caught.value.retry_after_s == 10
+    clock.now = 10.0
+    assert (breaker.state,) == ("half_open",)
+    assert breaker.before_call() is True  # the probe
+    with pytest.raises(ExecutionUnavailableError):
+        breaker.before_call()  # only one probe at a time
+    breaker.record(ok=True, probe=False)  # a late success from before the opening: ignored
+    assert (breaker.state,) == ("half_open",)
+    breaker.record(ok=False, probe=True)  # the probe failed: open for another reset_s
+    assert (breaker.state, breaker.opened_count) == ("open", 2)
+    clock.now = 15.0
+    assert breaker.retry_after_s() == 5
+    clock.now = 20.0
+    breaker.record(ok=True, probe=breaker.before_call())
+    assert breaker.state == "closed"
+    assert breaker.retry_after_s() == 0
+
+
+class Flaky:
+    """A real HTTP service that fails `failures` times with `status`, then answers."""
+
+    def __init__(self, failures: int, status: int) -> None:
+        self.calls = 0
+        self.error = "x"
+        self.app = FastAPI()
+
+        @self.app.get("/models")
+        async def models() -> Any:
+            self.calls += 1
+            if self.calls <= failures:
+                body = {"error": self.error, "detail": f"failure {self.calls}"}
+                return JSONResponse(body, status)
+            return [{"model_id": "m1"}, {"model_id": "m2"}]
+
+
+@pytest.fixture
+def flaky_server() -> Iterator[Any]:
+    servers: list[RunningServer] = []
+
+    def start(failures: int, status: int) -> tuple[Flaky, str]:
+        flaky = Flaky(failures, status)
+        servers.append(serve_in_thread(flaky.app))
+        return flaky, servers[-1].url
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def settings(url: str, **overrides: Any) -> ArenaSettings:
+    values: dict[str, Any] = {"server_url": url, "retry_initial_s": 0.01, "retry_max_s": 0.05}
+    return ArenaSettings(**(values | overrides))
+
+
+async def test_transient_failures_are_retried(flaky_server: Any) -> None:
+    flaky, url = flaky_server(failures=2, status=503)
+    client = ExecutionClient(settings(url, retry_attempts=3))
+    assert await client.models() == ["m1", "m2"]
+    assert flaky.calls == 3
+    assert client.breaker.state == "closed"
+    await client.aclose()
+
+
+async def test_retries_run_out_into_unavailable(flaky_server: Any) -> None:
+    flaky, url = flaky_server(failures=10, status=502)
+    client = ExecutionClient(settings(url, retry_attempts=3, breaker_failures=3))
+    with pytest.raises(ExecutionUnavailableError, match="HTTP 502: failure 3"):
+        await client.models()
+    assert flaky.calls == 3
+    assert client.breaker.state == "open"
+    with pytest.raises(ExecutionUnavailableError, match="circuit breaker open"):
+        await client.models()
+    assert flaky.calls == 3  # failed fast: the service was not called
+    await client.aclose()
+
+
+@pytest.mark.parametrize(
+    ("status", "error"), [(500, ExecutionFailedError), (422, InvalidRequestError)]
+)
+async def test_answers_that_retrying_cannot_fix_are_not_retried(
+    flaky_server: Any, status: int, error: type[Exception]
+) -> None:
+    flaky, url = flaky_server(failures=10, status=status)
+    client = ExecutionClient(settings(url, breaker_failures=1))
+    with pytest.raises(error, match="failure 1"):
+        await client.models()
+    assert flaky.calls == 1
+    assert client.breaker.state == "closed"  # the service answered: it is up
+    await client.aclose()
+
+
+async def test_a_failing_model_is_not_the_service_being_down(flaky_server: Any) -> None:
+    flaky, url = flaky_server(failures=10, status=502)
+    flaky.error = "inference_failed"  # the service's own 502: the model answered nonsense
+    client = ExecutionClient(settings(url, breaker_failures=1))
+    with pytest.raises(ExecutionFailedError, match="failure 1"):
+        await client.models()
+    assert flaky.calls == 1
+    assert client.breaker.state == "closed"
+    await client.aclose()
+
+
+def test_error_details_never_name_the_hidden_models() -> None:
+    models = ("octo", "octo-base")
+    detail = "octo-base failed; octo too; octopus and octo.v2 are other names, unlike octo."
+    assert _anonymize(detail, models) == (
+        "model B failed; model A too; octopus and octo.v2 are other names, unlike model A."
+    )
+    listed = "unknown model 'octo'; valid: alpha, octo-base, zeta"
+    assert _anonymize(listed, models) == "unknown model 'model A'"
+
+
+async def test_nothing_listening_is_unavailable() -> None:
+    client = ExecutionClient(settings(f"http://127.0.0.1:{free_port()}", retry_attempts=2))
+    request = ExecuteRequest(model_id="m", robot_id="franka", scene_id="table", instruction="x")
+    with pytest.raises(ExecutionUnavailableError, match="ConnectError") as caught:
+        await client.execute(request)
+    assert caught.value.retry_after_s >= 0.05
+    await client.aclose()
