@@ -27,7 +27,24 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
-install: $(VENV)/.installed ## Create .venv and install vlarena with its dev tools (idempotent)
+# The web UI (Vite + TypeScript), built into the package; the arena serves it (no Node at run time).
+WEB_BUILD := src/vlarena/arena/web/index.html
+WEB_SOURCES := $(shell find web/src -type f 2>/dev/null) web/index.html web/vite.config.ts web/tsconfig.json
+
+web/node_modules/.package-lock.json: web/package-lock.json
+	cd web && npm ci --no-audit --no-fund --loglevel=error
+
+$(WEB_BUILD): web/node_modules/.package-lock.json $(WEB_SOURCES)
+	cd web && npm run --silent build
+
+# Browser tests drive Debian's chromium (Playwright's own download is not used).
+CHROMIUM := /usr/bin/chromium
+
+$(CHROMIUM):
+	SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium
+
+install: $(VENV)/.installed $(WEB_BUILD) ## Create .venv, install vlarena and its tools, build the web UI (idempotent)
 
 PROTOS := $(wildcard proto/vlarena/*/v1/*.proto)
 
@@ -35,8 +52,8 @@ proto: install ## Regenerate the gRPC stubs under src/ from proto/ (committed, s
 	PATH=$(BIN):$$PATH $(BIN)/python -m grpc_tools.protoc -Iproto --python_out=src \
 	  --grpc_python_out=src --mypy_out=src --mypy_grpc_out=src $(PROTOS)
 
-run: install ## Start the inference server on embedded defaults (127.0.0.1:50051, metrics :9090)
-	$(BIN)/vlarena serve
+run: install ## Start the whole stack on 127.0.0.1: arena + web UI on :8000 (Ctrl-C stops it)
+	$(BIN)/vlarena up
 
 lint: install ## ruff (format + lint) and mypy
 	$(BIN)/ruff format --check .
@@ -47,7 +64,8 @@ format: install ## Apply ruff formatting and fixes
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-test: install lint ## Lint, then run the whole test suite
+test: install lint $(CHROMIUM) ## Lint, then run the whole test suite (Python, TypeScript, browser)
+	cd web && npm test --silent
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 bench: install ## Run the benchmarks and write docs/benchmarks.md
@@ -74,5 +92,6 @@ ship: install ## Regenerate the shipped checkpoints: datagen, staged training of
 	  $(BIN)/vlarena eval --model $$m --episodes 20 --out $(SHIP_RUNS)/eval/$${m/:/-}; done
 
 clean: ## Remove the virtualenv and caches
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist src/*.egg-info
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist src/*.egg-info \
+	  web/node_modules src/vlarena/arena/web test-artifacts
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -48,7 +48,13 @@ def _votes(n: int, rng: random.Random) -> list[tuple[str, str, str]]:
 
 def _episode(side: str, model: str, steps: int = 40) -> dict[str, Any]:
     """An execution-service response of realistic size (qpos of 16, qvel of 15, 8-dim actions)."""
-    state = {"qpos": [0.1] * 16, "qvel": [0.0] * 15, "time": 0.1, "inference_ms": 5.0}
+    state = {
+        "qpos": [0.1] * 9,
+        "qvel": [0.0] * 9,
+        "time": 0.1,
+        "inference_ms": 5.0,
+        "scene_qpos": [0.1] * 30,
+    }
     return {
         "actions": [[0.0] * 8] * steps,
         "states": [state] * steps,
@@ -63,7 +69,7 @@ def _episode(side: str, model: str, steps: int = 40) -> dict[str, Any]:
         "task": {"kind": "touch", "color": "red", "other": None, "side": None},
         "timing": {"inference_ms": 200.0, "simulation_ms": 700.0},
         "mujoco_version": "3",
-        "initial_qpos": [0.0] * 16,
+        "initial_qpos": [0.0] * 30,
     }
 
 

@@ -234,6 +234,34 @@ def arena() -> None:
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
 
 
+@app.command()
+def up(
+    port: Annotated[int, typer.Option(help="the arena + web UI port")] = 8000,
+    execution_port: Annotated[int, typer.Option(help="the execution service's port")] = 8001,
+    inference_port: Annotated[int, typer.Option(help="the inference server's gRPC port")] = 50051,
+    metrics_port: Annotated[int, typer.Option(help="the inference server's metrics port")] = 9090,
+    database_url: Annotated[str, typer.Option(help="the arena's database")] = (
+        "sqlite+aiosqlite:///arena.db"
+    ),
+) -> None:
+    """Start the whole stack on 127.0.0.1 (inference server, execution service, arena + UI)."""
+    from vlarena.stack import StackPorts, run
+
+    def announce(url: str) -> None:
+        console.print(f"[bold green]VLArena is up:[/bold green] {url}  (Ctrl-C stops it)")
+
+    try:
+        dead = run(StackPorts(inference_port, metrics_port, execution_port, port), database_url,
+                   announce)  # fmt: skip
+    except (ValueError, RuntimeError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(code=2) from None
+    if dead is not None:
+        console.print(f"[red]error:[/red] `vlarena {dead}` stopped; the stack is down")
+        raise typer.Exit(code=1)
+    console.print("stopped")
+
+
 @app.command(name="profile")
 def profile_command(
     family: Annotated[str, typer.Option(help="native policy type")] = "vla-flow",

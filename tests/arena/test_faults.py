@@ -131,8 +131,16 @@ def test_the_queue_is_bounded_and_shows_positions(
     assert third.status_code == 503
     assert third.json()["error"] == "busy"
     assert client.get("/api/health").json()["turns"] == {"running": 1, "queued": 1}
+    deadline = time.monotonic() + 30  # the running turn reports steps done per side
+    while not (progress := client.get(f"/api/battles/{battles[0]}").json()["turns"][0]["progress"]
+               or {}).get("b"):  # fmt: skip
+        assert time.monotonic() < deadline, progress
+        time.sleep(0.05)
+    assert 0 < progress["b"] <= 60
     for battle_id in battles[:2]:
-        assert wait_turns(client, battle_id)["status"] == "ready"
+        done = wait_turns(client, battle_id)
+        assert done["status"] == "ready"
+        assert done["turns"][0]["progress"] is None
     assert client.get(f"/api/battles/{battles[2]}").json()["status"] == "new"
     assert turn(client, battles[2], auth).status_code == 202
 

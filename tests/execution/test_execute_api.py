@@ -32,7 +32,8 @@ def test_execute_with_the_scripted_expert(start_service: StartService) -> None:
     assert data["metadata"]["early_termination"] is True
     assert len(data["actions"]) == len(data["states"]) == data["metadata"]["num_steps"]
     assert len(data["actions"][0]) == 8
-    assert set(data["states"][0]) == {"qpos", "qvel", "time", "inference_ms"}
+    assert set(data["states"][0]) == {"qpos", "qvel", "time", "inference_ms", "scene_qpos"}
+    assert len(data["states"][0]["scene_qpos"]) == len(data["initial_qpos"]) == 30
     assert data["metadata"]["max_steps"] == 60
     assert data["task"] == {"kind": "lift", "color": "red", "other": None, "side": None}
     assert data["seed"] == 3

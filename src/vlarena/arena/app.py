@@ -1,6 +1,7 @@
 """FastAPI app of the arena backend: sessions, battles, turns, votes, leaderboard, export."""
 
 import hmac
+import json
 import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -8,6 +9,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Path, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.staticfiles import StaticFiles
 
 from vlarena import __version__
 from vlarena.arena.battles import Arena
@@ -26,7 +28,7 @@ from vlarena.arena.schemas import (
 )
 from vlarena.arena.settings import ArenaSettings
 from vlarena.arena.storage.database import make_engine, migrate, session_factory
-from vlarena.errors import AuthError, RetryLaterError
+from vlarena.errors import AuthError, RetryLaterError, UnknownNameError
 from vlarena.httpjson import BodyLimit, ErrorBody, install_error_handlers
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -188,6 +190,38 @@ def create_app(settings: ArenaSettings | None = None) -> FastAPI:
             headers={"Content-Disposition": f"attachment; filename={kind}.jsonl"},
         )
 
+    @app.get("/api/scenes")
+    async def scenes() -> list[dict[str, Any]]:
+        """The scenes a battle may use, with example instructions."""
+        listed = await client.scenes()
+        return [{"scene_id": s["scene_id"], "examples": s.get("examples", []),
+                 "manifest_url": f"/api/scenes/{s['scene_id']}/manifest"}
+                for s in listed if s["scene_id"] in settings.scene_ids]  # fmt: skip
+
+    async def scene_manifest(scene_id: str) -> dict[str, Any]:
+        if scene_id not in settings.scene_ids:
+            raise UnknownNameError("scene", scene_id, settings.scene_ids)
+        manifest: dict[str, Any] = json.loads(
+            await client.scene_file(f"/scenes/{scene_id}/manifest")
+        )
+        for entry in manifest["files"]:
+            entry["url"] = f"/api/scenes/{scene_id}/files/{entry['path']}"
+        return manifest
+
+    @app.get("/api/scenes/{scene_id}/manifest", responses=ERRORS)
+    async def manifest(scene_id: Annotated[str, Path(max_length=50)]) -> dict[str, Any]:
+        """The scene's MJCF and meshes (from the execution service) for the browser replay."""
+        return await scene_manifest(scene_id)
+
+    @app.get("/api/scenes/{scene_id}/files/{path:path}", responses=ERRORS)
+    async def scene_file(scene_id: Annotated[str, Path(max_length=50)], path: str) -> Response:
+        listed = {entry["path"] for entry in (await scene_manifest(scene_id))["files"]}
+        if path not in listed:  # a whitelist: only the manifest's files are fetched
+            raise UnknownNameError("scene file", path, [])
+        content = await client.scene_file(f"/scenes/{scene_id}/files/{path}")
+        return Response(content, media_type="application/octet-stream",
+                        headers={"Cache-Control": "public, max-age=3600"})  # fmt: skip
+
     @app.get("/api/health")
     async def health() -> dict[str, Any]:
         """Liveness, the execution service's breaker, and the turn queue."""
@@ -202,4 +236,6 @@ def create_app(settings: ArenaSettings | None = None) -> FastAPI:
             "export_kinds": list(EXPORT_KINDS),
         }
 
+    if settings.web_dir.is_dir():  # the built UI (make install); the API works without it
+        app.mount("/", StaticFiles(directory=settings.web_dir, html=True), name="web")
     return app

@@ -73,6 +73,7 @@ class Arena:
                                self._crashed)  # fmt: skip
         self._rng = random.Random(settings.seed)
         self._sessions: dict[str, str] = {}  # token digest → session id (bounded, FIFO)
+        self._progress: dict[str, dict[str, int]] = {}  # running turn → steps done per side
 
     async def recover(self) -> int:
         """Turns left queued or running by a previous process are marked failed (not lost).
@@ -288,6 +289,7 @@ class Arena:
             error = ("internal_error", "the arena failed to run this turn")
             raise
         finally:
+            self._progress.pop(turn_id, None)
             if error:
                 await self._finish(turn_id, *error)
             else:
@@ -313,7 +315,12 @@ class Arena:
         return int(getattr(result, "rowcount", 0) or 0)
 
     async def _episode(self, turn_id: str, side: str, request: ExecuteRequest) -> None:
-        result = await self.client.execute(request)
+        steps = self._progress.setdefault(turn_id, {})
+
+        def progress(done: int) -> None:
+            steps[side] = done
+
+        result = await self.client.execute(request, progress)
         async with self.db.begin() as s:
             s.add(EpisodeRow(id=new_id(), turn_id=turn_id, side=side, model_id=request.model_id,
                              success=result.success, num_steps=result.metadata.num_steps,
@@ -350,7 +357,7 @@ class Arena:
             battle_id=battle_id, turn=number, side=episode.side, scene_id=data["scene_id"],
             robot_id=data["robot_id"], instruction=data["instruction"], seed=data["seed"],
             mujoco_version=data["mujoco_version"], initial_qpos=data["initial_qpos"],
-            qpos=[st["qpos"] for st in states], time=[st["time"] for st in states],
+            qpos=[st["scene_qpos"] for st in states], time=[st["time"] for st in states],
             actions=data["actions"], num_steps=episode.num_steps,
             model_id=episode.model_id if revealed else None,
             success=episode.success if revealed else None,
@@ -382,6 +389,7 @@ class Arena:
             number=turn.number, instruction=turn.instruction, seed=turn.seed,
             max_steps=turn.max_steps, status=turn.status,
             queue_position=self.queue.position(turn.id),
+            progress=self._progress.get(turn.id),
             error=ErrorBody(**turn.error) if turn.error else None, episodes=episodes,
             created_at=aware(turn.created_at),
             finished_at=aware(turn.finished_at) if turn.finished_at else None,

@@ -22,7 +22,7 @@ from vlarena.arena.storage.tables import BattleRow, EpisodeRow, TurnRow, VoteRow
 from vlarena.stats import wilson_interval
 
 log = logging.getLogger(__name__)
-PROCESS_FIT_VOTES = 1000  # from this many votes on, the fit runs in a worker process
+PROCESS_FIT_VOTES = 1000  # from this many votes on: a worker process, refreshed in the background
 ExportKind = Literal["battles", "episodes", "votes"]
 EXPORT_KINDS: tuple[ExportKind, ...] = ("battles", "episodes", "votes")
 
@@ -50,9 +50,10 @@ class Board:
     """The leaderboard, from voted battles only (open ones would give their models away).
 
     A board younger than `ttl_s` is served without touching the database. An older one is
-    checked against the vote count; if it moved, the board is still served while one
-    background recompute runs (with `ttl_s` = 0 every change is waited for). Large fits run in
-    a worker process, so the bootstrap never stalls the event loop.
+    checked against the vote count; if it moved, a small board (fitted in milliseconds) is
+    recomputed at once, and a large one is still served while one background recompute runs
+    (with `ttl_s` = 0 every change is waited for). Large fits run in a worker process, so the
+    bootstrap never stalls the event loop.
     """
 
     def __init__(self, db: async_sessionmaker[DbSession], rounds: int, ttl_s: float) -> None:
@@ -75,7 +76,7 @@ class Board:
                 if self._cached is cached:  # a refresh may have landed meanwhile: keep it
                     self._cached = replace(cached, at=time.monotonic())
                 return cached.board
-            if self.ttl_s > 0:
+            if self.ttl_s > 0 and votes >= PROCESS_FIT_VOTES:  # seconds of work: not inline
                 if self._refresh is None or self._refresh.done():
                     self._refresh = asyncio.get_running_loop().create_task(self._recompute())
                 return cached.board

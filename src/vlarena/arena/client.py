@@ -1,7 +1,9 @@
 """The arena's HTTP client to the execution service: timeouts, retries with jittered
 exponential backoff on transient failures, and a circuit breaker (ADR-003's mitigations)."""
 
+import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -25,6 +27,7 @@ from vlarena.execution.schemas import ExecuteRequest, ExecuteResponse
 TRANSIENT_STATUS = (502, 503, 504)  # a proxy's bad gateway, saturated, a gateway timeout
 MODEL_FAILURES = ("inference_failed",)  # a model's answer was unusable: retrying cannot fix it
 MODELS_TTL_S = 30.0
+POLL_S = 0.25  # how often a running episode's progress is asked for
 
 
 class _TransientError(Exception):
@@ -45,6 +48,8 @@ class ExecutionClient:
             transport=transport,
         )
         self._models: tuple[float, list[str]] | None = None
+        self._scenes: list[dict[str, Any]] | None = None
+        self._files: dict[str, bytes] = {}
 
     async def models(self) -> list[str]:
         """Model ids the service runs (cached for a while)."""
@@ -57,23 +62,52 @@ class ExecutionClient:
                 raise ExecutionFailedError("unexpected /models answer") from None
         return self._models[1]
 
+    async def scenes(self) -> list[dict[str, Any]]:
+        """The service's scenes with their example instructions (cached)."""
+        if self._scenes is None:
+            self._scenes = list(await self._call("GET", "/scenes"))
+        return self._scenes
+
+    async def scene_file(self, path: str) -> bytes:
+        """A scene manifest or file, by its path on the service (cached: they never change)."""
+        if path not in self._files:
+            self._files[path] = await self._call("GET", path, raw=True)
+        return self._files[path]
+
     async def check(self, request: ExecuteRequest) -> None:
         """Raise InvalidRequestError if the service would refuse this request."""
         await self._call("POST", "/execute/check", request.model_dump(mode="json"))
 
-    async def execute(self, request: ExecuteRequest) -> ExecuteResponse:
-        """Run one episode (side-effect free there, so a retry only costs time)."""
-        body = await self._call("POST", "/execute", request.model_dump(mode="json"))
-        try:
-            return ExecuteResponse.model_validate(body)
-        except ValidationError as exc:
-            raise ExecutionFailedError(f"unexpected /execute answer: {exc.error_count()} "
-                                       "fields do not match the contract") from None  # fmt: skip
+    async def execute(
+        self, request: ExecuteRequest, on_progress: Callable[[int], None] | None = None
+    ) -> ExecuteResponse:
+        """Run one episode: start it (POST /episodes), then poll it, reporting steps done."""
+        started = await self._call("POST", "/episodes", request.model_dump(mode="json"))
+        deadline = time.monotonic() + self.settings.request_timeout_s
+        while True:
+            status = await self._call("GET", str(started["status_url"]))
+            if on_progress is not None:
+                on_progress(int(status.get("steps_done", 0)))
+            if status.get("status") == "done":
+                try:
+                    return ExecuteResponse.model_validate(status["result"])
+                except (ValidationError, KeyError):
+                    raise ExecutionFailedError("unexpected episode result: it does not match "
+                                               "the /execute contract") from None  # fmt: skip
+            if status.get("status") == "failed":
+                raise _job_error(status.get("error") or {})
+            if time.monotonic() > deadline:
+                raise ExecutionUnavailableError(
+                    f"the episode did not finish within {self.settings.request_timeout_s:g} s",
+                    retry_after_s=self.settings.retry_max_s,
+                )
+            await asyncio.sleep(POLL_S)
 
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    async def _call(self, method: str, path: str, body: dict[str, Any] | None = None,
+                    raw: bool = False) -> Any:  # fmt: skip
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.settings.retry_attempts),
             # initial · 2^n plus up to `initial` of jitter, at most retry_max_s
@@ -88,7 +122,7 @@ class ExecutionClient:
         try:
             async for attempt in retrying:
                 with attempt:
-                    return await self._once(method, path, body)
+                    return await self._once(method, path, body, raw)
         except _TransientError as exc:
             raise ExecutionUnavailableError(
                 f"the execution service is unavailable: {exc}",
@@ -96,7 +130,8 @@ class ExecutionClient:
             ) from None
         raise AssertionError("unreachable: tenacity either returns or raises")
 
-    async def _once(self, method: str, path: str, body: dict[str, Any] | None) -> Any:
+    async def _once(self, method: str, path: str, body: dict[str, Any] | None, raw: bool
+                    ) -> Any:  # fmt: skip
         probe = self.breaker.before_call()
         ok = False
         try:
@@ -123,11 +158,21 @@ class ExecutionClient:
             if response.is_error:
                 raise ExecutionFailedError(f"HTTP {response.status_code}: {detail}")
             try:
-                return response.json()
+                return response.content if raw else response.json()
             except ValueError:
                 raise ExecutionFailedError("the execution service answered with no JSON") from None
         finally:
             self.breaker.record(ok, probe)
+
+
+def _job_error(body: dict[str, Any]) -> Exception:
+    """The domain error of an episode that failed on the service (its JSON error body)."""
+    name, detail = str(body.get("error", "")), str(body.get("detail", "episode failed"))
+    if name in ("not_found", "invalid_request"):
+        return InvalidRequestError(detail)
+    if name in ("saturated", "inference_unavailable"):
+        return ExecutionUnavailableError(detail, retry_after_s=10.0)
+    return ExecutionFailedError(detail)
 
 
 def _error(response: httpx.Response) -> tuple[str | None, str]:

@@ -44,6 +44,7 @@ class TurnOut(BaseModel):
     max_steps: int
     status: TurnStatus
     queue_position: int | None  # 1 = next to run; null unless queued
+    progress: dict[str, int] | None = None  # while running: steps done per side ("a", "b")
     error: ErrorBody | None
     episodes: list[EpisodeOut]
     created_at: datetime
@@ -106,7 +107,7 @@ class Replay(BaseModel):
     seed: int
     mujoco_version: str
     initial_qpos: list[float]
-    qpos: list[list[float]]  # after each step
+    qpos: list[list[float]]  # the whole model's qpos after each step (robot and objects)
     time: list[float]
     actions: list[list[float]]
     num_steps: int

@@ -3,9 +3,13 @@
 Two names come from ADR-003 unprefixed: VLA_SERVER_URL and VLA_REQUEST_TIMEOUT.
 """
 
+from pathlib import Path
+
 from limits import parse
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+WEB_DIR = Path(__file__).with_name("web")
 
 
 def _names(value: str) -> tuple[str, ...]:
@@ -51,6 +55,7 @@ class ArenaSettings(BaseSettings):
     bootstrap_rounds: int = Field(1000, ge=10, le=100_000)
     leaderboard_ttl_s: float = Field(2.0, ge=0)  # recompute at most this often
     seed: int | None = None  # fixes model picking and seeds (tests); None: random
+    web_dir: Path = WEB_DIR  # the built web UI served at / (make install builds it)
 
     @field_validator("database_url")
     @classmethod

@@ -39,7 +39,7 @@ from vlarena.execution.schemas import (
 from vlarena.execution.settings import ExecutionSettings
 from vlarena.httpjson import BodyLimit, ErrorBody, install_error_handlers
 from vlarena.sim import ROBOTS, SCENES, Episode, FrankaWorld, parse_instruction, run_episode
-from vlarena.sim.tasks import check_scene
+from vlarena.sim.tasks import check_scene, scene_examples
 from vlarena.sim.world import CAMERAS
 
 log = logging.getLogger(__name__)
@@ -180,7 +180,13 @@ def _response(episode: Episode) -> ExecuteResponse:
     return ExecuteResponse(
         actions=[s.action for s in episode.steps],
         states=[
-            State(qpos=s.qpos, qvel=s.qvel, time=s.time_s, inference_ms=s.inference_ms)
+            State(
+                qpos=s.qpos,
+                qvel=s.qvel,
+                time=s.time_s,
+                inference_ms=s.inference_ms,
+                scene_qpos=s.scene_qpos,
+            )
             for s in episode.steps
         ],
         duration_ms=episode.duration_ms,
@@ -271,7 +277,8 @@ def create_app(settings: ExecutionSettings | None = None) -> FastAPI:
     @app.get("/scenes")
     async def scenes() -> list[dict[str, Any]]:
         return [{"scene_id": s, "robot_ids": list(ROBOTS), "cameras": list(CAMERAS),
-                 "manifest_url": f"/scenes/{s}/manifest"} for s in SCENES]  # fmt: skip
+                 "manifest_url": f"/scenes/{s}/manifest", "examples": scene_examples(s)}
+                for s in SCENES]  # fmt: skip
 
     @app.get("/scenes/{scene_id}/manifest", responses=errors)
     async def manifest(scene_id: str) -> dict[str, Any]:

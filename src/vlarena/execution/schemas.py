@@ -19,10 +19,11 @@ class ExecuteRequest(BaseModel):
 
 
 class State(BaseModel):
-    qpos: list[float]
+    qpos: list[float]  # the robot's joints (ADR-003)
     qvel: list[float]
     time: float
     inference_ms: float  # latency of the model call that produced this step's action (0: reused)
+    scene_qpos: list[float]  # the whole model's qpos (robot and objects), for replay
 
 
 class Metadata(BaseModel):

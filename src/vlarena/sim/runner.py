@@ -36,6 +36,7 @@ class StepRecord:
     time_s: float  # simulated time after the step
     inference_ms: float  # model time of the call that produced this action (0 if reused)
     held: bool = False  # real-time mode: the arm held still while the model was thinking
+    scene_qpos: list[float] = field(default_factory=list)  # the full model qpos (replay)
 
 
 @dataclass
@@ -203,7 +204,8 @@ def run_episode(
         """Apply one action; True when the episode is over (success or budget)."""
         applied = world.step(action)
         state = (world.qpos.tolist(), world.qvel.tolist(), world.time_s)
-        episode.steps.append(StepRecord(applied.tolist(), *state, inference_ms, held))
+        episode.steps.append(StepRecord(applied.tolist(), *state, inference_ms, held,
+                                        scene_qpos=world.data.qpos.tolist()))  # fmt: skip
         if on_step is not None:
             on_step(len(episode.steps))
         if checker(world):

@@ -132,3 +132,9 @@ EXAMPLES: list[tuple[str, str]] = [
     ("table", "put the {a} cube next to the {b} cube"),
     ("bin", "put the {a} cube in the bin"),
 ]
+
+
+def scene_examples(scene_id: str) -> list[str]:
+    """One example instruction per task the scene is made for, to start people off."""
+    return [template.format(a="red", b="blue") for scene, template in EXAMPLES
+            if scene == scene_id]  # fmt: skip
