@@ -71,6 +71,15 @@ class Flaky:
                 return JSONResponse(body, status)
             return [{"model_id": "m1"}, {"model_id": "m2"}]
 
+        @self.app.post("/episodes", status_code=202)
+        async def start() -> dict[str, str]:
+            return {"episode_id": "e1", "status_url": "/episodes/e1"}
+
+        @self.app.get("/episodes/{episode_id}")
+        async def poll(episode_id: str) -> Any:  # as after a restart: nobody knows it
+            return JSONResponse({"error": "not_found", "detail": f"unknown episode {episode_id!r}"},
+                                404)  # fmt: skip
+
 
 @pytest.fixture
 def flaky_server() -> Iterator[Any]:
@@ -147,6 +156,15 @@ def test_error_details_never_name_the_hidden_models() -> None:
     )
     listed = "unknown model 'octo'; valid: alpha, octo-base, zeta"
     assert _anonymize(listed, models) == "unknown model 'model A'"
+
+
+async def test_an_episode_the_service_forgot_is_unavailable(flaky_server: Any) -> None:
+    _, url = flaky_server(failures=0, status=200)
+    client = ExecutionClient(settings(url))
+    request = ExecuteRequest(model_id="m", robot_id="franka", scene_id="table", instruction="x")
+    with pytest.raises(ExecutionUnavailableError, match="lost the episode"):
+        await client.execute(request)
+    await client.aclose()
 
 
 async def test_nothing_listening_is_unavailable() -> None:

@@ -85,7 +85,13 @@ class ExecutionClient:
         started = await self._call("POST", "/episodes", request.model_dump(mode="json"))
         deadline = time.monotonic() + self.settings.request_timeout_s
         while True:
-            status = await self._call("GET", str(started["status_url"]))
+            try:
+                status = await self._call("GET", str(started["status_url"]))
+            except InvalidRequestError:  # 404: the service restarted and forgot the episode
+                raise ExecutionUnavailableError(
+                    "the execution service lost the episode (it restarted?)",
+                    retry_after_s=self.settings.retry_max_s,
+                ) from None
             if on_progress is not None:
                 on_progress(int(status.get("steps_done", 0)))
             if status.get("status") == "done":
