@@ -8,7 +8,7 @@ from benchmarks.common import time_calls
 from vlarena.policies import PRESETS, NativeVLAPolicy, native_policy_types
 from vlarena.policies.synthetic import synthetic_observation
 
-CPU_PRESETS = ("tiny", "small")
+CPU_PRESETS = ("tiny", "small", "film")
 BATCH_SIZES = (1, 4, 8)
 
 

@@ -394,6 +394,12 @@ def eval_command(
         bool, typer.Option("--ray", help="run the episodes on a Ray cluster")
     ] = False,
     videos: Annotated[int, typer.Option(min=0, help="MP4s of the first episodes per task")] = 0,
+    wordings: Annotated[
+        str, typer.Option(help="instructions worded as in training (trained) or never (held-out)")
+    ] = "trained",
+    feature_reuse: Annotated[
+        int, typer.Option(min=1, help="model calls per vision-language feature refresh")
+    ] = 1,
     out: Annotated[
         Path | None, typer.Option(help="write results.json/.md, success.png here")
     ] = None,
@@ -406,7 +412,8 @@ def eval_command(
 
     try:
         cfg = EvalConfig(tasks=_names(tasks, TASK_NAMES), episodes=episodes, horizon=horizon,
-                         workers=workers, videos=videos)  # fmt: skip
+                         workers=workers, videos=videos, wordings=wordings,
+                         feature_reuse=feature_reuse)  # fmt: skip
         if videos and out is None:
             raise typer.BadParameter("--videos needs --out")
         with Progress(console=console) as bar:

@@ -1,13 +1,15 @@
 """Datagen writes valid episodes; the dataset format reads back what was written."""
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from vlarena.data import TASK_NAMES, TASK_TEMPLATES, DatagenConfig, DemoDataset, generate
-from vlarena.errors import ConfigError
+from vlarena.data.paraphrases import HELD_OUT_TEMPLATES, draw_instruction, fill, task_templates
+from vlarena.errors import ConfigError, UnknownNameError
 from vlarena.sim.tasks import SuccessChecker, parse_instruction
 from vlarena.sim.world import FrankaWorld
 
@@ -108,3 +110,44 @@ def test_action_chunks_repeat_the_last_action_past_the_episode_end(demo_dataset:
     assert np.array_equal(chunks[0, 0], data.action[last - 1])
     assert all(np.array_equal(chunks[0, i], data.action[last]) for i in (1, 2, 3))
     assert np.array_equal(chunks[1], data.action[ep.start : ep.start + 4])
+
+
+def _words(text: str) -> tuple[str, ...]:
+    return tuple(re.findall(r"[a-z]+", text.lower()))
+
+
+@pytest.mark.parametrize("task", TASK_NAMES)
+def test_held_out_wordings_parse_and_are_disjoint_from_training(task: str) -> None:
+    scene, trained = task_templates(task, "trained")
+    held_scene, held_out = task_templates(task, "held-out")
+    assert held_scene == scene
+    trained_words = {_words(fill(t, "red", "blue")) for t in trained}
+    vocabulary = {w for words in trained_words for w in words}
+    for template in held_out:
+        text = fill(template, "red", "blue")
+        parsed = parse_instruction(text)
+        assert (parsed.kind, parsed.color) == (
+            parse_instruction(fill(trained[0], "red", "blue")).kind,
+            "red",
+        ), text
+        assert _words(text) not in trained_words, f"{text!r} is worded as in training"
+        assert (text != text.lower() and text[-1] in "!.") or text.isupper() or text[0].isupper()
+    # Every word of the held-out set is seen in training somewhere (only the combination is new).
+    all_trained = {
+        w for _, _, ts in TASK_TEMPLATES for t in ts for w in _words(fill(t, "red", "blue"))
+    }
+    assert all(w in all_trained for t in held_out for w in _words(fill(t, "red", "blue"))), (
+        vocabulary
+    )
+    with pytest.raises(UnknownNameError, match="valid: held-out, trained"):
+        task_templates(task, "mixed")
+
+
+def test_training_draws_only_trained_wordings() -> None:
+    rng = np.random.default_rng(0)
+    held = {_words(fill(t, a, b)) for ts in HELD_OUT_TEMPLATES.values() for t in ts
+            for a in ("red", "green", "blue") for b in ("red", "green", "blue")}  # fmt: skip
+    for task in TASK_NAMES:
+        for _ in range(50):
+            _, text = draw_instruction(rng, task)
+            assert _words(text) not in held, text

@@ -2,6 +2,7 @@
 
 import json
 import pickle
+from collections.abc import Sequence
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -22,7 +23,9 @@ from vlarena.evaluation import (
     summarize,
     wilson_interval,
 )
+from vlarena.policies import NativeVLAPolicy, VLFeatures
 from vlarena.sim.tasks import parse_instruction
+from vlarena.types import ActionChunk, Observation
 
 
 def test_wilson_interval_matches_hand_computed_values() -> None:
@@ -77,6 +80,48 @@ def test_seed_lists_are_fixed_and_disjoint_across_tasks() -> None:
         assert parsed.kind is not None
         assert parsed.color is not None
         assert (scene == "bin") == (task == "bin")
+
+
+def test_wording_splits_name_the_same_task_and_colours_in_other_words() -> None:
+    for task in TASK_NAMES:
+        for seed in eval_seeds(task, 4):
+            scene, trained = eval_instruction(task, seed, "trained")
+            held_scene, held = eval_instruction(task, seed, "held-out")
+            assert scene == held_scene
+            assert trained != held
+            ours, theirs = parse_instruction(trained), parse_instruction(held)
+            assert (ours.kind, ours.color, ours.other) == (theirs.kind, theirs.color, theirs.other)
+    with pytest.raises(UnknownNameError, match="wording split"):
+        EvalConfig(wordings="mixed")
+    results = evaluate(EXPERT, EvalConfig(tasks=("touch",), episodes=2, workers=0,
+                                          wordings="held-out"))  # fmt: skip
+    assert all(r.success for r in results)
+    assert all(r.instruction[0].isupper() for r in results)
+
+
+def test_feature_reuse_refreshes_features_every_k_calls(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+    original_extract = NativeVLAPolicy.extract_features
+    original_act = NativeVLAPolicy.predict_from_features
+
+    def extract(self: NativeVLAPolicy, observations: Sequence[Observation]) -> VLFeatures:
+        calls.append("features")
+        return original_extract(self, observations)
+
+    def act(self: NativeVLAPolicy, *args: object, **kwargs: object) -> list[ActionChunk]:
+        calls.append("act")
+        return original_act(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(NativeVLAPolicy, "extract_features", extract)
+    monkeypatch.setattr(NativeVLAPolicy, "predict_from_features", act)
+    cfg = EvalConfig(tasks=("touch",), episodes=1, workers=0, horizon=2, feature_reuse=3)
+    (result,) = evaluate("vla-flow:tiny", cfg)
+    model_calls = -(-result.steps // 2)
+    assert calls.count("act") == model_calls
+    assert calls.count("features") == -(-model_calls // 3)
+    assert calls[:4] == ["features", "act", "act", "act"]
+    with pytest.raises(ConfigError, match="feature_reuse must be"):
+        EvalConfig(feature_reuse=0)
 
 
 def test_expert_scores_full_marks_in_worker_processes() -> None:

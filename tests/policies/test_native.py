@@ -229,7 +229,7 @@ def test_training_steps_lower_the_loss(family: str, make_obs: MakeObs) -> None:
 
     def step() -> float:
         tokens, padding = model.features(images, ids, pad)
-        loss = model.loss(model.condition(tokens, padding, state, None), target)
+        loss = model.loss(model.condition(tokens, padding, state, None), target, state)
         optim.zero_grad()
         loss.backward()  # type: ignore[no-untyped-call]
         optim.step()
@@ -248,7 +248,7 @@ def test_reduced_precision_runs(family: str, precision: str, make_obs: MakeObs) 
     assert issubclass(cls, NativeVLAPolicy)
     full = cls.create(TINY, "p", seed=0)
     half = cls.create(TINY, "p", seed=0, device=DeviceConfig(precision=precision))
-    assert half.model.backbone.patch.weight.dtype == DeviceConfig(precision=precision).dtype
+    assert next(half.model.backbone.parameters()).dtype == DeviceConfig(precision=precision).dtype
     obs = [make_obs(full.info)]
     low = half.predict(obs, seeds=[0])[0].actions
     assert low.dtype == np.float32

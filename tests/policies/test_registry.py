@@ -40,7 +40,8 @@ def test_registering_a_second_class_under_a_taken_name_fails() -> None:
 
 def test_unknown_preset_lists_names() -> None:
     with pytest.raises(
-        UnknownNameError, match="unknown preset 'huge'; valid: pi0-scale, small, tiny"
+        UnknownNameError,
+        match="unknown preset 'huge'; valid: film, film-tiny, pi0-scale, small, tiny",
     ):
         get_preset("huge")
 

@@ -57,6 +57,36 @@ def test_grounding_pretraining_lowers_its_loss(demo_dataset: Path, tmp_path: Pat
     assert result.last_loss < 0.7 * result.first_loss
 
 
+@pytest.mark.slow
+def test_the_shipping_pipeline_on_the_film_architecture(demo_dataset: Path, tmp_path: Path
+                                                        ) -> None:  # fmt: skip
+    """Pretrain → full (with the grounding loss) for the flow model, then the AR head on its
+    frozen trunk: the shape of the `ship` and `ship-head` recipes, at test size."""
+    film = replace(TINY, preset="film-tiny", batch_size=16, lr=2e-3, warmup_steps=5,
+                   log_every=10, checkpoint_every=60)  # fmt: skip
+    pretrained = train(replace(film, stage="pretrain", steps=30), demo_dataset,
+                       tmp_path / "pretrain", progress=False)  # fmt: skip
+    full = train(replace(film, stage="full", steps=60, grounding_weight=0.5), demo_dataset,
+                 tmp_path / "full", init=pretrained.checkpoint, progress=False)  # fmt: skip
+    assert full.last_loss < 0.7 * full.first_loss
+    flow = load_policy(full.checkpoint, DeviceConfig())
+    assert flow.config.action_space == "delta"
+    assert len(flow.norm_stats.action_mean) == flow.config.chunk_size * 8  # per chunk step
+    head = train(replace(film, family="vla-ar", stage="expert", steps=60), demo_dataset,
+                 tmp_path / "ar", init=full.checkpoint, progress=False)  # fmt: skip
+    assert head.last_loss < head.first_loss
+    ar = load_policy(head.checkpoint, DeviceConfig())
+    backbone = {k: v for k, v in _weights(tmp_path / "full").items() if k.startswith("backbone.")}
+    ar_weights = _weights(tmp_path / "ar")
+    assert all(torch.equal(ar_weights[k], v) for k, v in backbone.items())  # the shared trunk
+    assert ar.info.policy_type == "vla-ar"
+    with pytest.raises(ConfigError, match="LoRA adapts transformer backbones"):
+        train(replace(film, stage="lora", steps=2), demo_dataset, tmp_path / "lora",
+              progress=False)  # fmt: skip
+    with pytest.raises(ConfigError, match="grounding_weight needs"):
+        replace(film, stage="expert", grounding_weight=0.5)
+
+
 def test_stages_train_what_they_say(demo_dataset: Path, tmp_path: Path) -> None:
     runs = {}
     init = None
@@ -157,4 +187,4 @@ def test_cli_runs_a_recipe(demo_dataset: Path, tmp_path: Path) -> None:
     assert "--from-stage needs --recipe and --init" in no_init.output
     bad = CliRunner().invoke(app, ["train", str(demo_dataset), str(tmp_path), "--recipe", "x"])
     assert bad.exit_code == 2
-    assert "valid: ship, smoke" in bad.output
+    assert "valid: ship, ship-head, smoke" in bad.output

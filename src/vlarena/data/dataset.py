@@ -161,6 +161,17 @@ class DemoDataset:
         steps = np.minimum(steps, self.episode_end[frames][:, None] - 1)
         return np.asarray(self.action[steps.ravel()]).reshape(len(frames), chunk, -1)
 
+    def action_stats(self, chunk: int, relative_dims: int) -> NormStats:
+        """The dataset's stats, the action ones fitted per chunk step and dimension to the chunks
+        a model of `chunk` actions predicts, whose first `relative_dims` values are relative to
+        the joint positions (a delta grows with its step: each step gets its own scale)."""
+        if not relative_dims:
+            return self.norm_stats
+        frames = np.arange(len(self), dtype=np.int64)
+        chunks = self.action_chunks(frames, chunk).copy()
+        chunks[..., :relative_dims] -= np.asarray(self.state)[:, None, :relative_dims]
+        return NormStats.from_data(self.state, chunks.reshape(len(frames), -1))
+
     def later_frames(
         self, frames: NDArray[np.int64], offsets: NDArray[np.int64]
     ) -> NDArray[np.int64]:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from vlarena.data.datagen import DATAGEN_SEED_LIMIT
-from vlarena.data.paraphrases import TASK_NAMES, TASK_TEMPLATES
+from vlarena.data.paraphrases import TASK_NAMES, WORDINGS, fill, task_templates
 from vlarena.errors import ConfigError, UnknownNameError
 from vlarena.policies import (
     DeviceConfig,
@@ -20,7 +20,14 @@ from vlarena.policies import (
 )
 from vlarena.policies.checkpoint import read_metadata
 from vlarena.policies.shipped import shipped_checkpoint
-from vlarena.sim.runner import Controller, ExpertController, PolicyController, run_episode
+from vlarena.policies.base import SplitPolicy
+from vlarena.sim.runner import (
+    Controller,
+    ExpertController,
+    FeatureReuseController,
+    PolicyController,
+    run_episode,
+)
 from vlarena.sim.tasks import TOUCH_DISTANCE_M, parse_instruction
 from vlarena.sim.world import COLORS, FrankaWorld, shared_world
 
@@ -44,6 +51,9 @@ class EvalConfig:
     horizon: int = 4  # actions of each chunk executed before the model is asked again
     workers: int = 2  # worker processes (0: in this process)
     videos: int = 0  # MP4s of the first episodes of each task (needs an output directory)
+    wordings: str = "trained"  # WORDINGS: instructions worded as in training, or held out
+    feature_reuse: int = 1  # > 1: vision-language features refresh every this many model calls
+    # (the dual-rate schedule); each call acts on them with the fresh joint state
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.tasks) - set(TASK_NAMES))
@@ -53,8 +63,10 @@ class EvalConfig:
             raise ConfigError(f"tasks repeat: {list(self.tasks)}")
         if not 1 <= self.episodes <= MAX_EPISODES:
             raise ConfigError(f"episodes must be in 1..{MAX_EPISODES}")
-        if self.horizon < 1 or self.workers < 0 or self.videos < 0:
-            raise ConfigError("horizon must be ≥ 1, workers and videos ≥ 0")
+        if self.wordings not in WORDINGS:
+            raise UnknownNameError("wording split", self.wordings, WORDINGS)
+        if self.horizon < 1 or self.workers < 0 or self.videos < 0 or self.feature_reuse < 1:
+            raise ConfigError("horizon and feature_reuse must be ≥ 1, workers and videos ≥ 0")
 
 
 @dataclass(frozen=True)
@@ -82,11 +94,11 @@ def eval_seeds(task: str, episodes: int) -> list[int]:
     return list(range(base, base + episodes))
 
 
-def eval_instruction(task: str, seed: int) -> tuple[str, str]:
-    """(scene, instruction) of an eval episode: the task's first wording, colours from the seed."""
-    scene, _, templates = next(t for t in TASK_TEMPLATES if t[1] == task)
+def eval_instruction(task: str, seed: int, wordings: str = "trained") -> tuple[str, str]:
+    """(scene, instruction) of an eval episode: colours and wording (of the split) from the seed."""
+    scene, templates = task_templates(task, wordings)
     a, b = np.random.default_rng(seed).choice(COLORS, size=2, replace=False)
-    return scene, templates[0].format(a=a, b=b)
+    return scene, fill(templates[seed % len(templates)], a, b)
 
 
 def check_model(model: str) -> None:
@@ -103,9 +115,10 @@ def check_model(model: str) -> None:
         read_metadata(Path(model))
 
 
-def make_controller(model: str) -> Controller:
+def make_controller(model: str, feature_reuse: int = 1) -> Controller:
     """A controller for a model spec: scripted-expert, a shipped model name, a checkpoint
-    directory, or TYPE:PRESET (random weights, a baseline)."""
+    directory, or TYPE:PRESET (random weights, a baseline); with `feature_reuse` > 1 a split
+    policy refreshes its features every that many calls."""
     check_model(model)
     if model == EXPERT:
         return ExpertController()
@@ -115,18 +128,36 @@ def make_controller(model: str) -> Controller:
         policy = random_native(kind, preset)
     else:
         policy = load_policy(shipped_checkpoint(model) or Path(model), DeviceConfig())
-    return PolicyController.local(policy)
+    if feature_reuse == 1:
+        return PolicyController.local(policy)
+    if not isinstance(policy, SplitPolicy):
+        raise ConfigError(f"feature reuse needs a split policy; {model!r} is not one")
+    return FeatureReuseController(policy, policy.info, feature_reuse)
 
 
-_CONTROLLERS: dict[str, Controller] = {}  # per worker process: models load once
+@dataclass(frozen=True)
+class EpisodeJob:
+    """One episode of an evaluation."""
+
+    model: str  # model spec (make_controller)
+    task: str
+    seed: int
+    horizon: int  # actions of each chunk run before the model is asked again
+    wordings: str = "trained"  # WORDINGS
+    feature_reuse: int = 1  # model calls per feature refresh
+    video: Path | None = None  # MP4 to record, if any
 
 
-def evaluate_episode(model: str, task: str, seed: int, horizon: int,
-                     video: Path | None = None) -> EpisodeResult:  # fmt: skip
+_CONTROLLERS: dict[tuple[str, int], Controller] = {}  # per worker process: models load once
+
+
+def evaluate_episode(job: EpisodeJob) -> EpisodeResult:
     """Run one eval episode in this process (models and worlds are cached per process)."""
-    if model not in _CONTROLLERS:
-        _CONTROLLERS[model] = make_controller(model)
-    scene, instruction = eval_instruction(task, seed)
+    key = (job.model, job.feature_reuse)
+    if key not in _CONTROLLERS:
+        _CONTROLLERS[key] = make_controller(*key)
+    task, seed, video = job.task, job.seed, job.video
+    scene, instruction = eval_instruction(task, seed, job.wordings)
     world = shared_world(scene)
     named = parse_instruction(instruction).color
     assert named is not None
@@ -141,8 +172,8 @@ def evaluate_episode(model: str, task: str, seed: int, horizon: int,
         if video is not None:
             frames.append(world.render("front", *VIDEO_SIZE))
 
-    episode = run_episode(world, _CONTROLLERS[model], instruction, seed,
-                          max_steps=MAX_STEPS[task], horizon=horizon, on_step=watch)  # fmt: skip
+    episode = run_episode(world, _CONTROLLERS[key], instruction, seed,
+                          max_steps=MAX_STEPS[task], horizon=job.horizon, on_step=watch)  # fmt: skip
     if video is not None and frames:
         import imageio.v3 as iio
 
@@ -160,20 +191,14 @@ def _acted_on(world: FrankaWorld, color: str, start: np.ndarray) -> bool:
                 or np.linalg.norm(world.grip_position - cube) < TOUCH_DISTANCE_M)  # fmt: skip
 
 
-Job = tuple[str, str, int, int, Path | None]
-
-
-def _run_job(job: Job) -> EpisodeResult:
-    return evaluate_episode(*job)
-
-
-def jobs_for(model: str, cfg: EvalConfig, video_dir: Path | None) -> list[Job]:
-    """Every (model, task, seed, horizon, video path) of an evaluation, in a fixed order."""
-    jobs: list[Job] = []
+def jobs_for(model: str, cfg: EvalConfig, video_dir: Path | None) -> list[EpisodeJob]:
+    """Every episode of an evaluation, in a fixed order."""
+    jobs: list[EpisodeJob] = []
     for task in cfg.tasks:
         for i, seed in enumerate(eval_seeds(task, cfg.episodes)):
             video = video_dir / f"{task}_{seed}.mp4" if video_dir and i < cfg.videos else None
-            jobs.append((model, task, seed, cfg.horizon, video))
+            jobs.append(EpisodeJob(model, task, seed, cfg.horizon, cfg.wordings,
+                                   cfg.feature_reuse, video))  # fmt: skip
     return jobs
 
 
@@ -190,9 +215,9 @@ def evaluate(
     if use_ray:
         return _evaluate_on_ray(jobs, progress)
     if cfg.workers == 0:
-        return _collect(map(_run_job, jobs), progress)
+        return _collect(map(evaluate_episode, jobs), progress)
     with mp.get_context("spawn").Pool(cfg.workers, initializer=_one_thread) as pool:
-        return _collect(pool.imap(_run_job, jobs), progress)
+        return _collect(pool.imap(evaluate_episode, jobs), progress)
 
 
 def _one_thread() -> None:
@@ -212,14 +237,14 @@ def _collect(results: Iterable[EpisodeResult], progress: Callable[[int], None] |
     return done
 
 
-def _evaluate_on_ray(jobs: Sequence[Job], progress: Callable[[int], None] | None
+def _evaluate_on_ray(jobs: Sequence[EpisodeJob], progress: Callable[[int], None] | None
                      ) -> list[EpisodeResult]:  # fmt: skip
     """The same jobs as Ray tasks on the cluster `ray.init()` connects to (or a local one)."""
     import ray
 
     if not ray.is_initialized():
         ray.init(include_dashboard=False)  # RAY_ADDRESS names a cluster; else a local one
-    remote = ray.remote(_run_job)
+    remote = ray.remote(evaluate_episode)
     refs = [remote.remote(job) for job in jobs]
     order = {ref: i for i, ref in enumerate(refs)}
     results: list[EpisodeResult | None] = [None] * len(refs)

@@ -18,6 +18,10 @@ MAX_WIDTH = 16384  # token width cap: keeps a hostile config.json from allocatin
 MAX_LAYERS = 256
 MAX_CHUNK = 1024
 STEMS = ("patch", "conv")
+# Backbone architectures: "transformer" (patch and byte tokens through self-attention) or "film"
+# (a small CNN per camera whose every convolution is modulated by the instruction, RT-1 style).
+ARCHS = ("transformer", "film")
+ACTION_SPACES = ("absolute", "delta")
 
 
 def _require(condition: bool, message: str) -> None:
@@ -37,26 +41,45 @@ def _names(name: str, values: tuple[str, ...], most: int) -> None:
 
 @dataclass(frozen=True)
 class BackboneConfig:
-    """The slow vision-language stage: per-camera patch tokens + byte tokens → transformer."""
+    """The slow vision-language stage: images + instruction → feature tokens."""
 
     __pydantic_config__ = STRICT_JSON
 
+    arch: str = "transformer"  # ARCHS: self-attention over patches and bytes, or a FiLM CNN
     camera_names: tuple[str, ...] = ("front", "wrist")  # cameras, in token order
     image_height: int = 96  # input image height in pixels
     image_width: int = 96  # input image width in pixels
-    patch_size: int = 12  # square patch side in pixels; tokens per camera = (H/p)·(W/p)
-    stem: str = "patch"  # pixels → tokens: "patch" (one strided conv) or "conv" (3-conv stack)
-    max_text_len: int = 48  # instruction bytes kept (longer ones are truncated)
-    d_model: int = 128  # token width
+    patch_size: int = 12  # transformer: square patch side; tokens per camera = (H/p)·(W/p)
+    stem: str = "patch"  # transformer: "patch" (one strided conv) or "conv" (3-conv stack)
+    max_text_len: int = 48  # instruction tokens kept: bytes (transformer) or words (film)
+    d_model: int = 128  # feature token width
     n_layers: int = 4  # transformer layers
-    n_heads: int = 4  # attention heads
+    n_heads: int = 4  # attention heads (transformer; film: the grounding head's pooling)
     mlp_ratio: int = 4  # feed-forward width = mlp_ratio · d_model
     dropout: float = 0.0  # dropout inside the transformer (training only)
+    conv_channels: tuple[int, ...] = (32, 64, 96, 96)  # film: channels per conv (the first
+    # three halve the resolution)
+    text_width: int = 128  # film: GRU width of the instruction encoder (FiLM's conditioning)
+    camera_tokens: int = 4  # film: feature tokens per camera (from its spatial-softmax keypoints)
 
     def __post_init__(self) -> None:
+        _require(self.arch in ARCHS, f"arch must be one of {ARCHS}, got {self.arch!r}")
         _names("camera_names", self.camera_names, MAX_CAMERAS)
         _in_range("image_height", self.image_height, 1, MAX_IMAGE_SIDE_PX)
         _in_range("image_width", self.image_width, 1, MAX_IMAGE_SIDE_PX)
+        if self.arch == "transformer":
+            self._check_patches()
+        _in_range("max_text_len", self.max_text_len, 2, MAX_INSTRUCTION_BYTES + 1)
+        _check_transformer("backbone", self.d_model, self.n_layers, self.n_heads, self.mlp_ratio)
+        _require(0.0 <= self.dropout < 1.0, "dropout must be in [0, 1)")
+        _in_range("number of conv_channels", len(self.conv_channels), 1, 8)
+        for channels in self.conv_channels:
+            _in_range("conv_channels", channels, 8, 1024)
+            _require(channels % 8 == 0, f"conv_channels must be multiples of 8, got {channels}")
+        _in_range("text_width", self.text_width, 1, MAX_WIDTH)
+        _in_range("camera_tokens", self.camera_tokens, 1, 64)
+
+    def _check_patches(self) -> None:
         _in_range("patch_size", self.patch_size, 1, min(self.image_height, self.image_width))
         _require(
             self.image_height % self.patch_size == 0 and self.image_width % self.patch_size == 0,
@@ -68,12 +91,11 @@ class BackboneConfig:
             self.stem == "patch" or self.patch_size % 4 == 0,
             f"the conv stem needs a patch_size divisible by 4, got {self.patch_size}",
         )
-        _in_range("max_text_len", self.max_text_len, 2, MAX_INSTRUCTION_BYTES + 1)
-        _check_transformer("backbone", self.d_model, self.n_layers, self.n_heads, self.mlp_ratio)
-        _require(0.0 <= self.dropout < 1.0, "dropout must be in [0, 1)")
 
     @property
     def tokens_per_camera(self) -> int:
+        if self.arch == "film":
+            return self.camera_tokens
         return (self.image_height // self.patch_size) * (self.image_width // self.patch_size)
 
 
@@ -116,9 +138,16 @@ class VLAConfig:
     sensor_window: int = 0  # T: high-rate sensor samples per observation (0: none)
     sensor_dim: int = 0  # sensor channels (0: none)
     embodiments: tuple[str, ...] = ("franka",)  # robot tags the model accepts
+    # ACTION_SPACES: "delta" predicts the first D-1 joint targets relative to the current joint
+    # positions (the gripper stays absolute); the policy returns absolute targets either way.
+    action_space: str = "absolute"
 
     def __post_init__(self) -> None:
         _in_range("action_dim", self.action_dim, 1, MAX_JOINTS)
+        _require(
+            self.action_space in ACTION_SPACES,
+            f"action_space must be one of {ACTION_SPACES}, got {self.action_space!r}",
+        )
         _in_range("chunk_size", self.chunk_size, 1, MAX_CHUNK)
         _in_range("state_dim", self.state_dim, 1, MAX_JOINTS)
         _in_range("sensor_window", self.sensor_window, 0, MAX_SENSOR_SAMPLES)
@@ -128,6 +157,15 @@ class VLAConfig:
             "sensor_window and sensor_dim must both be 0 or both positive",
         )
         _names("embodiments", self.embodiments, 64)
+        _require(
+            self.action_space == "absolute" or 2 <= self.action_dim <= self.state_dim + 1,
+            "delta actions need 2 ≤ action_dim ≤ state_dim + 1 (joint targets + gripper)",
+        )
+
+    @property
+    def relative_dims(self) -> int:
+        """Leading action dimensions predicted relative to the joint positions (0: none)."""
+        return self.action_dim - 1 if self.action_space == "delta" else 0
 
 
 def _check_transformer(where: str, d_model: int, n_layers: int, n_heads: int, mlp: int) -> None:
@@ -152,9 +190,26 @@ PRESETS: dict[str, VLAConfig] = {
         expert=ExpertConfig(d_model=32, n_layers=1, n_heads=2, flow_steps=4, n_bins=32),
         chunk_size=4,
     ),
-    # What the project ships: fast on two CPU cores, a few MB on disk; 5 Euler steps as GR00T.
+    # The film architecture at unit-test size (32x32, the tiny dataset's images).
+    "film-tiny": VLAConfig(
+        backbone=BackboneConfig(
+            arch="film", image_height=32, image_width=32, max_text_len=12, d_model=32,
+            n_heads=2, conv_channels=(8, 16, 16), text_width=32, camera_tokens=2,
+        ),
+        expert=ExpertConfig(d_model=32, n_layers=1, n_heads=2, flow_steps=4, n_bins=32),
+        chunk_size=4,
+        action_space="delta",
+    ),
+    # A transformer backbone, fast on two CPU cores, a few MB on disk; 5 Euler steps as GR00T.
     # The conv stem learns object positions from scratch much faster than a strided patch conv.
     "small": VLAConfig(backbone=BackboneConfig(stem="conv"), expert=ExpertConfig(flow_steps=5)),
+    # What the project ships: a FiLM CNN reads 64x64 images in the instruction's light, and
+    # the heads predict joint-target deltas (docs/design/shipped-models.md).
+    "film": VLAConfig(
+        backbone=BackboneConfig(arch="film", image_height=64, image_width=64, max_text_len=16),
+        expert=ExpertConfig(d_model=128, n_layers=2, flow_steps=5),
+        action_space="delta",
+    ),
     # The shape of pi0 (~3B parameters, 3 cameras at 224x224): GPU benchmarks only.
     "pi0-scale": VLAConfig(
         backbone=BackboneConfig(

@@ -23,22 +23,33 @@ from vlarena.policies.checkpoint import (
 )
 from vlarena.policies.config import VLA_CONFIG_JSON, VLAConfig, get_preset
 from vlarena.policies.device import DeviceConfig
-from vlarena.policies.networks import ActionHead, Conditioning, FlowExpert, TokenDecoder, VLBackbone
-from vlarena.policies.networks.tokenizer import encode_text
+from vlarena.policies.networks import (
+    ActionHead,
+    Conditioning,
+    FlowExpert,
+    TokenDecoder,
+    make_backbone,
+)
+from vlarena.policies.networks.tokenizer import encode_instructions
 from vlarena.policies.normalization import NORM_STATS_JSON, Normalizer, NormStats
 from vlarena.policies.registry import get_policy_type, policy_types, register_policy
 from vlarena.types import ActionChunk, ModelInfo, Observation, RobotState
 
 
 class NativeVLA(nn.Module):
-    """Backbone + action head + normalization: raw robot tensors in, raw actions out."""
+    """Backbone + action head + normalization: raw robot tensors in, raw actions out.
+
+    In the delta action space the head's (normalized) outputs are joint targets relative to the
+    joint positions of the state it was given; `act` adds them back, so callers always see
+    absolute targets.
+    """
 
     def __init__(self, cfg: VLAConfig, head: type[ActionHead], norm_stats: NormStats) -> None:
         super().__init__()
         self.cfg = cfg
-        self.backbone = VLBackbone(cfg.backbone)
+        self.backbone = make_backbone(cfg.backbone)
         self.head = head(cfg)
-        self.normalizer = Normalizer(norm_stats)
+        self.normalizer = Normalizer(norm_stats, cfg.action_dim)
 
     @property
     def dtype(self) -> torch.dtype:
@@ -65,21 +76,34 @@ class NativeVLA(nn.Module):
         )
 
     def act(
-        self, cond: Conditioning, noise: torch.Tensor
+        self, cond: Conditioning, noise: torch.Tensor, state: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Raw float32 actions (B, H, D) and optional confidence (B,), from float32 noise."""
+        """Raw float32 actions (B, H, D) and optional confidence (B,), from float32 noise and
+        the raw state (B, 2J) the conditioning was made from."""
         actions, confidence = self.head.sample(cond, noise)
         if self.head.unit_actions:
-            return self.normalizer.actions_from_unit(actions), confidence
-        return self.normalizer.actions_from_standard(actions), confidence
+            raw = self.normalizer.actions_from_unit(actions)
+        else:
+            raw = self.normalizer.actions_from_standard(actions)
+        return self._shift(raw, state, 1.0), confidence
 
-    def loss(self, cond: Conditioning, actions: torch.Tensor) -> torch.Tensor:
-        """Training loss for raw target actions (B, H, D)."""
+    def loss(self, cond: Conditioning, actions: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        """Training loss for raw target actions (B, H, D) from raw states (B, 2J)."""
+        actions = self._shift(actions, state, -1.0)
         if self.head.unit_actions:
             target = self.normalizer.actions_to_unit(actions)
         else:
             target = self.normalizer.actions_to_standard(actions)
         return self.head.loss(cond, target)
+
+    def _shift(self, actions: torch.Tensor, state: torch.Tensor, sign: float) -> torch.Tensor:
+        """Add (sign 1) or subtract (-1) the joint positions on the relative action dims."""
+        dims = self.cfg.relative_dims
+        if not dims:
+            return actions
+        offset = torch.zeros_like(actions[:, :1])
+        offset[..., :dims] = state[:, None, :dims].to(actions.dtype)
+        return actions + sign * offset
 
 
 class NativeVLAPolicy(Policy, SplitPolicy):
@@ -108,7 +132,7 @@ class NativeVLAPolicy(Policy, SplitPolicy):
                 model.load_state_dict(weights, strict=True, assign=True)
             except RuntimeError as exc:
                 raise CheckpointError(f"weights do not match the config: {exc}") from None
-            model.normalizer = Normalizer(norm_stats)  # its buffers are not in the weights
+            model.normalizer = Normalizer(norm_stats, config.action_dim)  # buffers: not weights
         model.backbone.to(device.dtype)
         model.head.to(device.dtype)  # the normalizer stays in float32
         self.model = model.to(device.torch_device()).eval()
@@ -200,8 +224,9 @@ class NativeVLAPolicy(Policy, SplitPolicy):
             self._info.check(obs)
         cams = self.config.backbone.camera_names
         images = np.stack([np.stack([obs.images[c] for c in cams]) for obs in observations])
-        ids, pad = encode_text(
-            [obs.instruction for obs in observations], self.config.backbone.max_text_len
+        backbone = self.config.backbone
+        ids, pad = encode_instructions(
+            backbone.arch, [obs.instruction for obs in observations], backbone.max_text_len
         )
         tokens, padding = self.model.features(
             torch.from_numpy(images).to(self._device), ids.to(self._device), pad.to(self._device)
@@ -238,7 +263,9 @@ class NativeVLAPolicy(Policy, SplitPolicy):
         cond = self.model.condition(
             features.tokens, features.padding, state.to(self._device), sensor
         )
-        actions, confidence = self.model.act(cond, self._noise(seeds, len(states)))
+        actions, confidence = self.model.act(
+            cond, self._noise(seeds, len(states)), state.to(self._device)
+        )
         elapsed_ms = (time.perf_counter() - started) * 1000.0
         actions_np = actions.cpu().numpy()
         conf = [None] * len(states) if confidence is None else confidence.float().cpu().tolist()
@@ -319,19 +346,15 @@ def random_native(policy_type: str, preset: str, device: DeviceConfig | None = N
 
 
 def _check_stats(config: VLAConfig, stats: NormStats) -> None:
-    expected = {
-        "state": 2 * config.state_dim,
-        "action": config.action_dim,
-        "sensor": config.sensor_dim,
-    }
-    actual = {
-        "state": len(stats.state_mean),
-        "action": len(stats.action_mean),
-        "sensor": len(stats.sensor_mean),
-    }
-    if expected != actual:
+    actions = len(stats.action_mean)
+    per_step = actions == config.chunk_size * config.action_dim  # per chunk step and dimension
+    expected = {"state": 2 * config.state_dim, "sensor": config.sensor_dim}
+    actual = {"state": len(stats.state_mean), "sensor": len(stats.sensor_mean)}
+    if expected != actual or (actions != config.action_dim and not per_step):
         raise CheckpointError(
-            f"normalization stats sizes {actual} do not match the config {expected}"
+            f"normalization stats sizes {actual} with {actions} action values do not match the "
+            f"config {expected} with {config.action_dim} (or {config.chunk_size}x"
+            f"{config.action_dim}) action values"
         )
 
 

@@ -22,10 +22,11 @@ class NormStats:
 
     state_mean: tuple[float, ...]  # (2J,) joint positions then velocities
     state_std: tuple[float, ...]  # (2J,)
-    action_mean: tuple[float, ...]  # (D,) flow family: actions are standardized
-    action_std: tuple[float, ...]  # (D,)
-    action_low: tuple[float, ...]  # (D,) autoregressive family: 1st percentile → bin 0
-    action_high: tuple[float, ...]  # (D,) 99th percentile → last bin
+    # Actions: per dimension (D,), or per chunk step and dimension (H·D,), step-major.
+    action_mean: tuple[float, ...]  # flow family: actions are standardized
+    action_std: tuple[float, ...]
+    action_low: tuple[float, ...]  # autoregressive family: 1st percentile → bin 0
+    action_high: tuple[float, ...]  # 99th percentile → last bin
     sensor_mean: tuple[float, ...] = ()  # (sensor channels,) empty when no sensor
     sensor_std: tuple[float, ...] = ()
 
@@ -90,7 +91,8 @@ NORM_STATS_JSON = JsonCodec(NormStats, "normalization stats")
 
 
 class Normalizer(nn.Module):
-    """Applies NormStats to tensors on the model's device (always in float32)."""
+    """Applies NormStats to tensors on the model's device (always in float32); action stats
+    broadcast over (B, H, D) chunks, whether per dimension or per chunk step and dimension."""
 
     state_mean: torch.Tensor
     state_std: torch.Tensor
@@ -101,11 +103,13 @@ class Normalizer(nn.Module):
     sensor_mean: torch.Tensor
     sensor_std: torch.Tensor
 
-    def __init__(self, stats: NormStats) -> None:
+    def __init__(self, stats: NormStats, action_dim: int | None = None) -> None:
         super().__init__()
         for name in ("state_mean", "state_std", "action_mean", "action_std", "action_low",
                      "action_high", "sensor_mean", "sensor_std"):  # fmt: skip
             values = torch.tensor(getattr(stats, name), dtype=torch.float32)
+            if name.startswith("action_") and action_dim is not None:
+                values = values.view(-1, action_dim)  # (1 or H, D)
             self.register_buffer(name, values, persistent=False)
 
     def state(self, x: torch.Tensor) -> torch.Tensor:

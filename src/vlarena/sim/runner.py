@@ -14,7 +14,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from vlarena.errors import InvalidObservationError, PolicyOutputError
-from vlarena.policies.base import Policy
+from vlarena.policies.base import Policy, SplitPolicy, VLFeatures
 from vlarena.runtime import DualRateRuntime
 from vlarena.sim.expert import ScriptedExpert
 from vlarena.sim.tasks import SuccessChecker, Task, check_scene, parse_instruction
@@ -126,6 +126,35 @@ def check_fits(info: ModelInfo, world: FrankaWorld) -> None:
         )
     if problems:
         raise InvalidObservationError(f"model {info.name!r} cannot run here: {'; '.join(problems)}")
+
+
+class FeatureReuseController(Controller):
+    """A split policy whose features refresh every `reuse` calls; every call acts on the cached
+    features with the fresh joint state (the dual-rate schedule, in simulated time)."""
+
+    def __init__(self, policy: SplitPolicy, info: ModelInfo, reuse: int) -> None:
+        if reuse < 1:
+            raise InvalidObservationError(f"reuse must be ≥ 1, got {reuse}")
+        self._policy, self._info, self._reuse = policy, info, reuse
+        self._features: VLFeatures | None = None
+        self._calls = 0
+        self._seed = 0
+
+    def start(self, world: FrankaWorld, task: Task, seed: int) -> str:
+        check_fits(self._info, world)
+        self._features, self._calls, self._seed = None, 0, seed
+        return self._info.name
+
+    def next_chunk(self, world: FrankaWorld, instruction: str, step: int) -> ActionChunk:
+        started = time.perf_counter()
+        if self._features is None or self._calls % self._reuse == 0:
+            self._features = self._policy.extract_features([observe(world, self._info, instruction)])
+        self._calls += 1
+        state = RobotState(world.qpos.astype(np.float32), world.qvel.astype(np.float32))
+        chunk = self._policy.predict_from_features(
+            self._features, [state], [self._seed * 1000 + step]
+        )[0]
+        return replace(chunk, inference_time_ms=(time.perf_counter() - started) * 1000.0)
 
 
 class DualRateController(Controller):

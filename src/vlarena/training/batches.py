@@ -13,7 +13,7 @@ import torch
 from vlarena.data.dataset import DemoDataset
 from vlarena.errors import ConfigError
 from vlarena.policies.config import BackboneConfig
-from vlarena.policies.networks.tokenizer import encode_text
+from vlarena.policies.networks.tokenizer import encode_instructions
 
 
 @dataclass(frozen=True)
@@ -45,8 +45,8 @@ class BatchSampler:
                               f"images; the dataset has {size}x{size}")  # fmt: skip
         self.data, self.cameras = data, cameras
         self.chunk_size, self.reuse, self.seed, self.rank = chunk_size, reuse, seed, rank
-        self.text_ids, self.text_pad = encode_text(
-            [e.instruction for e in data.meta.episodes], backbone.max_text_len
+        self.text_ids, self.text_pad = encode_instructions(
+            backbone.arch, [e.instruction for e in data.meta.episodes], backbone.max_text_len
         )
         target = np.asarray(data.target, dtype=np.float64)
         self.target_mean = target.mean(0)

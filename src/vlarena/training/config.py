@@ -33,6 +33,7 @@ class TrainConfig:
     lora_rank: int = 8  # lora stage: adapter rank
     lora_alpha: int = 16  # lora stage: adapter scale numerator (scale = alpha / rank)
     grad_clip: float = 1.0  # global gradient-norm clip
+    grounding_weight: float = 0.0  # full / lora stages: weight of the auxiliary grounding loss
     seed: int = 0  # weights, sampling and augmentation draw from this
     log_every: int = 20  # steps between loss log lines
     checkpoint_every: int = 500  # steps between checkpoints (and at the end)
@@ -56,20 +57,30 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be in (0, 10), got {rate}")
         if self.warmup_steps < 0 or self.weight_decay < 0 or self.seed < 0:
             raise ConfigError("warmup_steps, weight_decay and seed must be ≥ 0")
+        if not 0 <= self.grounding_weight < 100:
+            raise ConfigError(f"grounding_weight must be in [0, 100), got {self.grounding_weight}")
+        if self.grounding_weight and self.stage not in ("full", "lora"):
+            raise ConfigError("grounding_weight needs a stage that trains the backbone and the "
+                              "actions (full or lora)")  # fmt: skip
 
 
 # The recipes that produced the shipped checkpoints (docs/models.md): stage configs in order,
 # each stage initialized from the previous one's checkpoint.
 RECIPES: dict[str, tuple[TrainConfig, ...]] = {
-    # The shipped `small` checkpoints: the backbone learns to see (pretrain), the action expert
-    # learns on cached features (stage 1), then both together through LoRA (stage 2).
+    # The shipped checkpoints (docs/models.md). The FiLM trunk first learns to find the named
+    # cube (grounding targets, no actions: fast), then trunk and flow head learn together end
+    # to end, keeping the grounding targets as an auxiliary loss...
     "ship": (
-        TrainConfig(stage="pretrain", steps=1800, batch_size=32, lr=5e-4, log_every=25,
-                    checkpoint_every=200),
-        TrainConfig(stage="expert", steps=3000, batch_size=64, lr=1e-3, log_every=50,
-                    checkpoint_every=500),
-        TrainConfig(stage="lora", steps=1000, batch_size=32, lr=3e-4, backbone_lr=3e-4,
-                    log_every=25, checkpoint_every=200),
+        TrainConfig(preset="film", stage="pretrain", steps=2000, batch_size=64, lr=1e-3,
+                    warmup_steps=100, log_every=50, checkpoint_every=1000),
+        TrainConfig(preset="film", stage="full", steps=10000, batch_size=64, lr=1e-3,
+                    warmup_steps=200, grounding_weight=0.5, log_every=50,
+                    checkpoint_every=1000),
+    ),
+    # ...then a second family's head learns on the frozen trunk's cached features (--init).
+    "ship-head": (
+        TrainConfig(preset="film", stage="expert", steps=5000, batch_size=64, lr=1e-3,
+                    warmup_steps=200, vlm_reuse_count=2, log_every=50, checkpoint_every=1000),
     ),
     "smoke": (
         TrainConfig(preset="tiny", stage="pretrain", steps=6, batch_size=4, warmup_steps=1,

@@ -6,7 +6,9 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
+from vlarena.errors import ConfigError
 from vlarena.policies.native import NativeVLA
+from vlarena.policies.networks import VLBackbone
 from vlarena.training.batches import Batch
 from vlarena.training.config import TrainConfig
 
@@ -34,18 +36,23 @@ def add_lora(model: NativeVLA, rank: int, alpha: int) -> None:
     from peft import LoraConfig  # imported here: peft pulls in transformers (seconds)
     from peft.tuners.lora import LoraModel
 
-    model.backbone.requires_grad_(False)
+    backbone = model.backbone
+    if not isinstance(backbone, VLBackbone):
+        raise ConfigError(f"LoRA adapts transformer backbones; this one is {backbone.cfg.arch!r}")
+    backbone.requires_grad_(False)
     config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=0.0,
                         target_modules=["self_attn", "linear1", "linear2"])  # fmt: skip
-    model.backbone.encoder = LoraModel(model.backbone.encoder, config, "default")  # type: ignore[assignment]
+    backbone.encoder = LoraModel(backbone.encoder, config, "default")  # type: ignore[assignment]
 
 
 def plain_state_dict(model: NativeVLA) -> dict[str, torch.Tensor]:
     """The model's weights with any LoRA adapters merged in: the plain checkpoint layout."""
-    from_lora = not isinstance(model.backbone.encoder, nn.TransformerEncoder)
-    if from_lora:
+    backbone = model.backbone
+    if isinstance(backbone, VLBackbone) and not isinstance(backbone.encoder, nn.TransformerEncoder):
         model = copy.deepcopy(model)
-        model.backbone.encoder = model.backbone.encoder.merge_and_unload()  # type: ignore[operator]
+        merged = model.backbone
+        assert isinstance(merged, VLBackbone)
+        merged.encoder = merged.encoder.merge_and_unload()
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
@@ -57,8 +64,11 @@ class TrainModule(nn.Module):
         self.model = model
         self.stage = cfg.stage
         backbone = model.cfg.backbone
+        # Pretraining learns only the grounding targets; stages that train the backbone with the
+        # actions may keep them as an auxiliary loss (grounding_weight).
+        self.grounding_weight = 1.0 if cfg.stage == "pretrain" else cfg.grounding_weight
         self.grounding = (
-            GroundingHead(backbone.d_model, backbone.n_heads) if cfg.stage == "pretrain" else None
+            GroundingHead(backbone.d_model, backbone.n_heads) if self.grounding_weight else None
         )
 
     def forward(self, batch: Batch, cached: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -68,9 +78,16 @@ class TrainModule(nn.Module):
             tokens, padding = self.model.features(batch.images, batch.text_ids, batch.text_pad)
         else:
             tokens, padding = cached
-        if self.grounding is not None:
-            return F.mse_loss(self.grounding(tokens, padding), batch.targets)
+        grounding = (
+            F.mse_loss(self.grounding(tokens, padding), batch.targets)
+            if self.grounding is not None
+            else None
+        )
+        if self.stage == "pretrain":
+            assert grounding is not None
+            return grounding
         tokens = tokens.repeat_interleave(batch.reuse, dim=0)
         padding = padding.repeat_interleave(batch.reuse, dim=0)
         cond = self.model.condition(tokens, padding, batch.states, None)
-        return self.model.loss(cond, batch.actions)
+        loss = self.model.loss(cond, batch.actions, batch.states)
+        return loss if grounding is None else loss + self.grounding_weight * grounding

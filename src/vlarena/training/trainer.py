@@ -108,7 +108,8 @@ class _Run:
         if config.sensor_window:
             raise ConfigError(f"preset {cfg.preset!r} needs a sensor stream; the dataset has none")
         policy_cls = native_policy_types()[cfg.family]
-        self.policy = policy_cls.create(config, name, norm_stats=data.norm_stats, seed=cfg.seed)
+        stats = data.action_stats(config.chunk_size, config.relative_dims)
+        self.policy = policy_cls.create(config, name, norm_stats=stats, seed=cfg.seed)
         self.model: NativeVLA = self.policy.model
         reuse = 1 if cfg.stage == "pretrain" else cfg.vlm_reuse_count
         self.sampler = BatchSampler(

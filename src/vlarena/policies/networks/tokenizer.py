@@ -1,4 +1,7 @@
-"""A byte-level tokenizer: needs no downloaded vocabulary and handles any UTF-8 text."""
+"""Tokenizers that need no downloaded vocabulary: UTF-8 bytes, or hashed lowercase words."""
+
+import re
+import zlib
 
 import torch
 
@@ -15,3 +18,27 @@ def encode_text(texts: list[str], max_len: int) -> tuple[torch.Tensor, torch.Ten
         tokens = [BOS_ID, *(b + _BYTE_OFFSET for b in text.encode("utf-8"))][:max_len]
         ids[row, : len(tokens)] = torch.tensor(tokens, dtype=torch.long)
     return ids, ids == PAD_ID
+
+
+WORD_BUCKETS = 1024  # word ids are hashed: any word has one, no vocabulary file to ship
+VOCAB_WORDS = WORD_BUCKETS + _BYTE_OFFSET
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+def encode_words(texts: list[str], max_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Lowercase word ids (B, max_len), BOS first, and a padding mask (True where padded).
+
+    Case and punctuation are dropped, so "Lift the RED cube!" reads as "lift the red cube".
+    """
+    ids = torch.full((len(texts), max_len), PAD_ID, dtype=torch.long)
+    for row, text in enumerate(texts):
+        words = _WORD.findall(text.lower())
+        tokens = [BOS_ID, *(_BYTE_OFFSET + zlib.crc32(w.encode()) % WORD_BUCKETS for w in words)]
+        ids[row, : min(max_len, len(tokens))] = torch.tensor(tokens[:max_len], dtype=torch.long)
+    return ids, ids == PAD_ID
+
+
+def encode_instructions(arch: str, texts: list[str], max_len: int
+                        ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """The token ids a backbone architecture reads: words (film) or bytes (transformer)."""
+    return (encode_words if arch == "film" else encode_text)(texts, max_len)

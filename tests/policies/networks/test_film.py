@@ -1,0 +1,111 @@
+"""The FiLM backbone, the word tokenizer and the delta action space, run for real."""
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from vlarena import Observation
+from vlarena.data import DemoDataset
+from vlarena.errors import ConfigError
+from vlarena.policies import (
+    PRESETS,
+    BackboneConfig,
+    FlowVLAPolicy,
+    NativeVLAPolicy,
+    VLAConfig,
+    get_policy_type,
+)
+from vlarena.policies.networks import FilmBackbone
+from vlarena.policies.networks.film import FilmCNN
+from vlarena.policies.networks.tokenizer import BOS_ID, PAD_ID, encode_words
+
+FILM = PRESETS["film-tiny"]
+MakeObs = Callable[..., Observation]
+
+
+def test_words_ignore_case_and_punctuation_and_keep_order() -> None:
+    ids, pad = encode_words(["Lift the RED cube!", "lift the red cube", "the red lift cube"], 8)
+    assert torch.equal(ids[0], ids[1])
+    assert not torch.equal(ids[1], ids[2])
+    assert ids[0, 0] == BOS_ID
+    assert (ids[0, 5:] == PAD_ID).all()
+    assert pad[0, 5:].all()
+    long, long_pad = encode_words(["word " * 40], 8)
+    assert not long_pad.any()
+    assert long.shape == (1, 8)
+    empty, _ = encode_words([""], 4)
+    assert empty.tolist() == [[BOS_ID, PAD_ID, PAD_ID, PAD_ID]]
+
+
+def test_film_backbone_tokens_depend_on_the_words_through_every_conv() -> None:
+    torch.manual_seed(0)
+    backbone = FilmBackbone(FILM.backbone).eval()
+    images = torch.rand(2, 2, 3, 32, 32) * 2 - 1
+    ids, pad = encode_words(["touch the red cube", "touch the blue cube"], 12)
+    tokens, padding = backbone(images, ids, pad)
+    n_tokens = 2 * FILM.backbone.camera_tokens + 1
+    assert tokens.shape == (2, n_tokens, FILM.backbone.d_model)
+    assert padding.shape == (2, n_tokens)
+    assert not padding.any()
+    for cnn in backbone.cameras:  # the modulation starts as the identity; give it weights
+        assert isinstance(cnn, FilmCNN)
+        torch.nn.init.normal_(cnn.film.weight, std=0.5)
+    same = torch.cat([images[:1], images[:1]])
+    tokens, _ = backbone(same, ids, pad)
+    image_tokens = tokens[:, : 2 * FILM.backbone.camera_tokens]
+    assert not torch.allclose(image_tokens[0], image_tokens[1], atol=1e-4)
+
+
+def test_delta_actions_are_returned_as_absolute_targets(make_obs: MakeObs) -> None:
+    policy = FlowVLAPolicy.create(FILM, "film", seed=0)
+    model = policy.model
+    model.head.sample = lambda cond, noise: (torch.zeros_like(noise), None)  # type: ignore[method-assign]
+    obs = make_obs(policy.info)
+    chunk = policy.predict([obs])[0].actions
+    mean = np.array(policy.norm_stats.action_mean, dtype=np.float32)
+    expected = mean.reshape(-1, 8) + np.zeros((FILM.chunk_size, 1), np.float32)
+    expected[:, :7] += obs.state.joint_positions[:7]
+    np.testing.assert_allclose(chunk, expected, rtol=1e-5, atol=1e-5)
+    state = torch.randn(3, 18)
+    actions = torch.randn(3, FILM.chunk_size, 8)
+    shifted = model._shift(actions, state, -1.0)
+    assert torch.equal(shifted[..., 7], actions[..., 7])  # the gripper stays absolute
+    torch.testing.assert_close(model._shift(shifted, state, 1.0), actions)
+
+
+def test_action_stats_are_fitted_to_relative_chunks(demo_dataset: Path) -> None:
+    data = DemoDataset(demo_dataset)
+    assert data.action_stats(4, 0) == data.norm_stats
+    stats = data.action_stats(4, 7)
+    frames = np.arange(len(data))
+    chunks = data.action_chunks(frames, 4).copy()
+    chunks[..., :7] -= np.asarray(data.state)[:, None, :7]
+    np.testing.assert_allclose(stats.action_mean, chunks.reshape(len(data), -1).mean(0), atol=1e-6)
+    assert stats.state_mean == data.norm_stats.state_mean
+    assert max(stats.action_std[:7]) < max(data.norm_stats.action_std[:7])
+
+
+def test_film_policy_splits_and_learns(family: str, make_obs: MakeObs) -> None:
+    cls = get_policy_type(family)
+    assert issubclass(cls, NativeVLAPolicy)
+    policy = cls.create(FILM, "film", seed=0)
+    obs = make_obs(policy.info)
+    features = policy.extract_features([obs])
+    whole = policy.predict([obs], seeds=[3])[0].actions
+    split = policy.predict_from_features(features, [obs.state], seeds=[3])[0].actions
+    np.testing.assert_allclose(whole, split, atol=1e-5)
+
+
+def test_film_config_is_validated() -> None:
+    with pytest.raises(ConfigError, match="arch must be one of"):
+        BackboneConfig(arch="mamba")
+    with pytest.raises(ConfigError, match="multiples of 8"):
+        BackboneConfig(arch="film", conv_channels=(12,))
+    with pytest.raises(ConfigError, match="action_space must be one of"):
+        VLAConfig(action_space="cartesian")
+    with pytest.raises(ConfigError, match="delta actions need"):
+        VLAConfig(action_space="delta", action_dim=12)
+    assert BackboneConfig(arch="film", image_height=64, image_width=50).tokens_per_camera == 4
