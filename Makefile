@@ -92,7 +92,7 @@ ship: install ## Regenerate the shipped checkpoints: datagen, both families, eva
 	cp -r $(SHIP_RUNS)/flow/full/checkpoint $(SHIPPED)/vla-flow-small
 	cp -r $(SHIP_RUNS)/ar/expert/checkpoint $(SHIPPED)/vla-ar-small
 	for w in trained held-out; do for m in vla-flow-small vla-ar-small; do \
-	  $(SHIP_EVAL) --model $$m --wordings $$w --out $(SHIP_RUNS)/eval/$$m-$$w; done; done
+	  $(SHIP_EVAL) --model $$m --wordings $$w --out $(SHIP_RUNS)/eval/$$m-$$w || exit 1; done; done
 	$(SHIP_EVAL) --model scripted-expert --out $(SHIP_RUNS)/eval/scripted-expert-trained
 	$(BIN)/vlarena eval --episodes 10 --model vla-flow:film --out $(SHIP_RUNS)/eval/random-trained
 	$(BIN)/python -m vlarena.evaluation.models_doc $(SHIP_RUNS) docs

@@ -346,6 +346,9 @@ def train_command(
     batch_size: Annotated[int, typer.Option(help="anchor frames per step")] = 32,
     lr: Annotated[float, typer.Option(help="peak learning rate")] = 3e-4,
     vlm_reuse_count: Annotated[int, typer.Option(help="steps each feature is reused for")] = 3,
+    grounding_weight: Annotated[
+        float, typer.Option(help="full / lora: weight of the auxiliary grounding loss")
+    ] = 0.0,
     seed: Annotated[int, typer.Option(help="weights, data order, noise")] = 0,
     init: Annotated[Path | None, typer.Option(help="start from this checkpoint")] = None,
     resume: Annotated[bool, typer.Option(help="continue an interrupted run in OUT")] = False,
@@ -365,7 +368,7 @@ def train_command(
         else:
             stages = (TrainConfig(family=family, preset=preset, stage=stage, steps=steps,  # type: ignore[arg-type]
                                   batch_size=batch_size, lr=lr, vlm_reuse_count=vlm_reuse_count,
-                                  seed=seed),)  # fmt: skip
+                                  grounding_weight=grounding_weight, seed=seed),)  # fmt: skip
         for cfg in stages:
             where = out / cfg.stage if recipe is not None else out
             result = train(cfg, dataset, where, init=init, resume=resume, name=name)

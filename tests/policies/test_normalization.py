@@ -39,7 +39,7 @@ def test_normalizer_round_trips() -> None:
         ({"action_std": (0.0, 1.0)}, "must be positive"),
         ({"action_mean": (float("nan"), 0.0)}, "must be finite"),
         ({"action_high": (-2.0, 1.0)}, "must exceed action_low"),
-        ({"action_low": (0.0,)}, "one value per action dimension"),
+        ({"action_low": (0.0,)}, "as many values as action_mean"),
     ],
 )
 def test_invalid_stats(change: dict[str, tuple[float, ...]], message: str) -> None:

@@ -15,9 +15,24 @@ from typer.testing import CliRunner
 
 from vlarena.cli import app
 from vlarena.errors import ConfigError, UnknownNameError
-from vlarena.policies import DeviceConfig, load_policy
+from vlarena.policies import DeviceConfig, NativeVLAPolicy, load_policy
+from vlarena.policies.native import NativeVLA
 from vlarena.training import TrainConfig, get_recipe, train
-from vlarena.training.trainer import CHECKPOINT_DIR, LOG_FILE, PLOT_FILE
+from vlarena.training.modules import TrainModule
+from vlarena.training.trainer import (
+    CHECKPOINT_DIR,
+    LOG_FILE,
+    PLOT_FILE,
+    STATE_FILE,
+    _carry_grounding,
+)
+
+
+def load_policy_model(path: Path) -> NativeVLA:
+    policy = load_policy(path, DeviceConfig())
+    assert isinstance(policy, NativeVLAPolicy)
+    return policy.model
+
 
 TINY = TrainConfig(preset="tiny", steps=6, batch_size=4, warmup_steps=1, log_every=2,
                    checkpoint_every=3)  # fmt: skip
@@ -68,8 +83,17 @@ def test_the_shipping_pipeline_on_the_film_architecture(demo_dataset: Path, tmp_
                        tmp_path / "pretrain", progress=False)  # fmt: skip
     full = train(replace(film, stage="full", steps=60, grounding_weight=0.5), demo_dataset,
                  tmp_path / "full", init=pretrained.checkpoint, progress=False)  # fmt: skip
+    # The full stage continues with the pretrained grounding head, not a fresh one.
+    full_cfg = replace(film, stage="full", grounding_weight=0.5)
+    module = TrainModule(load_policy_model(pretrained.checkpoint), full_cfg)
+    _carry_grounding(module, pretrained.checkpoint)
+    saved = torch.load(tmp_path / "pretrain" / STATE_FILE, weights_only=True)["module"]
+    assert module.grounding is not None
+    for name, value in module.grounding.state_dict().items():
+        assert torch.equal(value, saved[f"grounding.{name}"]), name
     assert full.last_loss < 0.7 * full.first_loss
     flow = load_policy(full.checkpoint, DeviceConfig())
+    assert isinstance(flow, NativeVLAPolicy)
     assert flow.config.action_space == "delta"
     assert len(flow.norm_stats.action_mean) == flow.config.chunk_size * 8  # per chunk step
     head = train(replace(film, family="vla-ar", stage="expert", steps=60), demo_dataset,

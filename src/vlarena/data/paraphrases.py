@@ -36,7 +36,7 @@ TASK_NAMES = tuple(name for _, name, _ in TASK_TEMPLATES)
 # Per task; {A} / {B}: the colour capitalized.
 HELD_OUT_TEMPLATES: dict[str, tuple[str, ...]] = {
     "touch": ("Tap the {A} cube!", "Reach for the {a} box.", "Go to the {A} block",
-              "POINT AT THE {A} BLOCK"),
+              "Point at the {A} BLOCK"),
     "push_left": ("Push the {A} block to the left.", "Slide the {a} box left!",
                   "Shove the {a} block to the left", "Move the {A} cube to the left."),
     "push_right": ("Push the {A} block to the right.", "Slide the {a} box right!",

@@ -2,6 +2,7 @@
 
 from vlarena.evaluation.harness import (
     EXPERT,
+    EpisodeJob,
     EpisodeResult,
     EvalConfig,
     eval_instruction,
@@ -15,6 +16,7 @@ from vlarena.stats import wilson_interval
 
 __all__ = [
     "EXPERT",
+    "EpisodeJob",
     "EpisodeResult",
     "EvalConfig",
     "TaskSummary",

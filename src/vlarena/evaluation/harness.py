@@ -18,9 +18,9 @@ from vlarena.policies import (
     native_policy_types,
     random_native,
 )
+from vlarena.policies.base import SplitPolicy
 from vlarena.policies.checkpoint import read_metadata
 from vlarena.policies.shipped import shipped_checkpoint
-from vlarena.policies.base import SplitPolicy
 from vlarena.sim.runner import (
     Controller,
     ExpertController,
@@ -172,8 +172,10 @@ def evaluate_episode(job: EpisodeJob) -> EpisodeResult:
         if video is not None:
             frames.append(world.render("front", *VIDEO_SIZE))
 
-    episode = run_episode(world, _CONTROLLERS[key], instruction, seed,
-                          max_steps=MAX_STEPS[task], horizon=job.horizon, on_step=watch)  # fmt: skip
+    episode = run_episode(
+        world, _CONTROLLERS[key], instruction, seed, max_steps=MAX_STEPS[task],
+        horizon=job.horizon, on_step=watch,
+    )  # fmt: skip
     if video is not None and frames:
         import imageio.v3 as iio
 

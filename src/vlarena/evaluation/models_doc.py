@@ -54,23 +54,35 @@ def verdicts(results: dict[tuple[str, str], dict[str, TaskSummary]]) -> list[str
     """One line per shipped model: each target met or missed, and the wording gap."""
     lines = []
     for model, (floors, target_floor) in TARGETS.items():
-        trained = results.get((model, "trained"), {})
-        held = results.get((model, "held-out"), {})
-        missed = [f"{t} {trained[t].success_rate:.0%} < {floor:.0%}"
-                  for t, floor in floors.items() if t in trained
-                  and trained[t].success_rate < floor]  # fmt: skip
+        trained = results.get((model, "trained"))
+        held = results.get((model, "held-out"))
+        if trained is None:
+            lines.append(f"- **{model}**: not evaluated.")
+            continue
+        missed = [f"{t} not evaluated" for t in floors if t not in trained]
+        missed += [f"{t} {trained[t].success_rate:.0%} < {floor:.0%}"
+                   for t, floor in floors.items() if t in trained
+                   and trained[t].success_rate < floor]  # fmt: skip
         right, acted = correct_target(trained)
         rate = right / acted if acted else 0.0
         if rate < target_floor:
             missed.append(f"correct target {rate:.0%} < {target_floor:.0%}")
-        gaps = [f"{t} {trained[t].success_rate - held[t].success_rate:+.0%}"
-                for t in trained if t in held
-                and trained[t].success_rate - held[t].success_rate > WORDING_GAP]  # fmt: skip
         status = "meets every target" if not missed else "misses: " + ", ".join(missed)
-        gap = "; held-out wordings within 10 points on every task" if not gaps else (
-            "; held-out wordings more than 10 points lower on: " + ", ".join(gaps))  # fmt: skip
-        lines.append(f"- **{model}** {status} (correct target {right}/{acted} = {rate:.0%}){gap}.")
+        lines.append(f"- **{model}** {status} (correct target {right}/{acted} = {rate:.0%})"
+                     f"{_wording_gap(trained, held)}.")  # fmt: skip
     return lines
+
+
+def _wording_gap(trained: dict[str, TaskSummary], held: dict[str, TaskSummary] | None) -> str:
+    """Whether the held-out wordings score within WORDING_GAP of the trained ones, per task."""
+    if held is None or set(held) != set(trained):
+        return "; held-out wordings not evaluated on every task"
+    # Rounded: 40/50 against 35/50 is exactly 10 points, not 10.000000000000009.
+    drops = {t: round(trained[t].success_rate - held[t].success_rate, 9) for t in trained}
+    gaps = [f"{t} {drop:+.0%}" for t, drop in drops.items() if drop > WORDING_GAP]
+    if not gaps:
+        return "; held-out wordings within 10 points on every task"
+    return "; held-out wordings more than 10 points lower on: " + ", ".join(gaps)
 
 
 def plot(results: dict[tuple[str, str], dict[str, TaskSummary]], png: Path) -> None:

@@ -16,7 +16,7 @@ _EPS = 1e-6
 
 @dataclass(frozen=True)
 class NormStats:
-    """Per-dimension statistics of states, actions and sensor samples in the training data."""
+    """Statistics of states, actions and sensor samples in the training data."""
 
     __pydantic_config__ = STRICT_JSON
 
@@ -49,7 +49,7 @@ class NormStats:
         if len(self.action_low) != len(self.action_mean) or len(self.action_high) != len(
             self.action_mean
         ):
-            raise ConfigError("action_low/high must have one value per action dimension")
+            raise ConfigError("action_low/high must have as many values as action_mean")
         if any(hi <= lo for lo, hi in zip(self.action_low, self.action_high, strict=True)):
             raise ConfigError("action_high must exceed action_low in every dimension")
 

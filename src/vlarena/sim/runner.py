@@ -146,9 +146,11 @@ class FeatureReuseController(Controller):
         return self._info.name
 
     def next_chunk(self, world: FrankaWorld, instruction: str, step: int) -> ActionChunk:
-        started = time.perf_counter()
-        if self._features is None or self._calls % self._reuse == 0:
-            self._features = self._policy.extract_features([observe(world, self._info, instruction)])
+        obs = observe(world, self._info, instruction) if self._calls % self._reuse == 0 else None
+        started = time.perf_counter()  # model time only, as PolicyController: no rendering
+        if obs is not None:
+            self._features = self._policy.extract_features([obs])
+        assert self._features is not None  # call 0 always refreshes
         self._calls += 1
         state = RobotState(world.qpos.astype(np.float32), world.qvel.astype(np.float32))
         chunk = self._policy.predict_from_features(

@@ -128,6 +128,8 @@ class _Run:
         elif cfg.stage == "lora":
             add_lora(model, cfg.lora_rank, cfg.lora_alpha)
         module = TrainModule(model, cfg)
+        if init is not None and module.grounding is not None:
+            _carry_grounding(module, init)
         optimizer = torch.optim.AdamW(self._param_groups(module), weight_decay=cfg.weight_decay)
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, self._lr_factor)
         start = self._restore(module, optimizer, schedule) if resume else 0
@@ -235,6 +237,8 @@ class _Run:
             state = torch.load(path, weights_only=True)  # tensors and numbers only: no code
         except (OSError, ValueError, pickle.UnpicklingError) as exc:
             raise ConfigError(f"cannot resume from {self.out}: {exc}") from None
+        defaults = json.loads(json.dumps(dataclasses.asdict(TrainConfig())))
+        saved = {**defaults, **saved}  # a field added since that run took its default then
         if saved != json.loads(json.dumps(dataclasses.asdict(self.cfg))):
             raise ConfigError(f"{self.out} was trained with another config; resume needs the "
                               f"same one ({CONFIG_FILE})")  # fmt: skip
@@ -292,6 +296,24 @@ def _load_init(model: NativeVLA, path: Path) -> None:
         raise ConfigError(f"{path} does not fit this model's backbone (missing or reshaped: "
                           f"{missing[:3]}...)")  # fmt: skip
     model.load_state_dict(matched, strict=False)
+
+
+def _carry_grounding(module: TrainModule, init: Path) -> None:
+    """Continue with the grounding head of the run that wrote `init`, when its training state
+    holds one (pretrain → full): a fresh head's first errors would flow into a trained trunk."""
+    state_path = init.parent / STATE_FILE
+    if not state_path.is_file():
+        return
+    try:
+        saved = torch.load(state_path, weights_only=True)["module"]
+    except (OSError, KeyError, pickle.UnpicklingError, RuntimeError):
+        return  # no usable state: the head starts fresh
+    prefix = "grounding."
+    head = {k.removeprefix(prefix): v for k, v in saved.items() if k.startswith(prefix)}
+    assert module.grounding is not None
+    own = module.grounding.state_dict()
+    if head.keys() == own.keys() and all(own[k].shape == v.shape for k, v in head.items()):
+        module.grounding.load_state_dict(head)
 
 
 def _mean_across(values: list[float], ctx: _Dist) -> float:

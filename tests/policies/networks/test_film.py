@@ -1,5 +1,6 @@
 """The FiLM backbone, the word tokenizer and the delta action space, run for real."""
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -8,7 +9,8 @@ import pytest
 import torch
 
 from vlarena import Observation
-from vlarena.data import DemoDataset
+from vlarena.data import TASK_TEMPLATES, DemoDataset
+from vlarena.data.paraphrases import HELD_OUT_TEMPLATES
 from vlarena.errors import ConfigError
 from vlarena.policies import (
     PRESETS,
@@ -21,6 +23,7 @@ from vlarena.policies import (
 from vlarena.policies.networks import FilmBackbone
 from vlarena.policies.networks.film import FilmCNN
 from vlarena.policies.networks.tokenizer import BOS_ID, PAD_ID, encode_words
+from vlarena.sim.world import COLORS
 
 FILM = PRESETS["film-tiny"]
 MakeObs = Callable[..., Observation]
@@ -40,7 +43,16 @@ def test_words_ignore_case_and_punctuation_and_keep_order() -> None:
     assert empty.tolist() == [[BOS_ID, PAD_ID, PAD_ID, PAD_ID]]
 
 
-def test_film_backbone_tokens_depend_on_the_words_through_every_conv() -> None:
+def test_every_task_word_and_colour_has_a_bucket_of_its_own() -> None:
+    templates = [t for _, _, ts in TASK_TEMPLATES for t in ts]
+    templates += [t for ts in HELD_OUT_TEMPLATES.values() for t in ts]
+    words = {w for t in templates for w in re.findall(r"[a-z]+", t.lower())} | set(COLORS)
+    words -= {"a", "b"}  # the colour placeholders
+    ids, _ = encode_words(sorted(words), 2)
+    assert len(set(ids[:, 1].tolist())) == len(words)
+
+
+def test_film_backbone_image_tokens_depend_on_the_words() -> None:
     torch.manual_seed(0)
     backbone = FilmBackbone(FILM.backbone).eval()
     images = torch.rand(2, 2, 3, 32, 32) * 2 - 1
@@ -88,7 +100,7 @@ def test_action_stats_are_fitted_to_relative_chunks(demo_dataset: Path) -> None:
     assert max(stats.action_std[:7]) < max(data.norm_stats.action_std[:7])
 
 
-def test_film_policy_splits_and_learns(family: str, make_obs: MakeObs) -> None:
+def test_film_policy_split_equals_whole(family: str, make_obs: MakeObs) -> None:
     cls = get_policy_type(family)
     assert issubclass(cls, NativeVLAPolicy)
     policy = cls.create(FILM, "film", seed=0)

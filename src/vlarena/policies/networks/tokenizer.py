@@ -20,7 +20,8 @@ def encode_text(texts: list[str], max_len: int) -> tuple[torch.Tensor, torch.Ten
     return ids, ids == PAD_ID
 
 
-WORD_BUCKETS = 1024  # word ids are hashed: any word has one, no vocabulary file to ship
+WORD_BUCKETS = 4096  # word ids are hashed: any word has one, no vocabulary file to ship (a test
+# checks that every word of the task wordings and colours gets a bucket of its own)
 VOCAB_WORDS = WORD_BUCKETS + _BYTE_OFFSET
 _WORD = re.compile(r"[a-z0-9]+")
 
