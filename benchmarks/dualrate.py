@@ -106,7 +106,7 @@ def run(samples: int, progress: Progress) -> str:
             rows.append(_dual_rate(policy, threads))
             progress.advance(task)
     return "\n".join([
-        "## Dual-rate inference (seed 003), `small` flow preset",
+        "## Dual-rate inference, `small` flow preset",
         "",
         f"Each row runs {WINDOW_S:.0f} s. Synchronous: every step runs the whole model, as fast "
         f"as it can. Dual-rate: the VLM refreshes in a background thread as fast as its own "

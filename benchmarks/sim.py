@@ -112,7 +112,7 @@ def run(samples: int, progress: Progress) -> str:
         "",
         "`POST /execute` over loopback HTTP, 50 steps (a free-form instruction, so every "
         "episode runs all 50; the policy renders 2 cameras at 96x96 and runs once per 8-action "
-        "chunk), median over runs. Target <= 1 s (ADR-003 budgets 5-10 s).",
+        "chunk), median over runs. Target <= 1 s (the execution contract allows 5-10 s).",
         "",
         "| model | steps | client wall time | server duration_ms |",
         "|---|---:|---:|---:|",

@@ -272,7 +272,7 @@ def profile_command(
     sensor_hz: Annotated[float, typer.Option(help="rate of the high-rate sensor")] = 650.0,
     out: Annotated[Path | None, typer.Option(help="also write the JSON here")] = None,
 ) -> None:
-    """Time feature extraction and the action expert per view count (seed 003); JSON out."""
+    """Time feature extraction and the action expert per view count (dual-rate); JSON out."""
     import json
 
     from vlarena.runtime.profiler import profile

@@ -1,5 +1,6 @@
 """The arena's HTTP client to the execution service: timeouts, retries with jittered
-exponential backoff on transient failures, and a circuit breaker (ADR-003's mitigations)."""
+exponential backoff on transient failures, and a circuit breaker, so
+the arena degrades cleanly when the execution service is slow or down."""
 
 import asyncio
 import time

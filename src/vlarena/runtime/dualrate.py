@@ -1,4 +1,4 @@
-"""Dual-rate inference (seed 003): the slow vision-language stage refreshes features in the
+"""Dual-rate inference: the slow vision-language stage refreshes features in the
 background at `vlm_update_hz`; the fast action stage runs at `action_expert_hz` on the newest
 features plus the latest proprioception and sensor window.
 

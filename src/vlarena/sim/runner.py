@@ -104,8 +104,12 @@ class PolicyController(Controller):
 def observe(world: FrankaWorld, info: ModelInfo, instruction: str) -> Observation:
     """What the model sees now: its cameras rendered, the robot's joints."""
     images = {c: world.render(c, info.image_height, info.image_width) for c in info.camera_names}
-    state = RobotState(world.qpos.astype(np.float32), world.qvel.astype(np.float32))
-    return Observation(images, state, instruction, "franka", world.time_s)
+    return Observation(images, robot_state(world), instruction, "franka", world.time_s)
+
+
+def robot_state(world: FrankaWorld) -> RobotState:
+    """The robot's joint positions and velocities now."""
+    return RobotState(world.qpos.astype(np.float32), world.qvel.astype(np.float32))
 
 
 def check_fits(info: ModelInfo, world: FrankaWorld) -> None:
@@ -152,7 +156,7 @@ class FeatureReuseController(Controller):
             self._features = self._policy.extract_features([obs])
         assert self._features is not None  # call 0 always refreshes
         self._calls += 1
-        state = RobotState(world.qpos.astype(np.float32), world.qvel.astype(np.float32))
+        state = robot_state(world)
         chunk = self._policy.predict_from_features(
             self._features, [state], [self._seed * 1000 + step]
         )[0]
@@ -178,7 +182,7 @@ class DualRateController(Controller):
         runtime = self._runtime
         if runtime.should_start_vlm_update():
             runtime.start_vlm_update(observe(world, runtime.policy.info, instruction))
-        state = RobotState(world.qpos.astype(np.float32), world.qvel.astype(np.float32))
+        state = robot_state(world)
         out = runtime.predict_action(state, seed=self._seed * 1000 + step)
         assert out.chunk is not None  # the default cold start waits for the first features
         return out.chunk

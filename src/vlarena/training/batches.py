@@ -1,4 +1,4 @@
-"""Training batches from a demonstration dataset, drawn the async-aware way (seed 003).
+"""Training batches from a demonstration dataset, drawn the async-aware way.
 
 A batch holds `batch_size` anchor frames; the features of each anchor are reused for
 `vlm_reuse_count` samples whose proprioception and action targets come from the same frame or

@@ -28,7 +28,7 @@ class TrainConfig:
     backbone_lr: float = 1e-4  # lora stage: learning rate of the adapters
     weight_decay: float = 1e-4  # AdamW weight decay
     warmup_steps: int = 100  # linear warm-up, then cosine decay to 10% of the peak
-    vlm_reuse_count: int = 3  # seed 003: features of one frame reused for this many steps
+    vlm_reuse_count: int = 3  # features of one frame reused for this many steps (dual-rate)
     augment: bool = True  # random image shifts and brightness jitter (stages that see pixels)
     lora_rank: int = 8  # lora stage: adapter rank
     lora_alpha: int = 16  # lora stage: adapter scale numerator (scale = alpha / rank)
