@@ -28,8 +28,11 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	touch $@
 
 # The web UI (Vite + TypeScript), built into the package; the arena serves it (no Node at run time).
+# Its API types are generated from web/openapi.json, the arena's schema as committed (regenerate
+# it with `python -m vlarena.arena.openapi > web/openapi.json`; a test checks it is current).
 WEB_BUILD := src/vlarena/arena/web/index.html
-WEB_SOURCES := $(shell find web/src -type f 2>/dev/null) web/index.html web/vite.config.ts web/tsconfig.json
+WEB_SOURCES := $(shell find web/src -type f -not -name api.gen.ts 2>/dev/null) web/index.html \
+  web/vite.config.ts web/tsconfig.json web/openapi.json
 
 web/node_modules/.package-lock.json: web/package-lock.json
 	cd web && npm ci --no-audit --no-fund --loglevel=error

@@ -38,8 +38,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--samples", type=int, default=50, help="measured calls per cell")
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"))
-    parser.add_argument("--only", choices=sorted(SECTIONS),
-                        help="run one section and replace just that one in --out")  # fmt: skip
+    parser.add_argument(
+        "--only",
+        choices=sorted(SECTIONS),
+        help="run one section and replace just that one in --out",
+    )
     args = parser.parse_args()
     keys = [args.only] if args.only else list(SECTIONS)
     with Progress() as progress:

@@ -19,11 +19,11 @@ import numpy as np
 from rich.progress import Progress
 from sqlalchemy import insert
 
-from vlarena.arena.battles import token_hash
 from vlarena.arena.board import Board
 from vlarena.arena.ranking import Vote, leaderboard
 from vlarena.arena.storage.database import make_engine, migrate, session_factory
 from vlarena.arena.storage.tables import BattleRow, EpisodeRow, SessionRow, TurnRow, VoteRow
+from vlarena.arena.usecases.sessions import token_hash
 from vlarena.testing import free_port, scratch_postgres, wait_for_http
 
 CLIENTS = 50
@@ -196,8 +196,9 @@ async def _load(
     Each client has its own connection (httpx's shared pool is unfair under 50-way load).
     """
     headers = {"Authorization": f"Bearer {TOKEN}"}
-    clients = [httpx.AsyncClient(base_url=base, timeout=60, headers=headers)
-               for _ in range(CLIENTS)]  # fmt: skip
+    clients = [
+        httpx.AsyncClient(base_url=base, timeout=60, headers=headers) for _ in range(CLIENTS)
+    ]
     counter = iter(range(requests))
     latencies: list[float] = []
 
@@ -258,8 +259,10 @@ async def _board_compute(url: str) -> tuple[float, float]:
 @contextmanager
 def _databases() -> Iterator[list[tuple[str, str]]]:
     with tempfile.TemporaryDirectory() as tmp, scratch_postgres() as postgres:
-        yield [("SQLite", f"sqlite+aiosqlite:///{Path(tmp) / 'arena.db'}"),
-               ("PostgreSQL", postgres)]  # fmt: skip
+        yield [
+            ("SQLite", f"sqlite+aiosqlite:///{Path(tmp) / 'arena.db'}"),
+            ("PostgreSQL", postgres),
+        ]
 
 
 def run(samples: int, progress: Progress) -> str:

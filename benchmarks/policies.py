@@ -27,8 +27,9 @@ def run(samples: int, progress: Progress) -> str:
     task = progress.add_task("policies", total=len(natives) * len(CPU_PRESETS))
     for cls in natives:
         for preset in CPU_PRESETS:
-            rows, split_row = _measure(cls.create(PRESETS[preset], f"{cls.policy_type}-{preset}"),
-                                       preset, samples)  # fmt: skip
+            rows, split_row = _measure(
+                cls.create(PRESETS[preset], f"{cls.policy_type}-{preset}"), preset, samples
+            )
             latency += rows
             split.append(split_row)
             progress.advance(task)

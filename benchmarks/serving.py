@@ -30,22 +30,36 @@ from vlarena.types import Observation
 
 CLIENTS = (1, 4, 8, 16)
 THROUGHPUT_WINDOW_S = 3.0
-# One 224x224 camera, as the seed's contract; a small network so the overhead is visible.
+# One 224x224 camera, as the serving contract's example; a small network so the overhead shows.
 OVERHEAD_CONFIG = replace(
     PRESETS["tiny"],
-    backbone=BackboneConfig(camera_names=("front",), image_height=224, image_width=224,
-                            patch_size=32, d_model=32, n_layers=2, n_heads=2),
-)  # fmt: skip
+    backbone=BackboneConfig(
+        camera_names=("front",),
+        image_height=224,
+        image_width=224,
+        patch_size=32,
+        d_model=32,
+        n_layers=2,
+        n_heads=2,
+    ),
+)
 
 
 @contextmanager
 def serving(checkpoint: Path, **env: str) -> Iterator[str]:
     """`vlarena serve` in its own process; yields host:port once it is warm."""
     log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)  # noqa: SIM115
-    variables = os.environ | {"VLA_MODEL_PATH": str(checkpoint), "VLA_GRPC_PORT": "0",
-                              "VLA_METRICS_ENABLED": "false"} | env  # fmt: skip
-    process = subprocess.Popen([sys.executable, "-m", "vlarena", "serve"], env=variables,
-                               stderr=log, stdout=subprocess.DEVNULL)  # fmt: skip
+    variables = (
+        os.environ
+        | {"VLA_MODEL_PATH": str(checkpoint), "VLA_GRPC_PORT": "0", "VLA_METRICS_ENABLED": "false"}
+        | env
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "vlarena", "serve"],
+        env=variables,
+        stderr=log,
+        stdout=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 120
         text = ""
@@ -73,12 +87,12 @@ def _scene_like(obs: Observation) -> Observation:
 
 
 def _round_trips(stub: pb_grpc.VLAInferenceStub, msg: pb.Observation, n: int) -> list[float]:
-    """Per-request round trip minus the server's compute time, in ms."""
+    """Per-request round trip minus the policy's time, in ms."""
     out = []
     for _ in range(n):
         started = time.perf_counter()
         reply = stub.Predict(msg)
-        out.append((time.perf_counter() - started) * 1000.0 - reply.inference_time_ms)
+        out.append((time.perf_counter() - started) * 1000.0 - reply.timing_ms["policy"])
     return out
 
 
@@ -97,12 +111,14 @@ def _overhead(checkpoint: Path, samples: int) -> list[str]:
         empty = time_calls(lambda: stub.HealthCheck(pb.HealthRequest()), samples)
     rows = [
         ("bare `policy.predict` (not overhead; for scale)", bare.samples_ms),
-        (f"`Predict` round trip - server compute, JPEG ({len(jpeg.images[0].encoded)} B)",
-         with_jpeg),
+        (
+            f"`Predict` round trip - server compute, JPEG ({len(jpeg.images[0].encoded)} B)",
+            with_jpeg,
+        ),
         ("`Predict` round trip - server compute, raw uint8 tensor", with_raw),
         ("empty RPC round trip (`HealthCheck`): the gRPC floor", empty.samples_ms),
         ("client-side JPEG encode (robot's cost, not in the rows above)", encode.samples_ms),
-    ]  # fmt: skip
+    ]
     return [
         f"| {name} | {np.percentile(v, 50):.2f} | {np.percentile(v, 99):.2f} |" for name, v in rows
     ]
@@ -173,9 +189,9 @@ def _first_request(checkpoint: Path, samples: int, starts: int = 3) -> str:
             VLAClient(ClientOptions(target=target)) as client,
         ):
             client.health()  # connect first: TCP/HTTP2 set-up is not the server's warmth
-            firsts.append(client.predict(obs).round_trip_ms)
+            firsts.append(client.predict(obs).latency_ms)
             steadies.append(
-                statistics.median(client.predict(obs).round_trip_ms for _ in range(samples))
+                statistics.median(client.predict(obs).latency_ms for _ in range(samples))
             )
     first, steady = statistics.median(firsts), statistics.median(steadies)
     return f"| {starts} | {first:.1f} | {steady:.1f} | {first / steady:.2f}x |"

@@ -27,8 +27,10 @@ def _speed(samples: int) -> list[str]:
     hold = world.data.ctrl[:8].copy()
     hold[7] = 1.0
     control = time_calls(lambda: world.step(hold), samples)
-    rows = [f"| control step (50 physics steps, 0.1 s simulated) | {control.p50:.2f} ms "
-            f"| {50_000 / control.p50:,.0f} physics steps/s |"]  # fmt: skip
+    rows = [
+        f"| control step (50 physics steps, 0.1 s simulated) | {control.p50:.2f} ms "
+        f"| {50_000 / control.p50:,.0f} physics steps/s |"
+    ]
     for size in (96, 224):
         for camera in ("front", "wrist"):
             t = time_calls(lambda c=camera, s=size: world.render(c, s, s), samples)  # type: ignore[misc]
@@ -51,8 +53,9 @@ def _expert(progress: Progress) -> list[str]:
             successes += bool(episode.success)
             steps += len(episode.steps)
             progress.advance(task)
-        rows.append(f"| {scene} | {template} | {successes}/{EXPERT_SEEDS} "
-                    f"| {steps / EXPERT_SEEDS:.0f} |")  # fmt: skip
+        rows.append(
+            f"| {scene} | {template} | {successes}/{EXPERT_SEEDS} | {steps / EXPERT_SEEDS:.0f} |"
+        )
     return rows
 
 
@@ -79,8 +82,13 @@ def _execute(samples: int) -> list[str]:
     rows = []
     with _service() as client:
         for model in ("scripted-expert", "vla-flow-small-random"):
-            request = {"model_id": model, "robot_id": "franka", "scene_id": "table",
-                       "instruction": "wave at the camera", "max_steps": 50}  # fmt: skip
+            request = {
+                "model_id": model,
+                "robot_id": "franka",
+                "scene_id": "table",
+                "instruction": "wave at the camera",
+                "max_steps": 50,
+            }
             client.post("/execute", json=request | {"seed": 0})  # loads the model
             walls, servers = [], []
             for seed in range(runs):
@@ -96,25 +104,27 @@ def _execute(samples: int) -> list[str]:
 
 def run(samples: int, progress: Progress) -> str:
     """Markdown section for the simulator."""
-    return "\n".join([
-        "## Simulation (MuJoCo, EGL offscreen, shadows/reflections/multisampling off)",
-        "",
-        "| what | p50 | rate |",
-        "|---|---:|---:|",
-        *_speed(samples),
-        "",
-        f"Scripted expert, {EXPERT_SEEDS} seeds per task (colours rotate over every ordered "
-        "pair), up to 150 steps. Target >= 95 %.",
-        "",
-        "| scene | task | success | mean steps |",
-        "|---|---|---:|---:|",
-        *_expert(progress),
-        "",
-        "`POST /execute` over loopback HTTP, 50 steps (a free-form instruction, so every "
-        "episode runs all 50; the policy renders 2 cameras at 96x96 and runs once per 8-action "
-        "chunk), median over runs. Target <= 1 s (the execution contract allows 5-10 s).",
-        "",
-        "| model | steps | client wall time | server duration_ms |",
-        "|---|---:|---:|---:|",
-        *_execute(samples),
-    ])  # fmt: skip
+    return "\n".join(
+        [
+            "## Simulation (MuJoCo, EGL offscreen, shadows/reflections/multisampling off)",
+            "",
+            "| what | p50 | rate |",
+            "|---|---:|---:|",
+            *_speed(samples),
+            "",
+            f"Scripted expert, {EXPERT_SEEDS} seeds per task (colours rotate over every ordered "
+            "pair), up to 150 steps. Target >= 95 %.",
+            "",
+            "| scene | task | success | mean steps |",
+            "|---|---|---:|---:|",
+            *_expert(progress),
+            "",
+            "`POST /execute` over loopback HTTP, 50 steps (a free-form instruction, so every "
+            "episode runs all 50; the policy renders 2 cameras at 96x96 and runs once per 8-action "
+            "chunk), median over runs. Target <= 1 s (the execution contract allows 5-10 s).",
+            "",
+            "| model | steps | client wall time | server duration_ms |",
+            "|---|---:|---:|---:|",
+            *_execute(samples),
+        ]
+    )

@@ -46,8 +46,11 @@ def test_info_and_demo_on_a_checkpoint(tmp_path: Path) -> None:
 def test_errors_are_one_line_not_tracebacks(tmp_path: Path) -> None:
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "metadata.json").write_text(json.dumps({"policy_type": "nope"}))
-    for args in (["info", str(tmp_path / "bad")], ["demo", "--preset", "huge"],
-                 ["demo", "--device", "cuda"]):  # fmt: skip
+    for args in (
+        ["info", str(tmp_path / "bad")],
+        ["demo", "--preset", "huge"],
+        ["demo", "--device", "cuda"],
+    ):
         result = runner.invoke(app, args)
         assert result.exit_code == 2, args
         assert "error:" in result.output

@@ -24,9 +24,18 @@ def obs(rgb: np.ndarray, **overrides: Any) -> Observation:
 
 
 INFO = ModelInfo(
-    name="m", version="1", policy_type="t", action_dim=2, chunk_size=4, camera_names=("front",),
-    image_height=32, image_width=32, state_dim=J, sensor_window=5, sensor_dim=2,
-)  # fmt: skip
+    name="m",
+    version="1",
+    policy_type="t",
+    action_dim=2,
+    chunk_size=4,
+    camera_names=("front",),
+    image_height=32,
+    image_width=32,
+    state_dim=J,
+    sensor_window=5,
+    sensor_dim=2,
+)
 
 
 def test_valid_observation_converts_to_float32(rgb: np.ndarray) -> None:
@@ -149,6 +158,6 @@ def test_model_info_errors(rgb: np.ndarray, overrides: dict[str, Any], message: 
 
 
 def test_action_chunk_requires_2d() -> None:
-    assert ActionChunk(np.zeros((4, 2), np.float32), 1.0, "m").actions.dtype == np.float32
+    assert ActionChunk(np.zeros((4, 2), np.float32), "m").actions.dtype == np.float32
     with pytest.raises(ValueError, match="HxD"):
-        ActionChunk(np.zeros(4, np.float32), 1.0, "m")
+        ActionChunk(np.zeros(4, np.float32), "m")

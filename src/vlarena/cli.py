@@ -9,7 +9,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, TypeVar
 
-import grpc
 import numpy as np
 import typer
 from PIL import Image
@@ -34,8 +33,11 @@ from vlarena.serving.server import serve as run_server
 from vlarena.serving.settings import ServerSettings
 from vlarena.types import ModelInfo, Observation, RobotState
 
-app = typer.Typer(help="VLArena: serve, run, train and compare VLA robot policies.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)  # fmt: skip
+app = typer.Typer(
+    help="VLArena: serve, run, train and compare VLA robot policies.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 console = Console()
 T = TypeVar("T")
 S = TypeVar("S", bound=BaseSettings)
@@ -59,7 +61,7 @@ PrecisionOpt = Annotated[str, typer.Option(help="fp32, bf16 or fp16")]
 
 
 def _fail(exc: VLArenaError) -> typer.Exit:
-    console.print(f"[red]error:[/red] {exc}")
+    console.print(f"[red]error:[/red] {exc.wire.name}: {exc}")
     return typer.Exit(code=2)
 
 
@@ -153,9 +155,8 @@ def _remote_call(fn: Callable[[VLAClient], T], target: str, token: str | None) -
     try:
         with VLAClient(ClientOptions(target=target, token=token)) as client:
             return fn(client)
-    except grpc.RpcError as exc:
-        console.print(f"[red]error:[/red] {exc.code().name}: {exc.details()}")
-        raise typer.Exit(code=2) from None
+    except VLArenaError as exc:
+        raise _fail(exc) from None
 
 
 @app.command()
@@ -198,12 +199,13 @@ def predict(
             obs = Observation(images, RobotState(zeros, zeros), instruction, info.embodiments[0])
         except VLArenaError as exc:
             raise _fail(exc) from None
-        result = client.predict(obs, model=model, seed=seed)
+        chunk = client.predict(obs, model=model, seed=seed)
+        timing = ", ".join(f"{layer} {ms:.1f}" for layer, ms in chunk.timing_ms.items())
         console.print(
-            f"{result.chunk.model_id}: {result.chunk.actions.shape[0]} actions in "
-            f"{result.round_trip_ms:.1f} ms round trip (batch {result.batch_size})"
+            f"{chunk.model_id}: {chunk.actions.shape[0]} actions (batch {chunk.batch_size}); "
+            f"ms: {timing}"
         )
-        for row in result.chunk.actions:
+        for row in chunk.actions:
             console.print(" ".join(f"{v:+.3f}" for v in row))
 
     _remote_call(call, target, token)
@@ -251,8 +253,9 @@ def up(
         console.print(f"[bold green]VLArena is up:[/bold green] {url}  (Ctrl-C stops it)")
 
     try:
-        dead = run(StackPorts(inference_port, metrics_port, execution_port, port), database_url,
-                   announce)  # fmt: skip
+        dead = run(
+            StackPorts(inference_port, metrics_port, execution_port, port), database_url, announce
+        )
     except (ValueError, RuntimeError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(code=2) from None
@@ -312,16 +315,23 @@ def datagen(
     from vlarena.data import TASK_NAMES, DatagenConfig, generate
 
     try:
-        cfg = DatagenConfig(episodes=episodes, tasks=_names(tasks, TASK_NAMES),
-                            image_size=image_size, max_steps=max_steps, seed=seed,
-                            workers=workers)  # fmt: skip
+        cfg = DatagenConfig(
+            episodes=episodes,
+            tasks=_names(tasks, TASK_NAMES),
+            image_size=image_size,
+            max_steps=max_steps,
+            seed=seed,
+            workers=workers,
+        )
         with Progress(console=console) as bar:
             job = bar.add_task("episodes", total=episodes)
             report = generate(cfg, out, lambda n: bar.update(job, completed=n))
     except VLArenaError as exc:
         raise _fail(exc) from None
-    console.print(f"{report.episodes} episodes, {report.frames} frames → {out}; "
-                  f"failed expert episodes dropped: {report.dropped}")  # fmt: skip
+    console.print(
+        f"{report.episodes} episodes, {report.frames} frames → {out}; "
+        f"failed expert episodes dropped: {report.dropped}"
+    )
 
 
 def _names(text: str, valid: tuple[str, ...]) -> tuple[str, ...]:
@@ -366,16 +376,28 @@ def train_command(
         if recipe is not None:
             stages = get_recipe(recipe, family, from_stage)
         else:
-            stages = (TrainConfig(family=family, preset=preset, stage=stage, steps=steps,  # type: ignore[arg-type]
-                                  batch_size=batch_size, lr=lr, vlm_reuse_count=vlm_reuse_count,
-                                  grounding_weight=grounding_weight, seed=seed),)  # fmt: skip
+            stages = (
+                TrainConfig(
+                    family=family,
+                    preset=preset,
+                    stage=stage,  # type: ignore[arg-type]
+                    steps=steps,
+                    batch_size=batch_size,
+                    lr=lr,
+                    vlm_reuse_count=vlm_reuse_count,
+                    grounding_weight=grounding_weight,
+                    seed=seed,
+                ),
+            )
         for cfg in stages:
             where = out / cfg.stage if recipe is not None else out
             result = train(cfg, dataset, where, init=init, resume=resume, name=name)
             init = result.checkpoint
-            console.print(f"{cfg.stage}: loss {result.first_loss:.4f} → {result.last_loss:.4f} "
-                          f"in {result.steps} steps, {result.seconds:.0f} s; "
-                          f"checkpoint {result.checkpoint}")  # fmt: skip
+            console.print(
+                f"{cfg.stage}: loss {result.first_loss:.4f} → {result.last_loss:.4f} "
+                f"in {result.steps} steps, {result.seconds:.0f} s; "
+                f"checkpoint {result.checkpoint}"
+            )
     except VLArenaError as exc:
         raise _fail(exc) from None
 
@@ -414,17 +436,27 @@ def eval_command(
     from vlarena.evaluation import EvalConfig, evaluate, markdown_table, summarize, write_report
 
     try:
-        cfg = EvalConfig(tasks=_names(tasks, TASK_NAMES), episodes=episodes, horizon=horizon,
-                         workers=workers, videos=videos, wordings=wordings,
-                         feature_reuse=feature_reuse)  # fmt: skip
+        cfg = EvalConfig(
+            tasks=_names(tasks, TASK_NAMES),
+            episodes=episodes,
+            horizon=horizon,
+            workers=workers,
+            videos=videos,
+            wordings=wordings,
+            feature_reuse=feature_reuse,
+        )
         if videos and out is None:
             raise typer.BadParameter("--videos needs --out")
         with Progress(console=console) as bar:
             job = bar.add_task(model, total=episodes * len(cfg.tasks))
-            results = evaluate(model, cfg, out / "videos" if out else None,
-                               lambda n: bar.update(job, completed=n), use_ray)  # fmt: skip
+            results = evaluate(
+                model,
+                cfg,
+                out / "videos" if out else None,
+                lambda n: bar.update(job, completed=n),
+                use_ray,
+            )
     except VLArenaError as exc:
         raise _fail(exc) from None
-    rows = (write_report(out, model, results, dataclasses.asdict(cfg)) if out
-            else summarize(results))  # fmt: skip
+    rows = write_report(out, model, results, dataclasses.asdict(cfg)) if out else summarize(results)
     console.print(markdown_table(model, rows))

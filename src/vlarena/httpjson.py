@@ -1,6 +1,8 @@
-"""JSON error bodies shared by the HTTP services (execution, arena): one shape everywhere."""
+"""JSON error bodies shared by the HTTP services (execution, arena): one shape everywhere,
+encoded from the error catalogue (`vlarena.errors`)."""
 
-from collections.abc import Callable
+import logging
+import math
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -9,21 +11,46 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from vlarena.errors import VLArenaError
+from vlarena.errors import InvalidRequestError, UnknownNameError, VLArenaError, from_wire
+
+log = logging.getLogger(__name__)
 
 
 class ErrorBody(BaseModel):
-    error: str
+    error: str  # the wire name (vlarena.errors)
     detail: str
+    retry_after_s: float | None = None  # set when a retry may succeed
+
+    @classmethod
+    def of(cls, exc: BaseException) -> "ErrorBody":
+        """The body of any exception: a domain error's own, else an opaque internal error."""
+        if not isinstance(exc, VLArenaError):
+            log.error("unexpected error", exc_info=exc)
+            return cls(error=VLArenaError.wire.name, detail="see the server log")
+        return cls(error=exc.wire.name, detail=str(exc), retry_after_s=exc.retry_after_s)
+
+    def to_error(self, http_status: int | None = None) -> VLArenaError:
+        """The domain error this body describes (as the peer that sent it raised it)."""
+        return from_wire(self.error, self.detail, self.retry_after_s, http_status=http_status)
 
 
-def install_error_handlers(app: FastAPI, respond: Callable[[Exception], JSONResponse]) -> None:
-    """Domain errors and anything unexpected go through `respond`; validation and routing
+def error_response(exc: BaseException) -> JSONResponse:
+    """The HTTP response of any exception, with Retry-After when a retry may succeed."""
+    body = ErrorBody.of(exc)
+    status = exc.wire.http_status if isinstance(exc, VLArenaError) else 500
+    headers = {}
+    if body.retry_after_s is not None:
+        headers["Retry-After"] = str(max(1, math.ceil(body.retry_after_s)))
+    return JSONResponse(body.model_dump(exclude_none=True), status, headers=headers)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Domain errors and anything unexpected become `error_response`s; validation and routing
     errors become 422 invalid_request / 404 not_found / 405 with the same JSON shape."""
 
     @app.exception_handler(VLArenaError)
     async def domain_error(_: Request, exc: VLArenaError) -> JSONResponse:
-        return respond(exc)
+        return error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -31,16 +58,18 @@ def install_error_handlers(app: FastAPI, respond: Callable[[Exception], JSONResp
             f"{'.'.join(str(p) for p in e['loc'] if p != 'body') or 'body'}: {e['msg']}"
             for e in exc.errors()
         )
-        return JSONResponse({"error": "invalid_request", "detail": detail}, status_code=422)
+        return error_response(InvalidRequestError(detail))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        name = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "bad_request")
+        name = {404: UnknownNameError.wire.name, 405: "method_not_allowed"}.get(
+            exc.status_code, "bad_request"
+        )
         return JSONResponse({"error": name, "detail": str(exc.detail)}, exc.status_code)
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:
-        return respond(exc)
+        return error_response(exc)
 
 
 class BodyLimit:
@@ -83,9 +112,7 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
     async def _reject(self, send: Send) -> None:
-        response = JSONResponse({"error": "payload_too_large",
-                                 "detail": f"request bodies are limited to {self.max_bytes} bytes"},
-                                413)  # fmt: skip
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": response.raw_headers})  # fmt: skip
+        detail = f"request bodies are limited to {self.max_bytes} bytes"
+        response = JSONResponse({"error": "payload_too_large", "detail": detail}, 413)
+        await send({"type": "http.response.start", "status": 413, "headers": response.raw_headers})
         await send({"type": "http.response.body", "body": response.body})

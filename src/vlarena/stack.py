@@ -14,9 +14,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-import grpc
 import httpx
 
+from vlarena.errors import VLArenaError
 from vlarena.serving.client import ClientOptions, VLAClient
 
 LOOPBACK = "127.0.0.1"  # set explicitly: an inherited VLA_*_HOST never widens the stack
@@ -43,15 +43,33 @@ def _environments(ports: StackPorts, database_url: str) -> list[tuple[str, dict[
     """Each service's command and settings. The shipped checkpoints are served by the inference
     server; the execution service runs them through it, beside the expert and random baselines."""
     return [
-        ("serve", {"VLA_HOST": LOOPBACK, "VLA_GRPC_PORT": str(ports.inference),
-                   "VLA_METRICS_PORT": str(ports.metrics)}),
-        ("execute", {"VLA_EXEC_HOST": LOOPBACK, "VLA_EXEC_PORT": str(ports.execution),
-                     "VLA_EXEC_SHIPPED_MODELS": "false",
-                     "VLA_EXEC_INFERENCE_TARGET": f"{LOOPBACK}:{ports.inference}"}),
-        ("arena", {"VLA_ARENA_HOST": LOOPBACK, "VLA_ARENA_PORT": str(ports.arena),
-                   "VLA_ARENA_DATABASE_URL": database_url,
-                   "VLA_SERVER_URL": f"http://{LOOPBACK}:{ports.execution}"}),
-    ]  # fmt: skip
+        (
+            "serve",
+            {
+                "VLA_HOST": LOOPBACK,
+                "VLA_GRPC_PORT": str(ports.inference),
+                "VLA_METRICS_PORT": str(ports.metrics),
+            },
+        ),
+        (
+            "execute",
+            {
+                "VLA_EXEC_HOST": LOOPBACK,
+                "VLA_EXEC_PORT": str(ports.execution),
+                "VLA_EXEC_SHIPPED_MODELS": "false",
+                "VLA_EXEC_INFERENCE_TARGET": f"{LOOPBACK}:{ports.inference}",
+            },
+        ),
+        (
+            "arena",
+            {
+                "VLA_ARENA_HOST": LOOPBACK,
+                "VLA_ARENA_PORT": str(ports.arena),
+                "VLA_ARENA_DATABASE_URL": database_url,
+                "VLA_SERVER_URL": f"http://{LOOPBACK}:{ports.execution}",
+            },
+        ),
+    ]
 
 
 def _inherited() -> dict[str, str]:
@@ -64,10 +82,12 @@ def _ready(command: str, ports: StackPorts) -> bool:
         if command == "serve":
             with VLAClient(ClientOptions(target=f"127.0.0.1:{ports.inference}")) as client:
                 return bool(client.health().ready)
-        url = {"execute": f"http://127.0.0.1:{ports.execution}/health",
-               "arena": f"http://127.0.0.1:{ports.arena}/api/health"}[command]  # fmt: skip
+        url = {
+            "execute": f"http://127.0.0.1:{ports.execution}/health",
+            "arena": f"http://127.0.0.1:{ports.arena}/api/health",
+        }[command]
         return httpx.get(url, timeout=1).status_code == 200
-    except (grpc.RpcError, httpx.TransportError):
+    except (VLArenaError, httpx.TransportError):
         return False
 
 
@@ -90,8 +110,11 @@ def stack(ports: StackPorts, database_url: str, timeout_s: float = 180) -> Itera
     try:
         for command, env in _environments(ports, database_url):
             # Its own session: Ctrl-C reaches only us, and we stop the services in order.
-            process = subprocess.Popen([sys.executable, "-m", "vlarena", command],
-                                       env=_inherited() | env, start_new_session=True)  # fmt: skip
+            process = subprocess.Popen(
+                [sys.executable, "-m", "vlarena", command],
+                env=_inherited() | env,
+                start_new_session=True,
+            )
             processes[command] = process
             deadline = time.monotonic() + timeout_s
             while process.poll() is None and not _ready(command, ports):

@@ -7,7 +7,7 @@ ModelInfo.check.
 
 import io
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
@@ -121,6 +121,8 @@ class Observation:
     instruction: str  # natural-language task, e.g. "pick up the red cube"
     embodiment: str = "franka"  # robot tag the policy must support
     timestamp_s: float = 0.0  # capture time on the robot's clock
+    # The model contract this observation passed (ModelInfo.check): it is not checked again.
+    checked_against: "ModelInfo | None" = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.state, RobotState):
@@ -152,20 +154,50 @@ class Observation:
             raise InvalidObservationError("timestamp_s must be finite")
 
 
+# The layers that time a chunk on its way back, innermost first; each records its own entry once.
+TIMING_LAYERS = (
+    "policy",  # the policy call that produced it (for a batch: the whole batch's call)
+    "queue",  # waiting in the server's batching queue
+    "server",  # the server, from receiving the request to answering it
+    "round_trip",  # the client, from sending the request to decoding the answer
+)
+
+
 @dataclass(frozen=True)
 class ActionChunk:
-    """H future actions of D dimensions each, predicted from one observation."""
+    """H future actions of D dimensions each, predicted from one observation, with how each
+    layer it passed through timed it."""
 
     actions: FloatArray  # (H, D) in the robot's action units (unnormalized)
-    inference_time_ms: float  # wall time of the policy call that produced this chunk
     model_id: str  # name of the model that produced it
     confidence: float | None = None  # model's own confidence in [0, 1], if it has one
+    timing_ms: Mapping[str, float] = field(default_factory=dict)  # TIMING_LAYERS → milliseconds
+    batch_size: int = 1  # requests in the batch it was predicted in
+    feature_version: int = 0  # dual-rate: the feature refresh behind it (0: fresh features)
+    feature_age_ms: float = 0.0  # dual-rate: age of those features' observation
+    sequence: int = 0  # streams: the sequence number of the observation it answers
 
     def __post_init__(self) -> None:
         actions = np.asarray(self.actions, dtype=np.float32)
         if actions.ndim != 2:
             raise ValueError(f"actions must be HxD, got shape {actions.shape}")
         object.__setattr__(self, "actions", actions)
+        object.__setattr__(self, "timing_ms", MappingProxyType(dict(self.timing_ms)))
+
+    @property
+    def latency_ms(self) -> float:
+        """The outermost layer's time: how long the caller waited for this chunk (0: untimed)."""
+        return next(
+            (self.timing_ms[k] for k in reversed(TIMING_LAYERS) if k in self.timing_ms), 0.0
+        )
+
+    def timed(self, layer: str, ms: float, **changes: Any) -> "ActionChunk":
+        """This chunk with `layer`'s entry added (and `changes` applied); never overwrites."""
+        if layer not in TIMING_LAYERS:
+            raise ValueError(f"unknown timing layer {layer!r}; valid: {', '.join(TIMING_LAYERS)}")
+        if layer in self.timing_ms:
+            raise ValueError(f"the {layer!r} layer has already timed this chunk")
+        return replace(self, timing_ms={**self.timing_ms, layer: ms}, **changes)
 
 
 @dataclass(frozen=True)
@@ -188,7 +220,10 @@ class ModelInfo:
     num_params: int = 0  # parameter count
 
     def check(self, obs: Observation) -> None:
-        """Raise InvalidObservationError unless `obs` matches this contract."""
+        """Raise InvalidObservationError unless `obs` matches this contract (once: an
+        observation remembers the contract it passed, so later layers do not re-check it)."""
+        if obs.checked_against == self:
+            return
         if set(obs.images) != set(self.camera_names):
             raise InvalidObservationError(
                 f"model {self.name!r} expects cameras {sorted(self.camera_names)}, "
@@ -206,6 +241,7 @@ class ModelInfo:
                 f"model {self.name!r} supports embodiments {list(self.embodiments)}, "
                 f"got {obs.embodiment!r}"
             )
+        object.__setattr__(obs, "checked_against", self)
 
     def check_state(self, state: RobotState) -> None:
         """Raise InvalidObservationError unless `state` matches this contract."""

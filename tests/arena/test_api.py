@@ -311,8 +311,11 @@ def test_oversized_bodies_and_out_of_range_paths_get_json_errors(start_arena: St
 
     streamed = client.post(url, content=chunks(), headers=auth)
     assert streamed.status_code == 413
-    small = client.post(url, content=iter([b'{"instruction": ', b'"touch the red cube"}']),
-                        headers=auth | {"content-type": "application/json"})  # fmt: skip
+    small = client.post(
+        url,
+        content=iter([b'{"instruction": ', b'"touch the red cube"}']),
+        headers=auth | {"content-type": "application/json"},
+    )
     assert small.status_code == 202, small.text
     far = client.get(f"/api/battles/{battle_id}/turns/{2**63}/episodes/a")
     assert far.status_code == 422
@@ -334,7 +337,13 @@ def test_export_can_require_the_admin_token_and_openapi_lists_the_api(
     assert ok.headers["content-type"].startswith("application/x-ndjson")
     assert client.get("/api/export/sessions").status_code == 422
     paths = client.get("/openapi.json").json()["paths"]
-    assert {"/api/sessions", "/api/battles", "/api/battles/{battle_id}/turns",
-            "/api/battles/{battle_id}/vote", "/api/leaderboard", "/api/export/{kind}",
-            "/api/battles/{battle_id}/turns/{number}/episodes/{side}"} <= set(paths)  # fmt: skip
+    assert {
+        "/api/sessions",
+        "/api/battles",
+        "/api/battles/{battle_id}/turns",
+        "/api/battles/{battle_id}/vote",
+        "/api/leaderboard",
+        "/api/export/{kind}",
+        "/api/battles/{battle_id}/turns/{number}/episodes/{side}",
+    } <= set(paths)
     assert "409" in paths["/api/battles/{battle_id}/vote"]["post"]["responses"]

@@ -8,11 +8,16 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
 from tests.loopback import RunningServer, serve_in_thread
-from vlarena.arena.battles import _anonymize
 from vlarena.arena.breaker import CircuitBreaker
 from vlarena.arena.client import ExecutionClient
 from vlarena.arena.settings import ArenaSettings
-from vlarena.errors import ExecutionFailedError, ExecutionUnavailableError, InvalidRequestError
+from vlarena.arena.views import anonymize
+from vlarena.errors import (
+    ExecutionFailedError,
+    ExecutionUnavailableError,
+    InvalidRequestError,
+    UnknownNameError,
+)
 from vlarena.execution.schemas import ExecuteRequest
 from vlarena.testing import free_port
 
@@ -77,8 +82,9 @@ class Flaky:
 
         @self.app.get("/episodes/{episode_id}")
         async def poll(episode_id: str) -> Any:  # as after a restart: nobody knows it
-            return JSONResponse({"error": "not_found", "detail": f"unknown episode {episode_id!r}"},
-                                404)  # fmt: skip
+            return JSONResponse(
+                {"error": "not_found", "detail": f"unknown episode {episode_id!r}"}, 404
+            )
 
 
 @pytest.fixture
@@ -151,11 +157,11 @@ async def test_a_failing_model_is_not_the_service_being_down(flaky_server: Any) 
 def test_error_details_never_name_the_hidden_models() -> None:
     models = ("octo", "octo-base")
     detail = "octo-base failed; octo too; octopus and octo.v2 are other names, unlike octo."
-    assert _anonymize(detail, models) == (
+    assert anonymize(detail, models) == (
         "model B failed; model A too; octopus and octo.v2 are other names, unlike model A."
     )
     listed = "unknown model 'octo'; valid: alpha, octo-base, zeta"
-    assert _anonymize(listed, models) == "unknown model 'model A'"
+    assert anonymize(listed, models) == "unknown model 'model A'"
 
 
 async def test_an_episode_the_service_forgot_is_unavailable(flaky_server: Any) -> None:
@@ -173,4 +179,74 @@ async def test_nothing_listening_is_unavailable() -> None:
     with pytest.raises(ExecutionUnavailableError, match="ConnectError") as caught:
         await client.execute(request)
     assert caught.value.retry_after_s >= 0.05
+    await client.aclose()
+
+
+def failing_episodes(error: dict[str, Any]) -> FastAPI:
+    """A service whose episodes start, then fail with this error body."""
+    app = FastAPI()
+
+    @app.post("/episodes", status_code=202)
+    async def start() -> dict[str, str]:
+        return {"episode_id": "e1", "status_url": "/episodes/e1"}
+
+    @app.get("/episodes/{episode_id}")
+    async def poll(episode_id: str) -> dict[str, Any]:
+        return {
+            "episode_id": episode_id,
+            "status": "failed",
+            "steps_done": 3,
+            "max_steps": 10,
+            "error": error,
+        }
+
+    return app
+
+
+@pytest.mark.parametrize(
+    ("body", "error", "retry_after_s"),
+    [
+        (
+            {"error": "saturated", "detail": "full", "retry_after_s": 3.0},
+            ExecutionUnavailableError,
+            3.0,
+        ),
+        (
+            {"error": "inference_unavailable", "detail": "warming up"},
+            ExecutionUnavailableError,
+            1.0,
+        ),
+        ({"error": "inference_failed", "detail": "NaN actions"}, ExecutionFailedError, None),
+        ({"error": "invalid_request", "detail": "no bin"}, InvalidRequestError, None),
+        ({"error": "not_found", "detail": "unknown model"}, UnknownNameError, None),
+        ({"error": "something_new", "detail": "brand new"}, ExecutionFailedError, None),
+    ],
+)
+async def test_a_failed_episode_is_decoded_with_the_catalogue(
+    body: dict[str, Any], error: type[Exception], retry_after_s: float | None
+) -> None:
+    server = serve_in_thread(failing_episodes(body))
+    client = ExecutionClient(settings(server.url))
+    request = ExecuteRequest(model_id="m", robot_id="franka", scene_id="table", instruction="x")
+    try:
+        with pytest.raises(error, match=body["detail"]) as caught:
+            await client.execute(request)
+        assert type(caught.value) is error
+        assert getattr(caught.value, "retry_after_s", None) == retry_after_s
+        assert client.breaker.state == "closed"
+    finally:
+        await client.aclose()
+        server.stop()
+
+
+async def test_a_saturated_service_is_retried_then_unavailable_with_its_hint(
+    flaky_server: Any,
+) -> None:
+    flaky, url = flaky_server(failures=10, status=503)
+    flaky.error = "saturated"
+    client = ExecutionClient(settings(url, retry_attempts=2))
+    with pytest.raises(ExecutionUnavailableError, match="HTTP 503: failure 2") as caught:
+        await client.models()
+    assert flaky.calls == 2
+    assert caught.value.retry_after_s == 10.0  # SaturatedError's own, the body gave none
     await client.aclose()

@@ -132,8 +132,9 @@ def test_the_queue_is_bounded_and_shows_positions(
     assert third.json()["error"] == "busy"
     assert client.get("/api/health").json()["turns"] == {"running": 1, "queued": 1}
     deadline = time.monotonic() + 30  # the running turn reports steps done per side
-    while not (progress := client.get(f"/api/battles/{battles[0]}").json()["turns"][0]["progress"]
-               or {}).get("b"):  # fmt: skip
+    while not (
+        progress := client.get(f"/api/battles/{battles[0]}").json()["turns"][0]["progress"] or {}
+    ).get("b"):
         assert time.monotonic() < deadline, progress
         time.sleep(0.05)
     assert 0 < progress["b"] <= 60

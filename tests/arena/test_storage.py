@@ -1,4 +1,4 @@
-"""Migrations on SQLite and PostgreSQL, and rate limits in memory and in Redis."""
+"""Migrations and episode documents on SQLite and PostgreSQL; rate limits in memory and Redis."""
 
 import uuid
 
@@ -6,12 +6,22 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Connection, inspect
+from sqlalchemy import Connection, column, insert, inspect, select, table
+from sqlalchemy.orm import undefer
 
 from vlarena.arena.ratelimit import RateLimiter
-from vlarena.arena.storage.database import alembic_config, make_engine, migrate
-from vlarena.arena.storage.tables import Base
+from vlarena.arena.storage.database import alembic_config, make_engine, migrate, session_factory
+from vlarena.arena.storage.tables import (
+    Base,
+    BattleRow,
+    Document,
+    EpisodeRow,
+    SessionRow,
+    TurnRow,
+    utcnow,
+)
 from vlarena.errors import RateLimitedError
+from vlarena.execution.schemas import ExecuteResponse, Metadata, State, TaskOut, Timing
 
 TABLES = {"sessions", "battles", "turns", "episodes", "votes", "alembic_version"}
 
@@ -57,3 +67,75 @@ async def test_rate_limits_count_per_key(storage: str) -> None:
     if storage.startswith("async+redis"):  # a second worker process shares the count
         with pytest.raises(RateLimitedError):
             await RateLimiter(storage, {"vote": "2/minute"}).hit("vote", key)
+
+
+def _response(steps: int = 2) -> ExecuteResponse:
+    state = State(qpos=[0.1] * 9, qvel=[0.0] * 9, time=0.1, inference_ms=5.0, scene_qpos=[0.2] * 16)
+    return ExecuteResponse(
+        actions=[[0.0] * 8] * steps,
+        states=[state] * steps,
+        duration_ms=900.0,
+        metadata=Metadata(num_steps=steps, max_steps=60, early_termination=False),
+        success=True,
+        seed=1,
+        model_id="m",
+        robot_id="franka",
+        scene_id="table",
+        instruction="touch the red cube",
+        task=TaskOut(kind="touch", color="red", other=None, side=None),
+        timing=Timing(inference_ms=200.0, simulation_ms=700.0),
+        mujoco_version="3",
+        initial_qpos=[0.0] * 16,
+    )
+
+
+async def test_episodes_are_stored_and_read_back_as_execute_responses(database_url: str) -> None:
+    engine = make_engine(database_url)
+    written = _response()
+    common = {"turn_id": "t", "model_id": "m", "success": True, "num_steps": 2, "duration_ms": 1.0}
+    # The episodes table as an untyped JSON column sees it: rows as written before the typing.
+    untyped = table(
+        "episodes",
+        *(column(name) for name in ("id", "side", *common)),
+        column("data", Document),
+        column("created_at"),
+    )
+    try:
+        await migrate(engine)
+        async with engine.begin() as connection:
+            await connection.execute(insert(SessionRow).values(id="s", token_sha256="0", ip="-"))
+            await connection.execute(
+                insert(BattleRow).values(
+                    id="b", session_id="s", scene_id="table", model_a="m", model_b="n"
+                )
+            )
+            await connection.execute(
+                insert(TurnRow).values(
+                    id="t",
+                    battle_id="b",
+                    number=1,
+                    instruction="x",
+                    seed=1,
+                    max_steps=60,
+                    status="done",
+                )
+            )
+            await connection.execute(
+                insert(untyped).values(
+                    id="e1",
+                    side="a",
+                    data=written.model_dump(mode="json"),
+                    created_at=utcnow(),
+                    **common,
+                )
+            )
+        db = session_factory(engine)
+        async with db.begin() as s:
+            s.add(EpisodeRow(id="e2", side="b", data=written, **common))
+        async with db() as s:
+            query = select(EpisodeRow).options(undefer(EpisodeRow.data)).order_by(EpisodeRow.side)
+            episodes = (await s.scalars(query)).all()
+        assert [e.data for e in episodes] == [written, written]
+        assert episodes[0].data.states[1].scene_qpos == [0.2] * 16
+    finally:
+        await engine.dispose()

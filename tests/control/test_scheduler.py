@@ -31,19 +31,27 @@ class LaggyExecutor(Executor):
 
 
 def run(
-    blend: str, latency_s: float, chunk: int = 8, steps: int = 60
+    blend: str, latency_s: float, chunk: int = 8, steps: int = 60, horizon: int | None = None
 ) -> tuple[ChunkScheduler, list[float]]:
     now = [0.0]
     clock = lambda: now[0]  # noqa: E731
     executor = LaggyExecutor(clock, latency_s)
     counter = [0]
 
-    def request() -> np.ndarray:  # chunk i: values 100*i + step offset, so origin is visible
-        counter[0] += 1
-        return np.full((chunk, 2), 100.0 * counter[0], np.float32) + np.arange(chunk)[:, None]
+    def request() -> Callable[[], np.ndarray]:  # chunk i: values 100*i + step offset
+        counter[0] += 1  # read at the tick it is asked for; the "inference" runs later
+        values = np.full((chunk, 2), 100.0 * counter[0], np.float32) + np.arange(chunk)[:, None]
+        return lambda: values
 
-    scheduler = ChunkScheduler(request, control_hz=10.0, blend=blend, initial_latency_s=latency_s,
-                               clock=clock, executor=executor)  # fmt: skip
+    scheduler = ChunkScheduler(
+        request,
+        control_hz=10.0,
+        blend=blend,
+        initial_latency_s=latency_s,
+        clock=clock,
+        executor=executor,
+        horizon=horizon,
+    )
     applied = []
     for _ in range(steps):
         executor.advance()
@@ -76,6 +84,17 @@ def test_arrived_chunks_are_time_aligned() -> None:
     assert applied[2:4] == [102.0, 103.0]
 
 
+def test_a_horizon_keeps_that_many_actions_of_each_chunk() -> None:
+    free, unlimited = run("latest", latency_s=0.1, chunk=8, steps=12)
+    capped, one_each = run("latest", latency_s=0.1, chunk=8, steps=12, horizon=1)
+    # Asked at step k, arriving at k + 1: without a horizon a chunk runs until the next one is
+    # due; with horizon 1 only its action 1 runs, and a chunk is asked for every tick.
+    assert max(v % 100 for v in unlimited[1:]) > 1
+    assert {v % 100 for v in one_each[1:]} == {1.0}
+    assert capped.merged == capped.requests - 1 > free.requests
+    assert capped.latency_s == pytest.approx(0.1)
+
+
 def test_blends() -> None:
     old = np.zeros((4, 1), np.float32)
     new = np.ones((6, 1), np.float32)
@@ -91,4 +110,4 @@ def test_blends() -> None:
 
 def test_unknown_blend_lists_valid() -> None:
     with pytest.raises(UnknownNameError, match="valid: latest, rtc, weighted"):
-        ChunkScheduler(lambda: np.zeros((1, 1), np.float32), 10.0, blend="median")
+        ChunkScheduler(lambda: lambda: np.zeros((1, 1), np.float32), 10.0, blend="median")

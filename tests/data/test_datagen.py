@@ -15,8 +15,9 @@ from vlarena.sim.world import FrankaWorld
 
 
 @pytest.mark.parametrize(("scene", "task", "templates"), TASK_TEMPLATES)
-def test_every_paraphrase_parses_to_its_task(scene: str, task: str,
-                                             templates: tuple[str, ...]) -> None:  # fmt: skip
+def test_every_paraphrase_parses_to_its_task(
+    scene: str, task: str, templates: tuple[str, ...]
+) -> None:
     kind, _, side = task.partition("_")
     if task == "next_to":
         kind, side = "next_to", ""
@@ -63,8 +64,7 @@ def test_recorded_actions_replay_to_success(demo_dataset: Path) -> None:
 
 def test_failed_expert_episodes_are_dropped_and_counted(tmp_path: Path) -> None:
     # 15 steps are enough to touch a cube (~9) but not to lift one (~21).
-    cfg = DatagenConfig(episodes=3, tasks=("touch", "lift"), image_size=32, max_steps=15,
-                        workers=0)  # fmt: skip
+    cfg = DatagenConfig(episodes=3, tasks=("touch", "lift"), image_size=32, max_steps=15, workers=0)
     report = generate(cfg, tmp_path / "d")
     assert report.episodes == 3
     assert report.dropped == {"touch": 0, "lift": 2}
@@ -75,8 +75,10 @@ def test_failed_expert_episodes_are_dropped_and_counted(tmp_path: Path) -> None:
 
 def test_datagen_refuses_a_task_the_expert_cannot_do(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="failed more often"):
-        generate(DatagenConfig(episodes=1, tasks=("lift",), image_size=32, max_steps=2,
-                               workers=0), tmp_path / "d")  # fmt: skip
+        generate(
+            DatagenConfig(episodes=1, tasks=("lift",), image_size=32, max_steps=2, workers=0),
+            tmp_path / "d",
+        )
 
 
 def test_datagen_workers_give_the_same_dataset(demo_dataset: Path, tmp_path: Path) -> None:
@@ -143,8 +145,13 @@ def test_held_out_wordings_parse_and_are_disjoint_from_training(task: str) -> No
 
 def test_training_draws_only_trained_wordings() -> None:
     rng = np.random.default_rng(0)
-    held = {_words(fill(t, a, b)) for ts in HELD_OUT_TEMPLATES.values() for t in ts
-            for a in ("red", "green", "blue") for b in ("red", "green", "blue")}  # fmt: skip
+    held = {
+        _words(fill(t, a, b))
+        for ts in HELD_OUT_TEMPLATES.values()
+        for t in ts
+        for a in ("red", "green", "blue")
+        for b in ("red", "green", "blue")
+    }
     for task in TASK_NAMES:
         for _ in range(50):
             _, text = draw_instruction(rng, task)

@@ -93,8 +93,9 @@ def test_wording_splits_name_the_same_task_and_colours_in_other_words() -> None:
             assert (ours.kind, ours.color, ours.other) == (theirs.kind, theirs.color, theirs.other)
     with pytest.raises(UnknownNameError, match="wording split"):
         EvalConfig(wordings="mixed")
-    results = evaluate(EXPERT, EvalConfig(tasks=("touch",), episodes=2, workers=0,
-                                          wordings="held-out"))  # fmt: skip
+    results = evaluate(
+        EXPERT, EvalConfig(tasks=("touch",), episodes=2, workers=0, wordings="held-out")
+    )
     assert all(r.success for r in results)
     assert all(r.instruction[0].isupper() for r in results)
 
@@ -129,8 +130,14 @@ def test_expert_scores_full_marks_in_worker_processes() -> None:
     parallel = evaluate(EXPERT, cfg)
     serial = evaluate(EXPERT, EvalConfig(tasks=cfg.tasks, episodes=2, workers=0))
     assert parallel == serial  # identical start states and outcomes, whatever the workers
-    assert [r.task for r in parallel] == ["touch", "touch", "lift", "lift", "push_left",
-                                          "push_left"]  # fmt: skip
+    assert [r.task for r in parallel] == [
+        "touch",
+        "touch",
+        "lift",
+        "lift",
+        "push_left",
+        "push_left",
+    ]
     assert all(r.success and r.correct_target for r in parallel)
 
 
@@ -169,9 +176,24 @@ def test_ray_runs_the_same_episodes() -> None:
 
 
 def test_cli_writes_results_a_plot_and_videos(tmp_path: Path) -> None:
-    out = CliRunner().invoke(app, ["eval", "--model", EXPERT, "--tasks", "touch,lift",
-                                   "--episodes", "2", "--workers", "0", "--videos", "1",
-                                   "--out", str(tmp_path)])  # fmt: skip
+    out = CliRunner().invoke(
+        app,
+        [
+            "eval",
+            "--model",
+            EXPERT,
+            "--tasks",
+            "touch,lift",
+            "--episodes",
+            "2",
+            "--workers",
+            "0",
+            "--videos",
+            "1",
+            "--out",
+            str(tmp_path),
+        ],
+    )
     assert out.exit_code == 0, out.output
     assert "| touch | 2/2 = 100% |" in out.output
     payload = json.loads((tmp_path / "results.json").read_text())
@@ -182,7 +204,8 @@ def test_cli_writes_results_a_plot_and_videos(tmp_path: Path) -> None:
     assert len(videos) == 2  # the first episode of each task
     first = next(e for e in payload["episodes"] if e["video"] == str(videos[1]))
     assert iio.imread(videos[1]).shape[0] == first["steps"]
-    bad = CliRunner().invoke(app, ["eval", "--model", "nope", "--tasks", "touch",
-                                   "--episodes", "1", "--workers", "0"])  # fmt: skip
+    bad = CliRunner().invoke(
+        app, ["eval", "--model", "nope", "--tasks", "touch", "--episodes", "1", "--workers", "0"]
+    )
     assert bad.exit_code == 2
     assert "error" in bad.output

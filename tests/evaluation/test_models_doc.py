@@ -24,8 +24,9 @@ def test_an_exact_ten_point_gap_is_within_and_missing_results_are_said() -> None
             t: TaskSummary(t, 50, successes, successes / 50, 0, 1, 1.0, 50, 5) for t in TASK_NAMES
         }
 
-    lines = verdicts({("vla-flow-small", "trained"): rows(40),
-                      ("vla-flow-small", "held-out"): rows(35)})  # fmt: skip
+    lines = verdicts(
+        {("vla-flow-small", "trained"): rows(40), ("vla-flow-small", "held-out"): rows(35)}
+    )
     assert "held-out wordings within 10 points on every task" in lines[0]
     assert "misses: touch 80% < 95%" in lines[0]
     assert lines[1] == "- **vla-ar-small**: not evaluated."
@@ -36,12 +37,18 @@ def test_an_exact_ten_point_gap_is_within_and_missing_results_are_said() -> None
 
 def test_the_page_reports_targets_met_missed_and_the_wording_gap(tmp_path: Path) -> None:
     runs, docs = tmp_path / "runs", tmp_path / "docs"
-    for model, wordings, rate in [("vla-flow-small", "trained", 1.0),
-                                  ("vla-flow-small", "held-out", 0.8),
-                                  ("vla-ar-small", "trained", 0.5),
-                                  ("vla-ar-small", "held-out", 0.5)]:  # fmt: skip
-        write_report(runs / "eval" / f"{model}-{wordings}", model,
-                     _results(rate, wrong_target=model == "vla-ar-small"), {})  # fmt: skip
+    for model, wordings, rate in [
+        ("vla-flow-small", "trained", 1.0),
+        ("vla-flow-small", "held-out", 0.8),
+        ("vla-ar-small", "trained", 0.5),
+        ("vla-ar-small", "held-out", 0.5),
+    ]:
+        write_report(
+            runs / "eval" / f"{model}-{wordings}",
+            model,
+            _results(rate, wrong_target=model == "vla-ar-small"),
+            {},
+        )
     (runs / "times.txt").write_text("datagen 360 s\nflow 1800 s\nar 900 s\n")
     text = write(runs, docs)
     assert (docs / "models.md").read_text() == text

@@ -1,4 +1,5 @@
-"""A real execution service (uvicorn on a loopback port) per test, and a tiny checkpoint."""
+"""A real execution service (uvicorn on a loopback port) per test, a tiny checkpoint, and the
+request body the tests vary."""
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,6 +16,19 @@ from vlarena.policies import PRESETS, FlowVLAPolicy
 
 __all__ = ["start_server"]
 StartService = Callable[..., httpx.Client]
+
+
+def body(**overrides: Any) -> dict[str, Any]:
+    """An /execute request body: the expert lifts the red cube (60 steps, seed 3)."""
+    request = {
+        "model_id": "scripted-expert",
+        "robot_id": "franka",
+        "scene_id": "table",
+        "instruction": "pick up the red cube",
+        "seed": 3,
+        "max_steps": 60,
+    }
+    return request | overrides
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,5 @@
-"""The execution service over real HTTP: /execute, errors, saturation, scenes, async episodes."""
+"""`POST /execute` and `POST /execute/check` over real HTTP: episodes, errors, saturation."""
 
-import asyncio
-import hashlib
 import threading
 import time
 from dataclasses import replace
@@ -11,16 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.execution.conftest import StartService
-from tests.serving.conftest import StartServer
+from tests.execution.conftest import StartService, body
 from vlarena.policies import PRESETS, FlowVLAPolicy
-from vlarena.testing import free_port
-
-
-def body(**overrides: Any) -> dict[str, Any]:
-    request = {"model_id": "scripted-expert", "robot_id": "franka", "scene_id": "table",
-               "instruction": "pick up the red cube", "seed": 3, "max_steps": 60}  # fmt: skip
-    return request | overrides
 
 
 def test_execute_with_the_scripted_expert(start_service: StartService) -> None:
@@ -49,7 +39,7 @@ def test_same_seed_same_start_for_two_models(start_service: StartService) -> Non
     assert native["timing"]["inference_ms"] > 0
     assert native["success"] is False
     default = client.post("/execute", json=body(max_steps=None, instruction="wave")).json()
-    assert default["metadata"]["num_steps"] == 50  # the ADR's default budget
+    assert default["metadata"]["num_steps"] == 50  # the default budget
     assert default["success"] is None
 
 
@@ -69,9 +59,14 @@ def test_same_seed_same_start_for_two_models(start_service: StartService) -> Non
         ({"model_id": "arm7"}, 422, "invalid_request", "action_dim 7 and state_dim 9"),
     ],
 )
-def test_errors_have_a_json_body(start_service: StartService, arm7_checkpoint: Path,
-                                 overrides: dict[str, Any], status: int, error: str,
-                                 detail: str) -> None:  # fmt: skip
+def test_errors_have_a_json_body(
+    start_service: StartService,
+    arm7_checkpoint: Path,
+    overrides: dict[str, Any],
+    status: int,
+    error: str,
+    detail: str,
+) -> None:
     client = start_service(model_paths=str(arm7_checkpoint))
     reply = client.post("/execute", json=body(**overrides))
     assert reply.status_code == status
@@ -126,106 +121,10 @@ def test_saturation_answers_503(start_service: StartService) -> None:
     reply = client.post("/execute", json=body())
     assert reply.status_code == 503
     assert reply.json()["error"] == "saturated"
+    assert reply.json()["retry_after_s"] == 10.0
+    assert reply.headers["retry-after"] == "10"
     worker.join()
     assert results[0].status_code == 200
-
-
-def test_health_models_and_scenes(start_service: StartService) -> None:
-    client = start_service(presets="vla-ar:tiny")
-    assert client.get("/health").json()["status"] == "ok"
-    models = {m["model_id"]: m["kind"] for m in client.get("/models").json()}
-    assert models == {"scripted-expert": "expert", "flow-tiny": "checkpoint",
-                      "vla-ar-tiny-random": "preset"}  # fmt: skip
-    shipped = start_service(shipped_models=True, presets="")
-    listed = {m["model_id"]: m["kind"] for m in shipped.get("/models").json()}
-    assert listed["vla-flow-small"] == listed["vla-ar-small"] == "checkpoint"
-    scenes = client.get("/scenes").json()
-    assert {s["scene_id"] for s in scenes} == {"table", "bin"}
-    assert client.get("/openapi.json").json()["paths"]["/execute"]
-
-
-def test_scene_manifest_and_files(start_service: StartService) -> None:
-    client = start_service()
-    manifest = client.get("/scenes/bin/manifest").json()
-    assert manifest["root"] == "bin.xml"
-    paths = {f["path"] for f in manifest["files"]}
-    assert {"bin.xml", "franka/panda.xml", "franka/LICENSE", "franka/assets/hand.stl"} <= paths
-    for entry in manifest["files"][:3]:
-        content = client.get(entry["url"]).content
-        assert hashlib.sha256(content).hexdigest() == entry["sha256"]
-    assert client.get("/scenes/bin/files/../../../etc/passwd").status_code == 404
-    assert client.get("/scenes/bin/files/franka/../../world.py").status_code == 404
-    assert client.get("/scenes/moon/manifest").status_code == 404
-
-
-def test_async_episode_with_progress(start_service: StartService) -> None:
-    client = start_service()
-    started = client.post("/episodes", json=body(instruction="put the red cube on the blue cube",
-                                                  max_steps=120))  # fmt: skip
-    assert started.status_code == 202
-    url = started.json()["status_url"]
-    seen_progress = False
-    for _ in range(1000):
-        status = client.get(url).json()
-        seen_progress |= 0 < status["steps_done"] < 120 and status["status"] == "running"
-        if status["status"] in ("done", "failed"):
-            break
-        time.sleep(0.01)
-    assert status["status"] == "done", status
-    assert status["result"]["success"] is True
-    assert seen_progress
-    assert client.get("/episodes/nope").status_code == 404
-
-
-async def test_a_model_served_over_grpc(start_server: StartServer, start_service: StartService
-                                        ) -> None:  # fmt: skip
-    server = await start_server(batch_size=1)
-    client = start_service(inference_target=f"127.0.0.1:{server.port}", model_paths="")
-    models = await asyncio.to_thread(lambda: client.get("/models").json())
-    assert {"model_id": "ar-tiny", "kind": "remote", "source": f"127.0.0.1:{server.port}"} in models
-    reply = await asyncio.to_thread(
-        lambda: client.post("/execute", json=body(model_id="ar-tiny", max_steps=6))
-    )
-    assert reply.status_code == 200, reply.text
-    assert reply.json()["model_id"] == "ar-tiny"
-    missing = await asyncio.to_thread(lambda: client.post("/execute", json=body(model_id="zz")))
-    assert missing.status_code == 404
-
-
-@pytest.mark.slow
-def test_vlarena_execute_command(tmp_path: Path) -> None:
-    import os
-    import re
-    import signal
-    import subprocess
-    import sys
-
-    env = os.environ | {"VLA_EXEC_PORT": "0", "VLA_EXEC_PRESETS": ""}
-    process = subprocess.Popen([sys.executable, "-m", "vlarena", "execute"], env=env,
-                               stderr=subprocess.PIPE, text=True)  # fmt: skip
-    try:
-        assert process.stderr is not None
-        port = ""
-        for line in process.stderr:
-            if match := re.search(r"running on http://127\.0\.0\.1:(\d+)", line):
-                port = match.group(1)
-                break
-        health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=10)
-        assert health.json()["status"] == "ok"
-        process.send_signal(signal.SIGTERM)
-        rest = process.communicate(timeout=20)[1]
-        assert "Application shutdown complete" in rest  # graceful; uvicorn re-raises SIGTERM
-        assert process.returncode in (0, -signal.SIGTERM)
-    finally:
-        process.kill()
-
-
-def test_an_unreachable_inference_server_is_503_not_502(start_service: StartService) -> None:
-    client = start_service(inference_target=f"127.0.0.1:{free_port()}")
-    reply = client.post("/execute", json=body(model_id="served-elsewhere", max_steps=2))
-    assert reply.status_code == 503, reply.text  # retryable: the arena's breaker counts it
-    assert reply.json()["error"] == "inference_unavailable"
-    assert "UNAVAILABLE" in reply.json()["detail"]
 
 
 def test_request_bodies_are_size_limited(start_service: StartService) -> None:
@@ -233,3 +132,13 @@ def test_request_bodies_are_size_limited(start_service: StartService) -> None:
     reply = client.post("/execute", json=body(instruction="x" * 20_000))
     assert reply.status_code == 413
     assert reply.json()["error"] == "payload_too_large"
+
+
+def test_check_validates_without_running(start_service: StartService) -> None:
+    client = start_service()
+    assert client.post("/execute/check", json=body()).json() == {"max_steps": 60}
+    assert client.post("/execute/check", json=body(max_steps=None)).json() == {"max_steps": 50}
+    reply = client.post("/execute/check", json=body(scene_id="kitchen"))
+    assert reply.status_code == 404
+    assert reply.json()["error"] == "not_found"
+    assert client.get("/health").json()["episodes_admitted"] == 0

@@ -10,12 +10,21 @@ from vlarena.policies.networks.backbone import VLBackbone
 
 @pytest.mark.parametrize("stem", ["patch", "conv"])
 def test_both_stems_give_one_token_per_patch(stem: str) -> None:
-    cfg = BackboneConfig(image_height=32, image_width=48, patch_size=8, stem=stem, d_model=32,
-                         n_layers=1, n_heads=2, max_text_len=8)  # fmt: skip
+    cfg = BackboneConfig(
+        image_height=32,
+        image_width=48,
+        patch_size=8,
+        stem=stem,
+        d_model=32,
+        n_layers=1,
+        n_heads=2,
+        max_text_len=8,
+    )
     backbone = VLBackbone(cfg)
     images = torch.zeros(2, 2, 3, 32, 48)
-    tokens, padding = backbone(images, torch.ones(2, 8, dtype=torch.long),
-                               torch.zeros(2, 8, dtype=torch.bool))  # fmt: skip
+    tokens, padding = backbone(
+        images, torch.ones(2, 8, dtype=torch.long), torch.zeros(2, 8, dtype=torch.bool)
+    )
     assert cfg.tokens_per_camera == 4 * 6
     assert tokens.shape == (2, 2 * 24 + 8, 32)
     assert padding.shape == (2, 56)

@@ -55,7 +55,7 @@ async def test_requests_within_the_delay_share_a_batch() -> None:
     assert sorted(s.batch_size for s in served) == [2, 2, 4, 4, 4, 4]
     for i, s in enumerate(served):  # each answer belongs to its own observation and seed
         expected = policy.predict([obs[i]], seeds=[i])[0].actions
-        np.testing.assert_allclose(s.chunk.actions, expected, atol=1e-5)
+        np.testing.assert_allclose(s.actions, expected, atol=1e-5)
     await batcher.close()
 
 
@@ -67,7 +67,7 @@ async def test_a_failed_batch_fails_its_requests_only() -> None:
     obs = synthetic_observation(policy.info)
     with pytest.raises(RuntimeError, match="device hiccup"):
         await batcher.submit(obs, 0, deadline)
-    assert (await batcher.submit(obs, 0, deadline)).chunk.actions.shape == (4, 8)
+    assert (await batcher.submit(obs, 0, deadline)).actions.shape == (4, 8)
     await batcher.close()
 
 

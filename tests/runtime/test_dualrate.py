@@ -13,7 +13,7 @@ import pytest
 from vlarena.errors import ConfigError, DeadlineExceededError, InvalidObservationError
 from vlarena.policies import PRESETS, FlowVLAPolicy
 from vlarena.policies.synthetic import synthetic_observation
-from vlarena.runtime import DualRateConfig, DualRateRuntime, SensorRing, run_loop
+from vlarena.runtime import DualRateConfig, DualRateRuntime, ExpertOutput, SensorRing, run_loop
 
 
 class FakeClock:
@@ -58,8 +58,9 @@ def policy() -> FlowVLAPolicy:
     return FlowVLAPolicy.create(PRESETS["tiny"], "tiny")
 
 
-def runtime(policy: FlowVLAPolicy, clock: FakeClock, executor: Executor,
-            **config: Any) -> DualRateRuntime:  # fmt: skip
+def runtime(
+    policy: FlowVLAPolicy, clock: FakeClock, executor: Executor, **config: Any
+) -> DualRateRuntime:
     return DualRateRuntime(policy, DualRateConfig(**config), clock=clock, executor=executor)
 
 
@@ -74,14 +75,14 @@ def test_refresh_schedule_versions_and_age(policy: FlowVLAPolicy) -> None:
     clock.now = 0.3
     executor.run_all()
     out = rt.predict_action(obs.state, seed=0)
-    assert (out.feature_version, out.feature_age_s, out.stale) == (1, 0.3, False)
     assert out.chunk is not None
+    assert (out.chunk.feature_version, out.chunk.feature_age_ms, out.stale) == (1, 300.0, False)
     assert not rt.should_start_vlm_update()  # 0.3 s < 1 / 2 Hz since the last start
     clock.now = 0.5
     assert rt.should_start_vlm_update()
     rt.start_vlm_update(obs)
     executor.run_all()
-    assert rt.predict_action(obs.state).feature_version == 2
+    assert _version(rt.predict_action(obs.state)) == 2
 
 
 def test_actions_use_the_latest_state_with_cached_features(policy: FlowVLAPolicy) -> None:
@@ -124,10 +125,24 @@ def test_cold_start_idle_or_wait(policy: FlowVLAPolicy) -> None:
     obs = synthetic_observation(policy.info)
     idle = runtime(policy, FakeClock(), ManualExecutor(), cold_start="idle")
     out = idle.predict_action(obs.state)
-    assert (out.chunk, out.feature_version) == (None, 0)
+    assert out.chunk is None
     waiting = runtime(policy, FakeClock(), ManualExecutor(), wait_timeout_s=0.05)
     with pytest.raises(DeadlineExceededError):
         waiting.predict_action(obs.state)
+
+
+async def test_astep_awaits_a_cold_start_and_honours_idle(policy: FlowVLAPolicy) -> None:
+    obs = synthetic_observation(policy.info)
+    idle = runtime(policy, FakeClock(), ManualExecutor(), cold_start="idle")
+    out = await idle.astep(obs.state, lambda: obs)
+    assert (out.chunk, out.refreshed) == (None, True)  # a refresh started; no action yet
+    stuck = runtime(policy, FakeClock(), ManualExecutor(), wait_timeout_s=0.05)
+    with pytest.raises(DeadlineExceededError, match="first features"):
+        await stuck.astep(obs.state, lambda: obs)  # the refresh never lands: the default bound
+    ready = runtime(policy, FakeClock(), ImmediateExecutor())
+    out = await ready.astep(obs.state, lambda: obs, seed=0)
+    assert out.chunk is not None
+    assert out.chunk.feature_version == 1
 
 
 def test_fixed_rate_loop_on_a_fake_clock(policy: FlowVLAPolicy) -> None:
@@ -137,7 +152,7 @@ def test_fixed_rate_loop_on_a_fake_clock(policy: FlowVLAPolicy) -> None:
     report = run_loop(rt, lambda: obs, duration_s=1.0, sleep=clock.sleep, clock=clock)
     assert len(report.outputs) == 10
     assert rt.stats.refreshes == 2  # at t=0 and t=0.5
-    assert [o.feature_version for o in report.outputs] == [1] * 5 + [2] * 5
+    assert [_version(o) for o in report.outputs] == [1] * 5 + [2] * 5
     assert report.jitter_ms(99) == pytest.approx(0.0, abs=1e-9)
     assert report.actions_per_s == pytest.approx(10 * PRESETS["tiny"].chunk_size)
 
@@ -151,7 +166,7 @@ def test_real_threads_keep_the_expert_rate(policy: FlowVLAPolicy) -> None:
     finally:
         rt.close()
     assert len(report.outputs) >= 12  # generous: 20 expected
-    assert report.outputs[-1].feature_version >= 2
+    assert _version(report.outputs[-1]) >= 2
     assert rt.stats.refreshes >= 2
 
 
@@ -188,9 +203,19 @@ def test_profiler_schema(tmp_path: Path) -> None:
     from vlarena.cli import app
 
     result = CliRunner().invoke(
-        app, ["profile", "--preset", "tiny", "--views", "1..2", "--samples", "3",
-              "--out", str(tmp_path / "p.json")],
-    )  # fmt: skip
+        app,
+        [
+            "profile",
+            "--preset",
+            "tiny",
+            "--views",
+            "1..2",
+            "--samples",
+            "3",
+            "--out",
+            str(tmp_path / "p.json"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "p.json").read_text())
     assert [v["views"] for v in report["views"]] == [1, 2]
@@ -240,7 +265,7 @@ def test_reset_forgets_the_previous_episode(policy: FlowVLAPolicy) -> None:
     rt = runtime(policy, FakeClock(), ImmediateExecutor(), cold_start="idle")
     obs = synthetic_observation(policy.info)
     rt.start_vlm_update(obs)
-    assert rt.predict_action(obs.state).feature_version == 1
+    assert _version(rt.predict_action(obs.state)) == 1
     rt.reset()
     assert rt.features is None
     assert rt.should_start_vlm_update()
@@ -252,3 +277,8 @@ def test_sensor_ring_counts_every_pushed_sample() -> None:
     ring.push(np.arange(10, dtype=np.float32)[:, None])
     assert ring.total == 10
     np.testing.assert_array_equal(ring.window(3)[:, 0], [7, 8, 9])
+
+
+def _version(out: ExpertOutput) -> int:
+    assert out.chunk is not None
+    return out.chunk.feature_version

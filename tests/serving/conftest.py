@@ -8,7 +8,7 @@ from typing import Any
 import grpc
 import pytest
 
-from vlarena.policies import PRESETS, AutoregressiveVLAPolicy, FlowVLAPolicy
+from vlarena.policies import PRESETS, AutoregressiveVLAPolicy, FlowVLAPolicy, Policy
 from vlarena.serving.client import AsyncVLAClient, ClientOptions
 from vlarena.serving.server import InferenceServer
 from vlarena.serving.settings import ServerSettings
@@ -29,10 +29,12 @@ async def start_server() -> AsyncIterator[StartServer]:
     """Factory: start a server (ephemeral ports) with settings overrides; stopped at teardown."""
     servers: list[InferenceServer] = []
 
-    async def start(wait_ready: bool = True, **overrides: Any) -> InferenceServer:
+    async def start(
+        wait_ready: bool = True, policies: list[Policy] | None = None, **overrides: Any
+    ) -> InferenceServer:
         values: dict[str, Any] = {"grpc_port": 0, "metrics_port": 0, "drain_timeout_s": 2.0}
         settings = ServerSettings(**(values | overrides))
-        server = InferenceServer(settings, policies=tiny_policies())
+        server = InferenceServer(settings, policies=policies or tiny_policies())
         servers.append(server)
         await server.start()
         if wait_ready:

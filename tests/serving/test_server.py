@@ -4,7 +4,8 @@ import asyncio
 import io
 import subprocess
 import urllib.request
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,13 +17,15 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from PIL import Image
 
 from tests.serving.conftest import StartServer, blocked
+from vlarena.errors import AuthError, DeadlineExceededError, QueueFullError, UnavailableError
+from vlarena.policies import Policy, Seeds
 from vlarena.policies.synthetic import synthetic_observation
 from vlarena.serving import codec
-from vlarena.serving.client import AsyncVLAClient, ClientOptions, VLAClient
+from vlarena.serving.client import AsyncVLAClient, ClientOptions, RemotePolicy, VLAClient
 from vlarena.serving.server import InferenceServer
 from vlarena.serving.v1 import inference_pb2 as pb
 from vlarena.serving.v1 import inference_pb2_grpc as pb_grpc
-from vlarena.types import Observation
+from vlarena.types import ActionChunk, ModelInfo, Observation
 
 Stub = Callable[[InferenceServer], pb_grpc.VLAInferenceStub]
 
@@ -55,21 +58,22 @@ async def test_predict_matches_in_process_policy(
     obs = obs_for(server)
     reply = await client.predict(obs, seed=3, sequence=41)
     local = server.models["flow-tiny"].policy.predict([obs], seeds=[3])[0]
-    np.testing.assert_allclose(reply.chunk.actions, local.actions, atol=1e-5)
+    np.testing.assert_allclose(reply.actions, local.actions, atol=1e-5)
     assert reply.sequence == 41
-    assert reply.chunk.model_id == "flow-tiny"
-    assert reply.chunk.confidence is None
-    assert reply.round_trip_ms > 0
+    assert reply.model_id == "flow-tiny"
+    assert reply.confidence is None
+    assert reply.timing_ms["round_trip"] > reply.timing_ms["server"] > reply.timing_ms["policy"] > 0
+    assert set(reply.timing_ms) == {"policy", "queue", "server", "round_trip"}
     ar = await client.predict(obs, model="ar-tiny")
-    assert ar.chunk.model_id == "ar-tiny"
-    assert ar.chunk.confidence is not None
+    assert ar.model_id == "ar-tiny"
+    assert ar.confidence is not None
 
 
 async def test_jpeg_images_are_accepted(server: InferenceServer) -> None:
     options = ClientOptions(target=f"127.0.0.1:{server.port}", jpeg_quality=95)
     async with AsyncVLAClient(options) as jpeg_client:
         reply = await jpeg_client.predict(obs_for(server), seed=0)
-    assert reply.chunk.actions.shape == (4, 8)
+    assert reply.actions.shape == (4, 8)
 
 
 async def test_model_info_and_health(server: InferenceServer, client: AsyncVLAClient) -> None:
@@ -108,7 +112,7 @@ async def test_sync_client(server: InferenceServer) -> None:
             return c.predict(obs, seed=1), list(c.stream([obs, obs])), c.health()
 
     prediction, streamed, health = await asyncio.to_thread(use)
-    assert prediction.chunk.actions.shape == (4, 8)
+    assert prediction.actions.shape == (4, 8)
     assert 1 <= len(streamed) <= 2
     assert health.ready
 
@@ -158,10 +162,9 @@ async def test_queue_full_answers_resource_exhausted_at_once(start_server: Start
         with blocked(server):
             waiting = [asyncio.create_task(c.predict(obs_for(server))) for _ in range(3)]
             await wait_until(lambda: sum(m.batcher.depth for m in server.models.values()) >= 2)
-            with pytest.raises(grpc.aio.AioRpcError) as err:
+            with pytest.raises(QueueFullError, match="queue is full") as err:
                 await asyncio.wait_for(c.predict(obs_for(server)), 2.0)
-            assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-            assert "queue is full" in str(err.value.details())
+            assert err.value.retry_after_s is not None  # the retry hint travels too
         results = await asyncio.gather(*waiting, return_exceptions=True)
     assert any(not isinstance(r, BaseException) for r in results)
 
@@ -170,10 +173,8 @@ async def test_server_deadline_drops_request_before_inference(start_server: Star
     server = await start_server(batch_size=1, timeout_ms=200)
     batches_before = metric_value(metrics_text(server), "vla_compute_time_seconds_count")
     async with AsyncVLAClient(ClientOptions(target=f"127.0.0.1:{server.port}")) as c:
-        with blocked(server):
-            with pytest.raises(grpc.aio.AioRpcError) as err:
-                await c.predict(obs_for(server))
-            assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        with blocked(server), pytest.raises(DeadlineExceededError):
+            await c.predict(obs_for(server))
         await c.predict(obs_for(server))  # the server keeps serving
     text = metrics_text(server)
     assert metric_value(text, "vla_compute_time_seconds_count") == batches_before + 1
@@ -186,9 +187,8 @@ async def test_client_deadline_and_cancellation_leave_the_queue(server: Inferenc
     options = ClientOptions(target=f"127.0.0.1:{server.port}", timeout_s=0.2)
     async with AsyncVLAClient(options) as c:
         with blocked(server):
-            with pytest.raises(grpc.aio.AioRpcError) as err:
+            with pytest.raises(DeadlineExceededError):
                 await c.predict(obs_for(server))
-            assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
             c.options = ClientOptions(target=options.target, timeout_s=30)
             call = asyncio.create_task(c.predict(obs_for(server)))
             await wait_until(lambda: server.models["flow-tiny"].batcher.depth == 1)
@@ -214,37 +214,86 @@ def _bad(server: InferenceServer, change: Callable[[pb.Observation], None]) -> p
 
 
 BAD_INPUTS: list[tuple[str, Callable[[pb.Observation], None], grpc.StatusCode, str]] = [
-    ("jpeg", lambda m: m.images[0].ClearField("raw") or setattr(m.images[0], "encoded", b"xx"),
-     grpc.StatusCode.INVALID_ARGUMENT, "could not be decoded"),
-    ("size", lambda m: m.images[0].raw.CopyFrom(codec.encode_tensor(np.zeros((8, 8, 3), np.uint8))),
-     grpc.StatusCode.INVALID_ARGUMENT, "expects 32x32"),
-    ("png-size", lambda m: setattr(m.images[0], "encoded", _png((4000, 4000))),
-     grpc.StatusCode.INVALID_ARGUMENT, "is 4000x4000, model expects 32x32"),
-    ("gif", lambda m: setattr(m.images[0], "encoded", _png((32, 32), "GIF")),
-     grpc.StatusCode.INVALID_ARGUMENT, "could not be decoded"),
-    ("overflow", lambda m: m.images[0].raw.shape.extend([2**32, 2**32]) or None,
-     grpc.StatusCode.INVALID_ARGUMENT, "dimensions"),
+    (
+        "jpeg",
+        lambda m: m.images[0].ClearField("raw") or setattr(m.images[0], "encoded", b"xx"),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "could not be decoded",
+    ),
+    (
+        "size",
+        lambda m: m.images[0].raw.CopyFrom(codec.encode_tensor(np.zeros((8, 8, 3), np.uint8))),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "expects 32x32",
+    ),
+    (
+        "png-size",
+        lambda m: setattr(m.images[0], "encoded", _png((4000, 4000))),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "is 4000x4000, model expects 32x32",
+    ),
+    (
+        "gif",
+        lambda m: setattr(m.images[0], "encoded", _png((32, 32), "GIF")),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "could not be decoded",
+    ),
+    (
+        "overflow",
+        lambda m: m.images[0].raw.shape.extend([2**32, 2**32]) or None,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "dimensions",
+    ),
     ("wrap", lambda m: _reshape(m, [2**62 + 1, 4]), grpc.StatusCode.INVALID_ARGUMENT, "needs"),
-    ("joints", lambda m: m.joint_positions.append(0.0), grpc.StatusCode.INVALID_ARGUMENT,
-     "joint_velocities has 9 values, joint_positions 10"),
-    ("nan", lambda m: m.joint_positions.__setitem__(0, float("nan")),
-     grpc.StatusCode.INVALID_ARGUMENT, "NaN"),
-    ("model", lambda m: setattr(m, "model", "gr00t"), grpc.StatusCode.NOT_FOUND,
-     "unknown model 'gr00t'; valid: ar-tiny, flow-tiny"),
+    (
+        "joints",
+        lambda m: m.joint_positions.append(0.0),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "joint_velocities has 9 values, joint_positions 10",
+    ),
+    (
+        "nan",
+        lambda m: m.joint_positions.__setitem__(0, float("nan")),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "NaN",
+    ),
+    (
+        "model",
+        lambda m: setattr(m, "model", "gr00t"),
+        grpc.StatusCode.NOT_FOUND,
+        "unknown model 'gr00t'; valid: ar-tiny, flow-tiny",
+    ),
     ("camera", lambda m: m.images.pop(), grpc.StatusCode.INVALID_ARGUMENT, "expects cameras"),
-    ("bytes", lambda m: setattr(m.images[0].raw, "data", b"123"), grpc.StatusCode.INVALID_ARGUMENT,
-     "needs 3072 bytes"),
-    ("dtype", lambda m: setattr(m.images[0].raw, "dtype", "object"),
-     grpc.StatusCode.INVALID_ARGUMENT, "dtype 'object'"),
-    ("text", lambda m: setattr(m, "language_instruction", ""), grpc.StatusCode.INVALID_ARGUMENT,
-     "instruction"),
-    ("big", lambda m: setattr(m, "language_instruction", "x" * (2 << 20)),
-     grpc.StatusCode.RESOURCE_EXHAUSTED, "larger than max"),
-]  # fmt: skip
+    (
+        "bytes",
+        lambda m: setattr(m.images[0].raw, "data", b"123"),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "needs 3072 bytes",
+    ),
+    (
+        "dtype",
+        lambda m: setattr(m.images[0].raw, "dtype", "object"),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "dtype 'object'",
+    ),
+    (
+        "text",
+        lambda m: setattr(m, "language_instruction", ""),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "instruction",
+    ),
+    (
+        "big",
+        lambda m: setattr(m, "language_instruction", "x" * (2 << 20)),
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        "larger than max",
+    ),
+]
 
 
-@pytest.mark.parametrize(("change", "code", "message"), [b[1:] for b in BAD_INPUTS],
-                         ids=[b[0] for b in BAD_INPUTS])  # fmt: skip
+@pytest.mark.parametrize(
+    ("change", "code", "message"), [b[1:] for b in BAD_INPUTS], ids=[b[0] for b in BAD_INPUTS]
+)
 async def test_bad_input_gets_a_clear_status(
     start_server: StartServer,
     raw_stub: Stub,
@@ -289,9 +338,16 @@ async def test_health_transitions_through_warmup_and_drain(
 async def test_metrics_endpoint(server: InferenceServer, client: AsyncVLAClient) -> None:
     await client.predict(obs_for(server))
     text = metrics_text(server)
-    names = ["vla_inference_latency_seconds_bucket", "vla_inference_requests_total",
-             "vla_batch_size_bucket", "vla_queue_depth", "vla_uptime_seconds", "vla_model_info",
-             "vla_queue_time_seconds", "vla_compute_time_seconds"]  # fmt: skip
+    names = [
+        "vla_inference_latency_seconds_bucket",
+        "vla_inference_requests_total",
+        "vla_batch_size_bucket",
+        "vla_queue_depth",
+        "vla_uptime_seconds",
+        "vla_model_info",
+        "vla_queue_time_seconds",
+        "vla_compute_time_seconds",
+    ]
     for name in names:
         assert name in text, name
     assert "vla_gpu_" not in text  # no GPU here: the gauges are absent, not zero
@@ -301,14 +357,13 @@ async def test_token_auth(start_server: StartServer) -> None:
     server = await start_server(auth_token="s3cret")
     target = f"127.0.0.1:{server.port}"
     async with AsyncVLAClient(ClientOptions(target=target)) as anonymous:
-        with pytest.raises(grpc.aio.AioRpcError) as err:
+        with pytest.raises(AuthError):
             await anonymous.predict(obs_for(server))
-        assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
     async with AsyncVLAClient(ClientOptions(target=target, token="wrong")) as wrong:
-        with pytest.raises(grpc.aio.AioRpcError):
+        with pytest.raises(AuthError):
             await wrong.health()
     async with AsyncVLAClient(ClientOptions(target=target, token="s3cret")) as c:
-        assert (await c.predict(obs_for(server))).chunk.actions.shape == (4, 8)
+        assert (await c.predict(obs_for(server))).actions.shape == (4, 8)
     async with grpc.aio.insecure_channel(target) as channel:  # k8s probes need no token
         check = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
         assert check.status == health_pb2.HealthCheckResponse.SERVING
@@ -317,21 +372,36 @@ async def test_token_auth(start_server: StartServer) -> None:
 async def test_tls(start_server: StartServer, tmp_path: Path) -> None:
     key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )  # fmt: skip
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
     server = await start_server(tls_cert=cert, tls_key=key)
     target = f"127.0.0.1:{server.port}"
     async with AsyncVLAClient(
         ClientOptions(target=target, root_certificates=cert.read_bytes())
     ) as c:
-        assert (await c.predict(obs_for(server))).chunk.actions.shape == (4, 8)
+        assert (await c.predict(obs_for(server))).actions.shape == (4, 8)
     async with AsyncVLAClient(ClientOptions(target=target, timeout_s=2)) as plaintext:
-        with pytest.raises(grpc.aio.AioRpcError) as err:
+        with pytest.raises(UnavailableError, match="UNAVAILABLE"):
             await plaintext.health()
-        assert err.value.code() == grpc.StatusCode.UNAVAILABLE
 
 
 async def test_malformed_stream_message_ends_the_stream_clearly(server: InferenceServer) -> None:
@@ -404,7 +474,41 @@ async def test_dual_rate_stream(start_server: StartServer) -> None:
     assert all(p.feature_version >= 1 for p in replies)
     assert replies[-1].feature_version > replies[0].feature_version  # refreshed in the background
     assert max(p.feature_age_ms for p in replies) > 0
-    assert all(p.chunk.actions.shape == (4, 8) for p in replies)
+    assert all(p.actions.shape == (4, 8) for p in replies)
     text = metrics_text(server)
     assert metric_value(text, 'vla_dual_rate_refreshes_total{model="flow-tiny"}') >= 2
     assert "vla_dual_rate_feature_age_seconds_bucket" in text
+
+
+class Untimed(Policy):
+    """A policy that, like most outside ones, does not time itself."""
+
+    def __init__(self, inner: Policy) -> None:
+        self.inner = inner
+
+    @property
+    def info(self) -> ModelInfo:
+        return self.inner.info
+
+    def predict(
+        self, observations: Sequence[Observation], seeds: Seeds = None
+    ) -> list[ActionChunk]:
+        return [replace(c, timing_ms={}) for c in self.inner.predict(observations, seeds)]
+
+
+async def test_a_server_serves_remote_and_untimed_policies(start_server: StartServer) -> None:
+    inner = await start_server(batch_size=1)
+    local = inner.models["flow-tiny"].policy
+    options = ClientOptions(target=f"127.0.0.1:{inner.port}")
+    remote = await asyncio.to_thread(RemotePolicy, VLAClient(options), "flow-tiny")
+    direct = await asyncio.to_thread(remote.predict, [obs_for(inner)], [0])
+    assert set(direct[0].timing_ms) == {"policy"}  # its own layer: the round trip
+    proxy = await start_server(policies=[remote], batch_size=2)
+    untimed = await start_server(policies=[Untimed(local)], batch_size=2)
+    expected = local.predict([obs_for(inner)], [0])[0].actions
+    for server in (proxy, untimed):
+        async with AsyncVLAClient(ClientOptions(target=f"127.0.0.1:{server.port}")) as c:
+            chunk = await c.predict(obs_for(server), seed=0)
+        np.testing.assert_allclose(chunk.actions, expected, atol=1e-5)
+        assert set(chunk.timing_ms) == {"policy", "queue", "server", "round_trip"}
+        assert chunk.timing_ms["policy"] > 0  # the batcher timed the call for the untimed one

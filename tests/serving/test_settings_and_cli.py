@@ -63,25 +63,33 @@ def test_without_a_model_path_the_shipped_checkpoints_are_served() -> None:
     names = [p.info.name for p in load_policies(ServerSettings(model_type="vla-ar"))]
     assert names == ["vla-ar-small", "vla-flow-small"]
     # A shipped checkpoint also listed as an extra model is served once.
-    shipped = str(shipped_checkpoint("vla-ar-small"))
-    names = [p.info.name for p in load_policies(ServerSettings(extra_model_paths=shipped))]
-    assert names == ["vla-flow-small", "vla-ar-small"]
+    for listed in (str(shipped_checkpoint("vla-ar-small")), "vla-ar-small"):  # path or name
+        names = [p.info.name for p in load_policies(ServerSettings(extra_model_paths=listed))]
+        assert names == ["vla-flow-small", "vla-ar-small"]
+    with pytest.raises(ConfigError, match="cannot be used here"):
+        load_policies(ServerSettings(extra_model_paths="grpc://127.0.0.1:1/m"))
 
 
 def _vlarena(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "vlarena", *args], capture_output=True, text=True, timeout=60,
-        env=env, check=False,
-    )  # fmt: skip
+        [sys.executable, "-m", "vlarena", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
 
 
 @pytest.mark.slow
 def test_serve_predict_health_and_sigterm(tmp_path: Path) -> None:
     FlowVLAPolicy.create(PRESETS["tiny"], "cli-flow").save(tmp_path / "ckpt")
     env = os.environ | {
-        "VLA_MODEL_PATH": str(tmp_path / "ckpt"), "VLA_GRPC_PORT": "0", "VLA_METRICS_PORT": "0",
+        "VLA_MODEL_PATH": str(tmp_path / "ckpt"),
+        "VLA_GRPC_PORT": "0",
+        "VLA_METRICS_PORT": "0",
         "VLA_BATCH_SIZE": "2",
-    }  # fmt: skip
+    }
     server = subprocess.Popen(
         [sys.executable, "-m", "vlarena", "serve"], env=env, stderr=subprocess.PIPE, text=True
     )
@@ -102,7 +110,7 @@ def test_serve_predict_health_and_sigterm(tmp_path: Path) -> None:
         ask = ["predict", "--target", target, "--instruction", "reach red", "--image", str(png)]
         result = _vlarena(*ask)
         assert result.returncode == 2  # the wrist camera is missing: refused, clearly
-        assert "INVALID_ARGUMENT" in result.stdout
+        assert "invalid_request" in result.stdout
         result = _vlarena(*ask, "--image", f"wrist={png}", "--seed", "1")
         assert result.returncode == 0, result.stdout + result.stderr
         assert "cli-flow: 4 actions" in result.stdout

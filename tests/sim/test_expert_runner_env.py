@@ -3,6 +3,7 @@
 import asyncio
 import itertools
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 import numpy as np
@@ -11,9 +12,9 @@ from gymnasium.utils.env_checker import check_env
 
 from tests.serving.conftest import StartServer
 from vlarena.errors import InvalidObservationError, PolicyOutputError
-from vlarena.policies import PRESETS, FlowVLAPolicy
+from vlarena.policies import PRESETS, FlowVLAPolicy, Policy, Seeds
 from vlarena.runtime import DualRateConfig, DualRateRuntime
-from vlarena.serving.client import ClientOptions, VLAClient
+from vlarena.serving.client import ClientOptions, RemotePolicy, VLAClient
 from vlarena.sim import (
     DualRateController,
     Episode,
@@ -25,7 +26,7 @@ from vlarena.sim import (
 )
 from vlarena.sim.tasks import EXAMPLES
 from vlarena.sim.world import COLORS
-from vlarena.types import ActionChunk, Observation
+from vlarena.types import ActionChunk, ModelInfo, Observation
 
 PAIRS = list(itertools.permutations(COLORS, 2))
 SEEDS = range(6)  # docs/benchmarks.md reports 100 seeds per task
@@ -40,6 +41,23 @@ def test_expert_solves_every_task(scene: str, template: str) -> None:
         episode = run_episode(world, ExpertController(), template.format(a=a, b=b), seed, 150)
         assert episode.success, (template, seed)
         assert episode.early_termination
+
+
+class Answering(Policy):
+    """A tiny-preset policy whose answers come from `answer` (one observation at a time)."""
+
+    def __init__(self, answer: Callable[[Observation], ActionChunk]) -> None:
+        self._info = FlowVLAPolicy.create(PRESETS["tiny"], "tiny").info
+        self._answer = answer
+
+    @property
+    def info(self) -> ModelInfo:
+        return self._info
+
+    def predict(
+        self, observations: Sequence[Observation], seeds: Seeds = None
+    ) -> list[ActionChunk]:
+        return [self._answer(obs) for obs in observations]
 
 
 def test_episode_records_everything() -> None:
@@ -67,7 +85,7 @@ def test_free_form_instruction_runs_with_unknown_success() -> None:
 def test_same_seed_same_start_for_any_controller() -> None:
     world = FrankaWorld("table")
     policy = FlowVLAPolicy.create(PRESETS["tiny"], "tiny")
-    controller = PolicyController(policy.info, lambda o, s: policy.predict([o], [s])[0])
+    controller = PolicyController(policy)
     a = run_episode(world, ExpertController(), "touch the red cube", 11, max_steps=3)
     b = run_episode(world, controller, "touch the red cube", 11, max_steps=3)
     assert a.initial_qpos == b.initial_qpos
@@ -76,13 +94,11 @@ def test_same_seed_same_start_for_any_controller() -> None:
 async def test_policy_episode_in_process_and_over_grpc_match(start_server: StartServer) -> None:
     server = await start_server(batch_size=1)
     policy = server.models["flow-tiny"].policy
-    local = PolicyController(policy.info, lambda o, s: policy.predict([o], [s])[0])
+    local = PolicyController(policy)
 
     def remote_episode() -> Episode:
         with VLAClient(ClientOptions(target=f"127.0.0.1:{server.port}")) as client:
-            remote = PolicyController(
-                client.model_info(), lambda o, s: client.predict(o, seed=s).chunk
-            )
+            remote = PolicyController(RemotePolicy(client))
             return run_episode(FrankaWorld("table"), remote, "pick up the red cube", 5, 12)
 
     over_grpc = await asyncio.to_thread(remote_episode)
@@ -98,15 +114,14 @@ def test_policy_needing_a_missing_camera_is_refused() -> None:
     cfg = PRESETS["tiny"]
     config = replace(cfg, backbone=replace(cfg.backbone, camera_names=("front", "top")))
     policy = FlowVLAPolicy.create(config, "top-cam")
-    controller = PolicyController(policy.info, lambda o, s: policy.predict([o], [s])[0])
+    controller = PolicyController(policy)
     with pytest.raises(InvalidObservationError, match=r"needs cameras \['top'\]"):
         run_episode(FrankaWorld("table"), controller, "touch the red cube", 0)
 
 
 @pytest.mark.parametrize("bad", [np.zeros((0, 8)), np.zeros((4, 7)), np.full((4, 8), np.nan)])
 def test_unusable_policy_output_is_refused(bad: np.ndarray) -> None:
-    info = FlowVLAPolicy.create(PRESETS["tiny"], "tiny").info
-    controller = PolicyController(info, lambda o, s: ActionChunk(bad.astype(np.float32), 1.0, "x"))
+    controller = PolicyController(Answering(lambda _: ActionChunk(bad.astype(np.float32), "x")))
     with pytest.raises(PolicyOutputError, match="returned actions of shape"):
         run_episode(FrankaWorld("table"), controller, "touch the red cube", 0)
 
@@ -132,20 +147,31 @@ def test_gym_env() -> None:
 
 
 @pytest.mark.slow
-def test_realtime_synchronous_policy_lets_the_world_move_on() -> None:
+@pytest.mark.parametrize("blend", ["latest", "rtc"])
+def test_realtime_synchronous_policy_lets_the_world_move_on(blend: str) -> None:
     policy = FlowVLAPolicy.create(PRESETS["tiny"], "slow")
 
-    def slow_predict(obs: Observation, seed: int) -> ActionChunk:
+    def slow_predict(obs: Observation) -> ActionChunk:
         time.sleep(0.25)  # 2.5 control periods of thinking
-        return policy.predict([obs], [seed])[0]
+        return policy.predict([obs], [0])[0]
 
-    controller = PolicyController(policy.info, slow_predict)
+    controller = PolicyController(Answering(slow_predict))
     started = time.perf_counter()
-    episode = run_episode(FrankaWorld("table"), controller, "wave", 0, max_steps=10, realtime=True)
+    episode = run_episode(
+        FrankaWorld("table"), controller, "wave", 0, max_steps=10, realtime=True, blend=blend
+    )
     assert time.perf_counter() - started >= 0.9  # paced to the wall clock
     assert len(episode.steps) == 10
     held = [s for s in episode.steps if s.held]
-    assert len(held) >= 4  # periods spent holding while the model thought
+    assert len(held) >= 3  # periods spent holding while the first chunk was made
+    fresh = [s.inference_ms for s in episode.steps if s.inference_ms > 0]
+    assert fresh  # each new chunk's measured latency, on the step it arrived
+    assert min(fresh) >= 250
+
+
+def test_realtime_needs_a_model() -> None:
+    with pytest.raises(InvalidObservationError, match="real time needs a model"):
+        run_episode(FrankaWorld("table"), ExpertController(), "wave", 0, 5, realtime=True)
 
 
 @pytest.mark.slow
@@ -153,8 +179,15 @@ def test_dual_rate_controller_in_real_time() -> None:
     policy = FlowVLAPolicy.create(PRESETS["tiny"], "dual")
     runtime = DualRateRuntime(policy, DualRateConfig(vlm_update_hz=4.0, action_expert_hz=10.0))
     try:
-        episode = run_episode(FrankaWorld("table"), DualRateController(runtime), "wave", 0,
-                              max_steps=10, horizon=1, realtime=True)  # fmt: skip
+        episode = run_episode(
+            FrankaWorld("table"),
+            DualRateController(runtime),
+            "wave",
+            0,
+            max_steps=10,
+            horizon=1,
+            realtime=True,
+        )
     finally:
         runtime.close()
     assert len(episode.steps) == 10

@@ -117,8 +117,9 @@ def _place(world: FrankaWorld, color: str, xyz: tuple[float, float, float]) -> N
         ("describe the scene", None, None),
     ],
 )
-def test_success_checks(world: FrankaWorld, text: str, arrange: str | None,
-                        expected: bool | None) -> None:  # fmt: skip
+def test_success_checks(
+    world: FrankaWorld, text: str, arrange: str | None, expected: bool | None
+) -> None:
     world.reset(3)
     checker = SuccessChecker(parse_instruction(text))
     checker.begin(world)

@@ -34,8 +34,9 @@ def load_policy_model(path: Path) -> NativeVLA:
     return policy.model
 
 
-TINY = TrainConfig(preset="tiny", steps=6, batch_size=4, warmup_steps=1, log_every=2,
-                   checkpoint_every=3)  # fmt: skip
+TINY = TrainConfig(
+    preset="tiny", steps=6, batch_size=4, warmup_steps=1, log_every=2, checkpoint_every=3
+)
 
 
 def _free_port() -> int:
@@ -50,10 +51,20 @@ def _weights(run: Path) -> dict[str, torch.Tensor]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("family", ["vla-flow", "vla-ar"])
-def test_training_a_tiny_model_lowers_the_loss(family: str, demo_dataset: Path,
-                                               tmp_path: Path) -> None:  # fmt: skip
-    cfg = replace(TINY, family=family, stage="full", steps=80, batch_size=16, lr=2e-3,
-                  log_every=10, warmup_steps=5, checkpoint_every=80)  # fmt: skip
+def test_training_a_tiny_model_lowers_the_loss(
+    family: str, demo_dataset: Path, tmp_path: Path
+) -> None:
+    cfg = replace(
+        TINY,
+        family=family,
+        stage="full",
+        steps=80,
+        batch_size=16,
+        lr=2e-3,
+        log_every=10,
+        warmup_steps=5,
+        checkpoint_every=80,
+    )
     result = train(cfg, demo_dataset, tmp_path, progress=False)
     # Cross-entropy over 32 bins starts at ln 32 and falls slower than the flow MSE.
     assert result.last_loss < (0.7 if family == "vla-flow" else 0.85) * result.first_loss
@@ -66,23 +77,46 @@ def test_training_a_tiny_model_lowers_the_loss(family: str, demo_dataset: Path,
 
 @pytest.mark.slow
 def test_grounding_pretraining_lowers_its_loss(demo_dataset: Path, tmp_path: Path) -> None:
-    cfg = replace(TINY, stage="pretrain", steps=200, batch_size=16, lr=2e-3, log_every=20,
-                  checkpoint_every=200, warmup_steps=10)  # fmt: skip
+    cfg = replace(
+        TINY,
+        stage="pretrain",
+        steps=200,
+        batch_size=16,
+        lr=2e-3,
+        log_every=20,
+        checkpoint_every=200,
+        warmup_steps=10,
+    )
     result = train(cfg, demo_dataset, tmp_path, progress=False)
     assert result.last_loss < 0.7 * result.first_loss
 
 
 @pytest.mark.slow
-def test_the_shipping_pipeline_on_the_film_architecture(demo_dataset: Path, tmp_path: Path
-                                                        ) -> None:  # fmt: skip
+def test_the_shipping_pipeline_on_the_film_architecture(demo_dataset: Path, tmp_path: Path) -> None:
     """Pretrain → full (with the grounding loss) for the flow model, then the AR head on its
     frozen trunk: the shape of the `ship` and `ship-head` recipes, at test size."""
-    film = replace(TINY, preset="film-tiny", batch_size=16, lr=2e-3, warmup_steps=5,
-                   log_every=10, checkpoint_every=60)  # fmt: skip
-    pretrained = train(replace(film, stage="pretrain", steps=30), demo_dataset,
-                       tmp_path / "pretrain", progress=False)  # fmt: skip
-    full = train(replace(film, stage="full", steps=60, grounding_weight=0.5), demo_dataset,
-                 tmp_path / "full", init=pretrained.checkpoint, progress=False)  # fmt: skip
+    film = replace(
+        TINY,
+        preset="film-tiny",
+        batch_size=16,
+        lr=2e-3,
+        warmup_steps=5,
+        log_every=10,
+        checkpoint_every=60,
+    )
+    pretrained = train(
+        replace(film, stage="pretrain", steps=30),
+        demo_dataset,
+        tmp_path / "pretrain",
+        progress=False,
+    )
+    full = train(
+        replace(film, stage="full", steps=60, grounding_weight=0.5),
+        demo_dataset,
+        tmp_path / "full",
+        init=pretrained.checkpoint,
+        progress=False,
+    )
     # The full stage continues with the pretrained grounding head, not a fresh one.
     full_cfg = replace(film, stage="full", grounding_weight=0.5)
     module = TrainModule(load_policy_model(pretrained.checkpoint), full_cfg)
@@ -96,8 +130,13 @@ def test_the_shipping_pipeline_on_the_film_architecture(demo_dataset: Path, tmp_
     assert isinstance(flow, NativeVLAPolicy)
     assert flow.config.action_space == "delta"
     assert len(flow.norm_stats.action_mean) == flow.config.chunk_size * 8  # per chunk step
-    head = train(replace(film, family="vla-ar", stage="expert", steps=60), demo_dataset,
-                 tmp_path / "ar", init=full.checkpoint, progress=False)  # fmt: skip
+    head = train(
+        replace(film, family="vla-ar", stage="expert", steps=60),
+        demo_dataset,
+        tmp_path / "ar",
+        init=full.checkpoint,
+        progress=False,
+    )
     assert head.last_loss < head.first_loss
     ar = load_policy(head.checkpoint, DeviceConfig())
     backbone = {k: v for k, v in _weights(tmp_path / "full").items() if k.startswith("backbone.")}
@@ -105,8 +144,7 @@ def test_the_shipping_pipeline_on_the_film_architecture(demo_dataset: Path, tmp_
     assert all(torch.equal(ar_weights[k], v) for k, v in backbone.items())  # the shared trunk
     assert ar.info.policy_type == "vla-ar"
     with pytest.raises(ConfigError, match="LoRA adapts transformer backbones"):
-        train(replace(film, stage="lora", steps=2), demo_dataset, tmp_path / "lora",
-              progress=False)  # fmt: skip
+        train(replace(film, stage="lora", steps=2), demo_dataset, tmp_path / "lora", progress=False)
     with pytest.raises(ConfigError, match="grounding_weight needs"):
         replace(film, stage="expert", grounding_weight=0.5)
 
@@ -115,18 +153,21 @@ def test_stages_train_what_they_say(demo_dataset: Path, tmp_path: Path) -> None:
     runs = {}
     init = None
     for cfg in get_recipe("smoke", "vla-flow"):
-        runs[cfg.stage] = train(cfg, demo_dataset, tmp_path / cfg.stage, init=init,
-                                progress=False).checkpoint  # fmt: skip
+        runs[cfg.stage] = train(
+            cfg, demo_dataset, tmp_path / cfg.stage, init=init, progress=False
+        ).checkpoint
         init = runs[cfg.stage]
-    pre, expert, lora = (load_file(str(runs[s] / "model.safetensors"))
-                         for s in ("pretrain", "expert", "lora"))  # fmt: skip
+    pre, expert, lora = (
+        load_file(str(runs[s] / "model.safetensors")) for s in ("pretrain", "expert", "lora")
+    )
     backbone = [k for k in pre if k.startswith("backbone.")]
     head = [k for k in pre if k.startswith("head.")]
 
     # peft merges and unmerges MHA adapters around each forward: frozen weights may drift by
     # float rounding (~1e-7), far below what training moves.
-    def changed(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], keys: list[str]
-                ) -> set[str]:  # fmt: skip
+    def changed(
+        a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], keys: list[str]
+    ) -> set[str]:
         return {k for k in keys if not torch.allclose(a[k], b[k], rtol=0, atol=1e-5)}
 
     # Stage 1: the backbone is frozen, the action expert learns.
@@ -143,8 +184,7 @@ def test_stages_train_what_they_say(demo_dataset: Path, tmp_path: Path) -> None:
     assert changed(expert, lora, head)
 
 
-def test_resume_continues_exactly_where_the_run_stopped(demo_dataset: Path,
-                                                        tmp_path: Path) -> None:  # fmt: skip
+def test_resume_continues_exactly_where_the_run_stopped(demo_dataset: Path, tmp_path: Path) -> None:
     straight = train(TINY, demo_dataset, tmp_path / "a", progress=False)
     interrupted = train(TINY, demo_dataset, tmp_path / "b", progress=False, stop_at=4)
     assert interrupted.steps == 4
@@ -184,9 +224,22 @@ def test_torchrun_ddp_with_two_processes_keeps_replicas_in_sync(
     demo_dataset: Path, tmp_path: Path
 ) -> None:
     torchrun = Path(sys.executable).parent / "torchrun"
-    cmd = [str(torchrun), "--nproc_per_node=2", f"--master_port={_free_port()}", "-m", "vlarena",
-           "train", str(demo_dataset), str(tmp_path), "--preset", "tiny", "--steps", "4",
-           "--batch-size", "4"]  # fmt: skip
+    cmd = [
+        str(torchrun),
+        "--nproc_per_node=2",
+        f"--master_port={_free_port()}",
+        "-m",
+        "vlarena",
+        "train",
+        str(demo_dataset),
+        str(tmp_path),
+        "--preset",
+        "tiny",
+        "--steps",
+        "4",
+        "--batch-size",
+        "4",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -197,16 +250,19 @@ def test_torchrun_ddp_with_two_processes_keeps_replicas_in_sync(
 
 
 def test_cli_runs_a_recipe(demo_dataset: Path, tmp_path: Path) -> None:
-    out = CliRunner().invoke(app, ["train", str(demo_dataset), str(tmp_path), "--recipe",
-                                   "smoke", "--family", "vla-ar"])  # fmt: skip
+    out = CliRunner().invoke(
+        app, ["train", str(demo_dataset), str(tmp_path), "--recipe", "smoke", "--family", "vla-ar"]
+    )
     assert out.exit_code == 0, out.output
     for stage in ("pretrain", "expert", "lora"):
         assert (tmp_path / stage / CHECKPOINT_DIR / "metadata.json").exists()
     assert load_policy(tmp_path / "lora" / CHECKPOINT_DIR, DeviceConfig()).info.policy_type == (
         "vla-ar"
     )
-    no_init = CliRunner().invoke(app, ["train", str(demo_dataset), str(tmp_path), "--recipe",
-                                       "smoke", "--from-stage", "lora"])  # fmt: skip
+    no_init = CliRunner().invoke(
+        app,
+        ["train", str(demo_dataset), str(tmp_path), "--recipe", "smoke", "--from-stage", "lora"],
+    )
     assert no_init.exit_code == 2
     assert "--from-stage needs --recipe and --init" in no_init.output
     bad = CliRunner().invoke(app, ["train", str(demo_dataset), str(tmp_path), "--recipe", "x"])

@@ -34,9 +34,10 @@ def browser() -> Iterator[Browser]:
     assert shutil.which(CHROMIUM), f"{CHROMIUM} is missing: make install puts Debian's chromium"
     with sync_playwright() as playwright:
         # Software WebGL: no GPU on the test machines.
-        browser = playwright.chromium.launch(executable_path=CHROMIUM,
-                                             args=["--use-angle=swiftshader",
-                                                   "--enable-unsafe-swiftshader"])  # fmt: skip
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--use-angle=swiftshader", "--enable-unsafe-swiftshader"],
+        )
         yield browser
         browser.close()
 
@@ -58,8 +59,9 @@ def test_a_battle_in_the_browser(page: Page, arena_url: str) -> None:
     assert page.input_value("#instruction") == "pick up the red cube"
     page.click("#run")
     canvases = page.locator("canvas.replay[data-ready]")  # the first frame is drawn
-    page.wait_for_function("document.querySelectorAll('canvas.replay[data-ready]').length == 2",
-                           timeout=120_000)  # fmt: skip
+    page.wait_for_function(
+        "document.querySelectorAll('canvas.replay[data-ready]').length == 2", timeout=120_000
+    )
     assert page.locator(".side-label").all_text_contents() == ["Model A", "Model B"]
     vote = page.locator("button[data-choice=a]")
 
@@ -84,8 +86,9 @@ def test_a_battle_in_the_browser(page: Page, arena_url: str) -> None:
     first = canvases.first.screenshot()
     page.wait_for_timeout(700)
     assert canvases.first.screenshot() != first
-    page.wait_for_function("!document.querySelector('button[data-choice=a]').disabled",
-                           timeout=60_000)  # fmt: skip
+    page.wait_for_function(
+        "!document.querySelector('button[data-choice=a]').disabled", timeout=60_000
+    )
     vote.click()
     page.wait_for_function("document.getElementById('reveal').textContent.includes('was')")
     reveal = page.text_content("#reveal") or ""
@@ -111,11 +114,13 @@ def finished_battle(arena_url: str, instruction: str) -> str:
         token = client.post("api/sessions").json()["token"]
         auth = {"Authorization": f"Bearer {token}"}
         battle_id = client.post("api/battles", json={}, headers=auth).json()["battle_id"]
-        client.post(f"api/battles/{battle_id}/turns", json={"instruction": instruction},
-                    headers=auth)  # fmt: skip
+        client.post(
+            f"api/battles/{battle_id}/turns", json={"instruction": instruction}, headers=auth
+        )
         deadline = time.monotonic() + 120
-        while client.get(f"api/battles/{battle_id}").json()["status"] != "ready":
-            assert time.monotonic() < deadline
+        while (battle := client.get(f"api/battles/{battle_id}").json())["status"] != "ready":
+            assert battle["status"] != "failed", battle["turns"][-1]["error"]
+            assert time.monotonic() < deadline, battle["status"]
             time.sleep(0.2)
     return f"{arena_url}#/battles/{battle_id}"
 
@@ -127,8 +132,9 @@ def test_memory_stays_bounded_over_many_battles(page: Page, arena_url: str) -> N
     heap = []
     for round_ in range(16):  # 32 replays built and freed
         page.goto(links[round_ % 2])
-        page.wait_for_function("document.querySelectorAll('canvas.replay[data-ready]').length == 2",
-                               timeout=60_000)  # fmt: skip
+        page.wait_for_function(
+            "document.querySelectorAll('canvas.replay[data-ready]').length == 2", timeout=60_000
+        )
         stats = page.evaluate("window.vlarenaStats")
         assert stats["liveReplays"] == 2  # the previous battle's two were deleted
         heap.append(stats["wasmHeapBytes"])

@@ -1,6 +1,12 @@
 """The arena's HTTP client to the execution service: timeouts, retries with jittered
-exponential backoff on transient failures, and a circuit breaker, so
-the arena degrades cleanly when the execution service is slow or down."""
+exponential backoff on transient failures, and a circuit breaker, so the arena degrades
+cleanly when the execution service is slow or down.
+
+Error answers are decoded with the error catalogue (the service's JSON `ErrorBody`, else its
+bare HTTP status); then a retryable error is retried and, once the attempts run out, becomes
+ExecutionUnavailableError; a request error (InvalidRequestError, UnknownNameError) is raised
+as it is; anything else becomes ExecutionFailedError.
+"""
 
 import asyncio
 import time
@@ -22,17 +28,23 @@ from vlarena.errors import (
     ExecutionFailedError,
     ExecutionUnavailableError,
     InvalidRequestError,
+    UnknownNameError,
+    VLArenaError,
+    from_wire,
 )
 from vlarena.execution.schemas import ExecuteRequest, ExecuteResponse
+from vlarena.httpjson import ErrorBody
 
-TRANSIENT_STATUS = (502, 503, 504)  # a proxy's bad gateway, saturated, a gateway timeout
-MODEL_FAILURES = ("inference_failed",)  # a model's answer was unusable: retrying cannot fix it
 MODELS_TTL_S = 30.0
 POLL_S = 0.25  # how often a running episode's progress is asked for
 
 
 class _TransientError(Exception):
     """A failure worth retrying: the service was unreachable, dropped the call, or was busy."""
+
+    def __init__(self, message: str, retry_after_s: float = 0.0) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s  # the service's own hint, if it gave one
 
 
 class ExecutionClient:
@@ -76,7 +88,8 @@ class ExecutionClient:
         return self._files[path]
 
     async def check(self, request: ExecuteRequest) -> None:
-        """Raise InvalidRequestError if the service would refuse this request."""
+        """Raise the request error (InvalidRequestError, UnknownNameError) the service would
+        refuse this request with."""
         await self._call("POST", "/execute/check", request.model_dump(mode="json"))
 
     async def execute(
@@ -88,7 +101,7 @@ class ExecutionClient:
         while True:
             try:
                 status = await self._call("GET", str(started["status_url"]))
-            except InvalidRequestError:  # 404: the service restarted and forgot the episode
+            except UnknownNameError:  # the service restarted and forgot the episode
                 raise ExecutionUnavailableError(
                     "the execution service lost the episode (it restarted?)",
                     retry_after_s=self.settings.retry_max_s,
@@ -99,10 +112,11 @@ class ExecutionClient:
                 try:
                     return ExecuteResponse.model_validate(status["result"])
                 except (ValidationError, KeyError):
-                    raise ExecutionFailedError("unexpected episode result: it does not match "
-                                               "the /execute contract") from None  # fmt: skip
+                    raise ExecutionFailedError(
+                        "unexpected episode result: it does not match the /execute contract"
+                    ) from None
             if status.get("status") == "failed":
-                raise _job_error(status.get("error") or {})
+                raise _job_error(status.get("error"))
             if time.monotonic() > deadline:
                 raise ExecutionUnavailableError(
                     f"the episode did not finish within {self.settings.request_timeout_s:g} s",
@@ -113,8 +127,9 @@ class ExecutionClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def _call(self, method: str, path: str, body: dict[str, Any] | None = None,
-                    raw: bool = False) -> Any:  # fmt: skip
+    async def _call(
+        self, method: str, path: str, body: dict[str, Any] | None = None, raw: bool = False
+    ) -> Any:
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.settings.retry_attempts),
             # initial · 2^n plus up to `initial` of jitter, at most retry_max_s
@@ -131,14 +146,13 @@ class ExecutionClient:
                 with attempt:
                     return await self._once(method, path, body, raw)
         except _TransientError as exc:
+            wait = max(self.breaker.retry_after_s(), self.settings.retry_max_s, exc.retry_after_s)
             raise ExecutionUnavailableError(
-                f"the execution service is unavailable: {exc}",
-                retry_after_s=max(self.breaker.retry_after_s(), self.settings.retry_max_s),
+                f"the execution service is unavailable: {exc}", retry_after_s=wait
             ) from None
         raise AssertionError("unreachable: tenacity either returns or raises")
 
-    async def _once(self, method: str, path: str, body: dict[str, Any] | None, raw: bool
-                    ) -> Any:  # fmt: skip
+    async def _once(self, method: str, path: str, body: dict[str, Any] | None, raw: bool) -> Any:
         probe = self.breaker.before_call()
         ok = False
         try:
@@ -156,14 +170,15 @@ class ExecutionClient:
                 raise _TransientError(
                     f"{type(exc).__name__}: {exc or 'connection failed'}"
                 ) from None
-            name, detail = _error(response)
-            if response.status_code in TRANSIENT_STATUS and name not in MODEL_FAILURES:
-                raise _TransientError(f"HTTP {response.status_code}: {detail}")
-            ok = True  # it answered: client errors are ours, and a model failing is the model's
-            if response.status_code in (404, 422):
-                raise InvalidRequestError(detail)
             if response.is_error:
-                raise ExecutionFailedError(f"HTTP {response.status_code}: {detail}")
+                error = _decoded(response)
+                if error.retry_after_s is not None:  # busy, or a proxy without its service
+                    raise _TransientError(
+                        f"HTTP {response.status_code}: {error}", error.retry_after_s
+                    )
+                ok = True  # it answered: request errors are ours, a model failing is the model's
+                raise _settled(error, f"HTTP {response.status_code}: ")
+            ok = True
             try:
                 return response.content if raw else response.json()
             except ValueError:
@@ -172,22 +187,28 @@ class ExecutionClient:
             self.breaker.record(ok, probe)
 
 
-def _job_error(body: dict[str, Any]) -> Exception:
-    """The domain error of an episode that failed on the service (its JSON error body)."""
-    name, detail = str(body.get("error", "")), str(body.get("detail", "episode failed"))
-    if name in ("not_found", "invalid_request"):
-        return InvalidRequestError(detail)
-    if name in ("saturated", "inference_unavailable"):
-        return ExecutionUnavailableError(detail, retry_after_s=10.0)
-    return ExecutionFailedError(detail)
-
-
-def _error(response: httpx.Response) -> tuple[str | None, str]:
-    """The service's error name and detail, if it sent its JSON error body."""
-    if not response.is_error:
-        return None, ""
+def _decoded(response: httpx.Response) -> VLArenaError:
+    """The domain error of an error answer: its JSON error body's, else its status code's."""
     try:
-        body = response.json()
-        return str(body["error"]), str(body["detail"])
-    except (ValueError, KeyError, TypeError):
-        return None, response.text[:200]
+        body = ErrorBody.model_validate_json(response.content)
+    except ValidationError:
+        detail = response.text[:200] or response.reason_phrase
+        return from_wire(None, detail, http_status=response.status_code)
+    return body.to_error(response.status_code)
+
+
+def _settled(error: VLArenaError, context: str = "") -> VLArenaError:
+    """What the arena raises for an error that retrying now will not fix."""
+    if isinstance(error, InvalidRequestError | UnknownNameError):
+        return error  # what to fix in the request
+    if error.retry_after_s is not None:
+        return ExecutionUnavailableError(f"{context}{error}", error.retry_after_s)
+    return ExecutionFailedError(f"{context}{error}")
+
+
+def _job_error(body: Any) -> VLArenaError:
+    """The domain error of an episode that failed on the service (its JSON error body)."""
+    try:
+        return _settled(ErrorBody.model_validate(body).to_error())
+    except ValidationError:
+        return ExecutionFailedError("episode failed (the service sent no error body)")

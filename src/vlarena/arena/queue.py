@@ -12,11 +12,14 @@ log = logging.getLogger(__name__)
 class TurnQueue:
     """At most `running` turns at once and `queued` waiting; places are reserved up front."""
 
-    def __init__(self, running: int, queued: int, run: Callable[[str], Awaitable[None]],
-                 on_crash: Callable[[str, BaseException], Awaitable[None]]) -> None:  # fmt: skip
+    def __init__(
+        self,
+        running: int,
+        queued: int,
+        on_crash: Callable[[str, BaseException], Awaitable[None]],
+    ) -> None:
         self._slots = asyncio.Semaphore(running)
         self._limit = running + queued
-        self._run = run
         self._on_crash = on_crash
         self._waiting: list[str] = []
         self._running = 0
@@ -44,21 +47,21 @@ class TurnQueue:
         """1 for the next turn to run; None unless the turn waits."""
         return self._waiting.index(turn_id) + 1 if turn_id in self._waiting else None
 
-    def submit(self, turn_id: str) -> None:
-        """Run a stored turn in the reserved place."""
+    def submit(self, turn_id: str, run: Callable[[], Awaitable[None]]) -> None:
+        """Run a stored turn (`run()`) in the reserved place."""
         self._reserved -= 1
         self._waiting.append(turn_id)
-        task = asyncio.get_running_loop().create_task(self._guarded(turn_id))
+        task = asyncio.get_running_loop().create_task(self._guarded(turn_id, run))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _guarded(self, turn_id: str) -> None:
+    async def _guarded(self, turn_id: str, run: Callable[[], Awaitable[None]]) -> None:
         try:
             async with self._slots:  # asyncio wakes waiters first come, first served
                 self._waiting.remove(turn_id)
                 self._running += 1
                 try:
-                    await self._run(turn_id)
+                    await run()
                 finally:
                     self._running -= 1
         except Exception as exc:  # never leave a turn "running" without a task behind it

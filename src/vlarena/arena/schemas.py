@@ -1,15 +1,26 @@
 """The arena's HTTP request and response bodies."""
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, WrapSerializer
 
 from vlarena.httpjson import ErrorBody
 
 Choice = Literal["a", "b", "tie", "both_bad"]
 TurnStatus = Literal["queued", "running", "done", "failed"]
 BattleStatus = Literal["new", "queued", "running", "ready", "failed", "voted"]
+
+
+def _compact(body: Any) -> Any:
+    if isinstance(body, dict) and body.get("retry_after_s") is None:
+        body.pop("retry_after_s", None)
+    return body
+
+
+# An error body as the API answers errors: retry_after_s only where a retry may help. (A
+# lambda, as a serializer without a return type keeps ErrorBody's schema.)
+TurnError = Annotated[ErrorBody, WrapSerializer(lambda error, handler: _compact(handler(error)))]
 
 
 class SessionOut(BaseModel):
@@ -45,7 +56,7 @@ class TurnOut(BaseModel):
     status: TurnStatus
     queue_position: int | None  # 1 = next to run; null unless queued
     progress: dict[str, int] | None = None  # while running: steps done per side ("a", "b")
-    error: ErrorBody | None
+    error: TurnError | None
     episodes: list[EpisodeOut]
     created_at: datetime
     finished_at: datetime | None
@@ -62,6 +73,12 @@ class BattleOut(BaseModel):
     model_a: str | None  # hidden until the vote
     model_b: str | None
     vote: Choice | None
+
+
+class SceneOut(BaseModel):
+    scene_id: str
+    examples: list[str]  # instructions the scene's tasks understand
+    manifest_url: str  # its MJCF and meshes, for the browser replay
 
 
 class Interval(BaseModel):

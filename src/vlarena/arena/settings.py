@@ -1,6 +1,7 @@
 """Runtime settings of the arena backend, from VLA_ARENA_* environment variables.
 
-Two names come from ADR-003 unprefixed: VLA_SERVER_URL and VLA_REQUEST_TIMEOUT.
+Two names are the execution service's contract names, unprefixed: VLA_SERVER_URL and
+VLA_REQUEST_TIMEOUT (where the service is, how long one call may take).
 """
 
 from pathlib import Path
@@ -24,7 +25,7 @@ class ArenaSettings(BaseSettings):
     host: str = "127.0.0.1"  # bind address
     port: int = Field(8000, ge=0, le=65535)
     database_url: str = "sqlite+aiosqlite:///arena.db"  # or postgresql+asyncpg://user@host/db
-    # The execution service (ADR-003 names).
+    # The execution service (its contract's variable names).
     server_url: str = Field(
         "http://127.0.0.1:8001", validation_alias=AliasChoices("VLA_SERVER_URL", "server_url")
     )

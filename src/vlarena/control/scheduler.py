@@ -24,6 +24,9 @@ from vlarena.errors import ConfigError, UnknownNameError
 
 Actions = NDArray[np.float32]
 Blend = Callable[[Actions, Actions, int], Actions]  # (queued, new aligned, freeze) -> queue
+# Called on the control thread when a chunk is due, to read what the model needs at this tick;
+# returns the call that produces the chunk, which runs in the background.
+Request = Callable[[], Callable[[], Actions]]
 
 
 def latest_only(queued: Actions, new: Actions, freeze: int) -> Actions:
@@ -51,23 +54,31 @@ BLENDS: dict[str, Blend] = {"latest": latest_only, "weighted": weighted, "rtc": 
 
 
 class ChunkScheduler:
-    """Call `step()` once per control tick; it returns the action to apply (None: idle)."""
+    """Call `step()` once per control tick; it returns the action to apply (None: idle).
+
+    `request` is called at the tick a chunk is asked for (the chunk describes that tick and the
+    ones after it); `horizon` caps how many actions of each chunk are kept once aligned.
+    """
 
     def __init__(
         self,
-        request: Callable[[], Actions],
+        request: Request,
         control_hz: float,
         blend: str = "weighted",
         initial_latency_s: float = 0.2,
         margin_steps: int = 1,
         clock: Callable[[], float] = time.monotonic,
         executor: Executor | None = None,
+        horizon: int | None = None,
     ) -> None:
         if blend not in BLENDS:
             raise UnknownNameError("blend", blend, BLENDS)
         if control_hz <= 0 or initial_latency_s < 0 or margin_steps < 0:
             raise ConfigError("control_hz must be positive, latency and margin non-negative")
+        if horizon is not None and horizon < 1:
+            raise ConfigError(f"horizon must be at least 1, got {horizon}")
         self._request = request
+        self._horizon = horizon
         self._period = 1.0 / control_hz
         self._blend = BLENDS[blend]
         self._margin = margin_steps
@@ -80,6 +91,12 @@ class ChunkScheduler:
         self.step_index = 0
         self.idle_steps = 0
         self.requests = 0
+        self.merged = 0  # chunks that arrived in time to add actions
+
+    @property
+    def latency_s(self) -> float:
+        """The latest measured request latency (the initial guess before any)."""
+        return self._latencies_s[-1]
 
     @property
     def latency_steps(self) -> int:
@@ -90,7 +107,8 @@ class ChunkScheduler:
         """Merge an arrived chunk, request the next one if due, and pop this tick's action."""
         self._merge_arrived()
         if self._in_flight is None and len(self._queue) <= self.latency_steps + self._margin:
-            self._in_flight = (self._executor.submit(self._request), self.step_index, self._clock())
+            asked = self._clock()
+            self._in_flight = (self._executor.submit(self._request()), self.step_index, asked)
             self.requests += 1
         self.step_index += 1
         if len(self._queue) == 0:
@@ -107,9 +125,10 @@ class ChunkScheduler:
         chunk = np.asarray(future.result(), dtype=np.float32)  # a failed request raises here
         self._latencies_s.append(self._clock() - asked_time)
         late = self.step_index - asked_at  # actions of the new chunk already in the past
-        aligned = chunk[late:]
+        aligned = chunk[late : None if self._horizon is None else late + self._horizon]
         if len(aligned) == 0:
             return  # arrived too late to add anything: keep what is queued
+        self.merged += 1
         if self._queue.size == 0:
             self._queue = aligned
         else:

@@ -12,7 +12,7 @@ from numpy.typing import NDArray
 from vlarena.data.dataset import EpisodeRecord, write_dataset
 from vlarena.data.paraphrases import TASK_NAMES, draw_instruction
 from vlarena.errors import ConfigError
-from vlarena.sim.runner import ExpertController, run_episode
+from vlarena.sim import ExpertController, run_episode
 from vlarena.sim.tasks import Task
 from vlarena.sim.world import CAMERAS, COLORS, FrankaWorld, shared_world
 from vlarena.types import ActionChunk
@@ -43,8 +43,10 @@ class DatagenConfig:
             raise ConfigError("max_steps must be ≥ 1, workers and seed ≥ 0")
         # At most 2·episodes attempts (more failures than successes abort the run).
         if self.seed + 2 * self.episodes > DATAGEN_SEED_LIMIT:
-            raise ConfigError(f"datagen seeds must stay below {DATAGEN_SEED_LIMIT:,} (the "
-                              "evaluation seeds start there)")  # fmt: skip
+            raise ConfigError(
+                f"datagen seeds must stay below {DATAGEN_SEED_LIMIT:,} (the "
+                "evaluation seeds start there)"
+            )
 
 
 class _RecordingExpert(ExpertController):
@@ -90,12 +92,15 @@ def rollout(task: str, seed: int, image_size: int, max_steps: int) -> EpisodeRec
     if not episode.success:
         return None
     return EpisodeRecord(
-        task=task, instruction=instruction, scene_id=scene, seed=seed,
+        task=task,
+        instruction=instruction,
+        scene_id=scene,
+        seed=seed,
         images={c: np.stack(frames) for c, frames in recorder.frames.items()},
         states=np.stack(recorder.states),
         actions=np.array([s.action for s in episode.steps], dtype=np.float32),
         targets=np.stack(recorder.targets),
-    )  # fmt: skip
+    )
 
 
 def _rollout_job(job: tuple[str, int, int, int]) -> tuple[str, EpisodeRecord | None]:

@@ -89,8 +89,16 @@ def write_dataset(
     total = sum(len(r.actions) for r in records)
     episodes, start = [], 0
     for r in records:
-        episodes.append(EpisodeMeta(task=r.task, instruction=r.instruction, scene_id=r.scene_id,
-                                    seed=r.seed, start=start, length=len(r.actions)))  # fmt: skip
+        episodes.append(
+            EpisodeMeta(
+                task=r.task,
+                instruction=r.instruction,
+                scene_id=r.scene_id,
+                seed=r.seed,
+                start=start,
+                length=len(r.actions),
+            )
+        )
         start += len(r.actions)
     columns: dict[str, tuple[tuple[int, ...], type]] = {
         **{f"images.{c}": ((image_size, image_size, 3), np.uint8) for c in cameras},
@@ -115,9 +123,17 @@ def write_dataset(
         np.concatenate([r.states for r in records]), np.concatenate([r.actions for r in records])
     )
     (out / NORM_FILE).write_bytes(NORM_STATS_JSON.dumps(stats))
-    meta = DatasetMeta(format=FORMAT, version=VERSION, cameras=cameras, image_size=image_size,
-                       control_hz=CONTROL_HZ, frames=total, episodes=episodes, dropped=dropped,
-                       datagen=datagen)  # fmt: skip
+    meta = DatasetMeta(
+        format=FORMAT,
+        version=VERSION,
+        cameras=cameras,
+        image_size=image_size,
+        control_hz=CONTROL_HZ,
+        frames=total,
+        episodes=episodes,
+        dropped=dropped,
+        datagen=datagen,
+    )
     (out / META_FILE).write_text(meta.model_dump_json(indent=1), encoding="utf-8")
 
 
@@ -148,8 +164,9 @@ class DemoDataset:
         except (FileNotFoundError, ValueError) as exc:
             raise ConfigError(f"{self.path}: cannot read {name}.npy ({exc})") from None
         if len(array) != self.meta.frames:
-            raise ConfigError(f"{self.path}: {name}.npy has {len(array)} rows, not "
-                              f"{self.meta.frames}")  # fmt: skip
+            raise ConfigError(
+                f"{self.path}: {name}.npy has {len(array)} rows, not {self.meta.frames}"
+            )
         return array
 
     def __len__(self) -> int:

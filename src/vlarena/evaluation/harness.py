@@ -1,8 +1,10 @@
 """The evaluation harness: fixed seed lists per task, episodes in worker processes or on Ray."""
 
 import multiprocessing as mp
+import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -10,18 +12,11 @@ import numpy as np
 from vlarena.data.datagen import DATAGEN_SEED_LIMIT
 from vlarena.data.paraphrases import TASK_NAMES, WORDINGS, fill, task_templates
 from vlarena.errors import ConfigError, UnknownNameError
-from vlarena.policies import (
-    DeviceConfig,
-    Policy,
-    get_preset,
-    load_policy,
-    native_policy_types,
-    random_native,
-)
+from vlarena.policies import DeviceConfig
 from vlarena.policies.base import SplitPolicy
-from vlarena.policies.checkpoint import read_metadata
-from vlarena.policies.shipped import shipped_checkpoint
-from vlarena.sim.runner import (
+from vlarena.policies.specs import parse_spec, resolve_policy
+from vlarena.serving.client import RemotePolicy
+from vlarena.sim import (
     Controller,
     ExpertController,
     FeatureReuseController,
@@ -36,8 +31,15 @@ EVAL_SEED_BASE = DATAGEN_SEED_LIMIT  # datagen stays below: no start state is se
 TASK_SEED_STRIDE = 100_000
 MAX_EPISODES = 10_000  # per task
 # Step budgets per task: about 2.5x what the scripted expert needs.
-MAX_STEPS = {"touch": 40, "push_left": 50, "push_right": 50, "lift": 60, "stack": 120,
-             "next_to": 120, "bin": 120}  # fmt: skip
+MAX_STEPS = {
+    "touch": 40,
+    "push_left": 50,
+    "push_right": 50,
+    "lift": 60,
+    "stack": 120,
+    "next_to": 120,
+    "bin": 120,
+}
 MOVED_M = 0.015  # a cube displaced this far counts as acted on
 VIDEO_SIZE = (240, 320)  # height, width of recorded MP4 frames
 
@@ -102,34 +104,23 @@ def eval_instruction(task: str, seed: int, wordings: str = "trained") -> tuple[s
 
 
 def check_model(model: str) -> None:
-    """Raise (UnknownNameError, CheckpointError) unless the spec names a model, loading nothing."""
-    if model == EXPERT:
-        return
-    if model.count(":") == 1 and not Path(model).exists():
-        kind, preset = model.split(":")
-        natives = native_policy_types()
-        if kind not in natives:
-            raise UnknownNameError("native policy type", kind, natives)
-        get_preset(preset)
-    elif shipped_checkpoint(model) is None:
-        read_metadata(Path(model))
+    """Raise (UnknownNameError, CheckpointError, ConfigError) unless the spec names a model
+    (scripted-expert or a model spec, `vlarena.policies.specs`), loading nothing."""
+    if model != EXPERT:
+        parse_spec(model)
 
 
 def make_controller(model: str, feature_reuse: int = 1) -> Controller:
-    """A controller for a model spec: scripted-expert, a shipped model name, a checkpoint
-    directory, or TYPE:PRESET (random weights, a baseline); with `feature_reuse` > 1 a split
-    policy refreshes its features every that many calls."""
-    check_model(model)
+    """A controller for scripted-expert or a model spec (a shipped name, a checkpoint directory,
+    TYPE:PRESET for random weights, or grpc://HOST:PORT/MODEL); with `feature_reuse` > 1 a
+    split policy refreshes its features every that many calls."""
     if model == EXPERT:
         return ExpertController()
-    policy: Policy
-    if model.count(":") == 1 and not Path(model).exists():
-        kind, preset = model.split(":")
-        policy = random_native(kind, preset)
-    else:
-        policy = load_policy(shipped_checkpoint(model) or Path(model), DeviceConfig())
+    # A remote model's server may want the token `vlarena predict` and `health` use too.
+    connect = partial(RemotePolicy.connect, token=os.environ.get("VLA_AUTH_TOKEN"))
+    policy = resolve_policy(model, DeviceConfig(), connect)
     if feature_reuse == 1:
-        return PolicyController.local(policy)
+        return PolicyController(policy)
     if not isinstance(policy, SplitPolicy):
         raise ConfigError(f"feature reuse needs a split policy; {model!r} is not one")
     return FeatureReuseController(policy, policy.info, feature_reuse)
@@ -173,24 +164,39 @@ def evaluate_episode(job: EpisodeJob) -> EpisodeResult:
             frames.append(world.render("front", *VIDEO_SIZE))
 
     episode = run_episode(
-        world, _CONTROLLERS[key], instruction, seed, max_steps=MAX_STEPS[task],
-        horizon=job.horizon, on_step=watch,
-    )  # fmt: skip
+        world,
+        _CONTROLLERS[key],
+        instruction,
+        seed,
+        max_steps=MAX_STEPS[task],
+        horizon=job.horizon,
+        on_step=watch,
+    )
     if video is not None and frames:
         import imageio.v3 as iio
 
         video.parent.mkdir(parents=True, exist_ok=True)
         iio.imwrite(video, np.stack(frames), fps=10, codec="libx264")
-    return EpisodeResult(task, seed, instruction, bool(episode.success),
-                         first[0] if first else None, named, len(episode.steps),
-                         str(video) if video is not None else None)  # fmt: skip
+    return EpisodeResult(
+        task,
+        seed,
+        instruction,
+        bool(episode.success),
+        first[0] if first else None,
+        named,
+        len(episode.steps),
+        str(video) if video is not None else None,
+    )
 
 
 def _acted_on(world: FrankaWorld, color: str, start: np.ndarray) -> bool:
     """Whether the robot touches, nears (the touch task's distance) or has moved the cube."""
     cube = world.cube(color).position
-    return bool(world.touching(color) or np.linalg.norm(cube - start) > MOVED_M
-                or np.linalg.norm(world.grip_position - cube) < TOUCH_DISTANCE_M)  # fmt: skip
+    return bool(
+        world.touching(color)
+        or np.linalg.norm(cube - start) > MOVED_M
+        or np.linalg.norm(world.grip_position - cube) < TOUCH_DISTANCE_M
+    )
 
 
 def jobs_for(model: str, cfg: EvalConfig, video_dir: Path | None) -> list[EpisodeJob]:
@@ -199,8 +205,9 @@ def jobs_for(model: str, cfg: EvalConfig, video_dir: Path | None) -> list[Episod
     for task in cfg.tasks:
         for i, seed in enumerate(eval_seeds(task, cfg.episodes)):
             video = video_dir / f"{task}_{seed}.mp4" if video_dir and i < cfg.videos else None
-            jobs.append(EpisodeJob(model, task, seed, cfg.horizon, cfg.wordings,
-                                   cfg.feature_reuse, video))  # fmt: skip
+            jobs.append(
+                EpisodeJob(model, task, seed, cfg.horizon, cfg.wordings, cfg.feature_reuse, video)
+            )
     return jobs
 
 
@@ -229,8 +236,9 @@ def _one_thread() -> None:
     torch.set_num_threads(1)
 
 
-def _collect(results: Iterable[EpisodeResult], progress: Callable[[int], None] | None
-             ) -> list[EpisodeResult]:  # fmt: skip
+def _collect(
+    results: Iterable[EpisodeResult], progress: Callable[[int], None] | None
+) -> list[EpisodeResult]:
     done: list[EpisodeResult] = []
     for result in results:
         done.append(result)
@@ -239,8 +247,9 @@ def _collect(results: Iterable[EpisodeResult], progress: Callable[[int], None] |
     return done
 
 
-def _evaluate_on_ray(jobs: Sequence[EpisodeJob], progress: Callable[[int], None] | None
-                     ) -> list[EpisodeResult]:  # fmt: skip
+def _evaluate_on_ray(
+    jobs: Sequence[EpisodeJob], progress: Callable[[int], None] | None
+) -> list[EpisodeResult]:
     """The same jobs as Ray tasks on the cluster `ray.init()` connects to (or a local one)."""
     import ray
 

@@ -18,19 +18,46 @@ from vlarena.policies.shipped import SHIPPED, shipped_checkpoint
 
 # The competence the shipped models are held to: success per task, and correct target overall.
 TARGETS: dict[str, tuple[dict[str, float], float]] = {
-    "vla-flow-small": ({"touch": 0.95, "push_left": 0.8, "push_right": 0.8, "lift": 0.8,
-                        "stack": 0.6, "next_to": 0.6, "bin": 0.6}, 0.95),
-    "vla-ar-small": ({"touch": 0.85, "push_left": 0.6, "push_right": 0.6, "lift": 0.6,
-                      "stack": 0.4, "next_to": 0.4, "bin": 0.4}, 0.90),
-}  # fmt: skip
+    "vla-flow-small": (
+        {
+            "touch": 0.95,
+            "push_left": 0.8,
+            "push_right": 0.8,
+            "lift": 0.8,
+            "stack": 0.6,
+            "next_to": 0.6,
+            "bin": 0.6,
+        },
+        0.95,
+    ),
+    "vla-ar-small": (
+        {
+            "touch": 0.85,
+            "push_left": 0.6,
+            "push_right": 0.6,
+            "lift": 0.6,
+            "stack": 0.4,
+            "next_to": 0.4,
+            "bin": 0.4,
+        },
+        0.90,
+    ),
+}
 # (model, run) columns: eval/<model>-<run>/results.json; "reuse" is the trained wordings with
 # features refreshed every 3 steps and actions from the fresh joint state every step.
-COLUMNS = [("scripted-expert", "trained"), ("vla-flow-small", "trained"),
-           ("vla-flow-small", "held-out"), ("vla-flow-small", "reuse"),
-           ("vla-ar-small", "trained"), ("vla-ar-small", "held-out"),
-           ("random", "trained")]  # fmt: skip
-LABELS = {("random", "trained"): "random weights (vla-flow:film)",
-          ("vla-flow-small", "reuse"): "vla-flow-small, features reused for 3 steps"}  # fmt: skip
+COLUMNS = [
+    ("scripted-expert", "trained"),
+    ("vla-flow-small", "trained"),
+    ("vla-flow-small", "held-out"),
+    ("vla-flow-small", "reuse"),
+    ("vla-ar-small", "trained"),
+    ("vla-ar-small", "held-out"),
+    ("random", "trained"),
+]
+LABELS = {
+    ("random", "trained"): "random weights (vla-flow:film)",
+    ("vla-flow-small", "reuse"): "vla-flow-small, features reused for 3 steps",
+}
 WORDING_GAP = 0.10  # held-out wordings must score within this of the trained ones
 
 
@@ -44,8 +71,10 @@ def _cell(row: TaskSummary | None) -> str:
     if row is None:
         return "-"
     target = "" if row.correct_target_rate is None else f"; target {row.correct_target_rate:.0%}"
-    return (f"{row.successes}/{row.episodes} = {row.success_rate:.0%} "
-            f"({row.ci_low:.0%}-{row.ci_high:.0%}){target}")  # fmt: skip
+    return (
+        f"{row.successes}/{row.episodes} = {row.success_rate:.0%} "
+        f"({row.ci_low:.0%}-{row.ci_high:.0%}){target}"
+    )
 
 
 def correct_target(rows: dict[str, TaskSummary]) -> tuple[int, int]:
@@ -64,16 +93,20 @@ def verdicts(results: dict[tuple[str, str], dict[str, TaskSummary]]) -> list[str
             lines.append(f"- **{model}**: not evaluated.")
             continue
         missed = [f"{t} not evaluated" for t in floors if t not in trained]
-        missed += [f"{t} {trained[t].success_rate:.0%} < {floor:.0%}"
-                   for t, floor in floors.items() if t in trained
-                   and trained[t].success_rate < floor]  # fmt: skip
+        missed += [
+            f"{t} {trained[t].success_rate:.0%} < {floor:.0%}"
+            for t, floor in floors.items()
+            if t in trained and trained[t].success_rate < floor
+        ]
         right, acted = correct_target(trained)
         rate = right / acted if acted else 0.0
         if rate < target_floor:
             missed.append(f"correct target {rate:.0%} < {target_floor:.0%}")
         status = "meets every target" if not missed else "misses: " + ", ".join(missed)
-        lines.append(f"- **{model}** {status} (correct target {right}/{acted} = {rate:.0%})"
-                     f"{_wording_gap(trained, held)}.")  # fmt: skip
+        lines.append(
+            f"- **{model}** {status} (correct target {right}/{acted} = {rate:.0%})"
+            f"{_wording_gap(trained, held)}."
+        )
     return lines
 
 
@@ -103,11 +136,14 @@ def plot(results: dict[tuple[str, str], dict[str, TaskSummary]], png: Path) -> N
     for i, key in enumerate(keys):
         rows = [results[key].get(t) for t in TASK_NAMES]
         rates = [r.success_rate if r else 0.0 for r in rows]
-        err = [[r.success_rate - r.ci_low if r else 0 for r in rows],
-               [r.ci_high - r.success_rate if r else 0 for r in rows]]  # fmt: skip
+        err = [
+            [r.success_rate - r.ci_low if r else 0 for r in rows],
+            [r.ci_high - r.success_rate if r else 0 for r in rows],
+        ]
         label = LABELS.get(key, f"{key[0]} ({key[1]} wordings)")
-        ax.bar(np.arange(len(TASK_NAMES)) + i * width, rates, width, yerr=err, capsize=2,
-               label=label)  # fmt: skip
+        ax.bar(
+            np.arange(len(TASK_NAMES)) + i * width, rates, width, yerr=err, capsize=2, label=label
+        )
     ax.set_xticks(np.arange(len(TASK_NAMES)) + 0.4 - width / 2, TASK_NAMES)
     ax.set(ylim=(0, 1.05), ylabel="success rate", title="Success per task (95% CI)")
     ax.legend(fontsize=7, ncols=4, loc="upper center", bbox_to_anchor=(0.5, -0.12))
@@ -139,11 +175,17 @@ def write(runs: Path, docs: Path) -> str:
         if checkpoint is not None:
             meta = json.loads((checkpoint / "metadata.json").read_text(encoding="utf-8"))
             mb = sum(f.stat().st_size for f in checkpoint.iterdir()) / 1e6
-            sizes.append(f"| `{name}` | {meta['policy_type']} | {mb:.1f} MB | "
-                         f"{meta.get('description', '')} |")  # fmt: skip
-    header = "| task | " + " | ".join(
-        LABELS.get((m, w), f"{m}, {w} wordings") for m, w in COLUMNS
-        if (m, w) in results) + " |"  # fmt: skip
+            sizes.append(
+                f"| `{name}` | {meta['policy_type']} | {mb:.1f} MB | "
+                f"{meta.get('description', '')} |"
+            )
+    header = (
+        "| task | "
+        + " | ".join(
+            LABELS.get((m, w), f"{m}, {w} wordings") for m, w in COLUMNS if (m, w) in results
+        )
+        + " |"
+    )
     table = [header, "|---" * (1 + len(results)) + "|"]
     for task in TASK_NAMES:
         cells = [_cell(results[k].get(task)) for k in COLUMNS if k in results]
@@ -154,11 +196,13 @@ def write(runs: Path, docs: Path) -> str:
         + " |"
     ]
     text = TEMPLATE.format(
-        day=date.today().isoformat(), sizes="\n".join(sizes),
+        day=date.today().isoformat(),
+        sizes="\n".join(sizes),
         times="\n".join(f"| {t[0]} | {int(t[1]) / 60:.1f} min |" for t in stage_times),
-        total=f"{total_s / 60:.1f}", table="\n".join(table + targets),
+        total=f"{total_s / 60:.1f}",
+        table="\n".join(table + targets),
         verdicts="\n".join(verdicts(results)),
-    )  # fmt: skip
+    )
     (docs / "models.md").write_text(text, encoding="utf-8")
     return text
 

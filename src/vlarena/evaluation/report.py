@@ -32,19 +32,28 @@ def summarize(results: list[EpisodeResult]) -> list[TaskSummary]:
         wins = sum(r.success for r in mine)
         acted = [r.correct_target for r in mine if r.correct_target is not None]
         low, high = wilson_interval(wins, len(mine))
-        rows.append(TaskSummary(
-            task=task, episodes=len(mine), successes=wins, success_rate=wins / len(mine),
-            ci_low=low, ci_high=high,
-            correct_target_rate=sum(acted) / len(acted) if acted else None, acted=len(acted),
-            mean_steps=sum(r.steps for r in mine) / len(mine),
-        ))  # fmt: skip
+        rows.append(
+            TaskSummary(
+                task=task,
+                episodes=len(mine),
+                successes=wins,
+                success_rate=wins / len(mine),
+                ci_low=low,
+                ci_high=high,
+                correct_target_rate=sum(acted) / len(acted) if acted else None,
+                acted=len(acted),
+                mean_steps=sum(r.steps for r in mine) / len(mine),
+            )
+        )
     return rows
 
 
 def markdown_table(model: str, rows: list[TaskSummary]) -> str:
     """A markdown table of the rows."""
-    lines = [f"| {model} | success | 95% CI | correct target | mean steps |",
-             "|---|---:|---|---:|---:|"]  # fmt: skip
+    lines = [
+        f"| {model} | success | 95% CI | correct target | mean steps |",
+        "|---|---:|---|---:|---:|",
+    ]
     for r in rows:
         target = (
             "-" if r.correct_target_rate is None else f"{r.correct_target_rate:.0%} ({r.acted})"
@@ -55,8 +64,9 @@ def markdown_table(model: str, rows: list[TaskSummary]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_report(out: Path, model: str, results: list[EpisodeResult], config: dict[str, object]
-                 ) -> list[TaskSummary]:  # fmt: skip
+def write_report(
+    out: Path, model: str, results: list[EpisodeResult], config: dict[str, object]
+) -> list[TaskSummary]:
     """results.json, results.md and success.png in `out`."""
     rows = summarize(results)
     out.mkdir(parents=True, exist_ok=True)

@@ -1,1 +1,1 @@
-"""The execution service: one simulated episode per `POST /execute` (ADR-003)."""
+"""The execution service: one simulated episode per `POST /execute`."""

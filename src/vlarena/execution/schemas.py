@@ -1,4 +1,4 @@
-"""The execution service's HTTP contract (ADR-003), importable without MuJoCo or torch."""
+"""The execution service's contract (its JSON bodies), importable without MuJoCo or torch."""
 
 from typing import Literal
 
@@ -8,7 +8,8 @@ from vlarena.httpjson import ErrorBody
 
 
 class ExecuteRequest(BaseModel):
-    """ADR-003's request, plus an optional seed and step budget."""
+    """Which model runs on which robot, in which scene, following which instruction; plus an
+    optional seed and step budget."""
 
     model_id: str = Field(min_length=1, max_length=200)
     robot_id: str = Field(min_length=1, max_length=50)
@@ -19,7 +20,7 @@ class ExecuteRequest(BaseModel):
 
 
 class State(BaseModel):
-    qpos: list[float]  # the robot's joints (ADR-003)
+    qpos: list[float]  # the robot's joints
     qvel: list[float]
     time: float
     inference_ms: float  # latency of the model call that produced this step's action (0: reused)
@@ -45,7 +46,8 @@ class TaskOut(BaseModel):
 
 
 class ExecuteResponse(BaseModel):
-    """ADR-003's response (actions, states, duration_ms, metadata) plus outcome and replay data."""
+    """The episode that ran: actions, states, duration_ms and metadata, its outcome, and what
+    replays it."""
 
     actions: list[list[float]]
     states: list[State]

@@ -34,14 +34,7 @@ class VLFeatures:
 
 
 class Policy(ABC):
-    """A loaded VLA policy: a batch of observations in, one action chunk per observation out."""
-
-    policy_type: ClassVar[str]  # the name it is registered and written into checkpoints under
-
-    @classmethod
-    @abstractmethod
-    def load(cls, path: Path, device: DeviceConfig) -> Self:
-        """Load a checkpoint directory onto a device."""
+    """A VLA policy, here or remote: a batch of observations in, one chunk per observation out."""
 
     @property
     @abstractmethod
@@ -53,6 +46,17 @@ class Policy(ABC):
         self, observations: Sequence[Observation], seeds: Seeds = None
     ) -> list[ActionChunk]:
         """Predict one action chunk per observation."""
+
+
+class CheckpointPolicy(Policy):
+    """A policy implementation that loads from a checkpoint directory (registered by type)."""
+
+    policy_type: ClassVar[str]  # the name it is registered and written into checkpoints under
+
+    @classmethod
+    @abstractmethod
+    def load(cls, path: Path, device: DeviceConfig) -> Self:
+        """Load a checkpoint directory onto a device."""
 
 
 class SplitPolicy(ABC):

@@ -184,8 +184,13 @@ PRESETS: dict[str, VLAConfig] = {
     # Unit tests: under a million parameters, milliseconds per call.
     "tiny": VLAConfig(
         backbone=BackboneConfig(
-            image_height=32, image_width=32, patch_size=8, max_text_len=32,
-            d_model=32, n_layers=2, n_heads=2,
+            image_height=32,
+            image_width=32,
+            patch_size=8,
+            max_text_len=32,
+            d_model=32,
+            n_layers=2,
+            n_heads=2,
         ),
         expert=ExpertConfig(d_model=32, n_layers=1, n_heads=2, flow_steps=4, n_bins=32),
         chunk_size=4,
@@ -193,8 +198,15 @@ PRESETS: dict[str, VLAConfig] = {
     # The film architecture at unit-test size (32x32, the tiny dataset's images).
     "film-tiny": VLAConfig(
         backbone=BackboneConfig(
-            arch="film", image_height=32, image_width=32, max_text_len=12, d_model=32,
-            n_heads=2, conv_channels=(8, 16, 16), text_width=32, camera_tokens=2,
+            arch="film",
+            image_height=32,
+            image_width=32,
+            max_text_len=12,
+            d_model=32,
+            n_heads=2,
+            conv_channels=(8, 16, 16),
+            text_width=32,
+            camera_tokens=2,
         ),
         expert=ExpertConfig(d_model=32, n_layers=1, n_heads=2, flow_steps=4, n_bins=32),
         chunk_size=4,
@@ -214,13 +226,18 @@ PRESETS: dict[str, VLAConfig] = {
     "pi0-scale": VLAConfig(
         backbone=BackboneConfig(
             camera_names=("front", "left_wrist", "right_wrist"),
-            image_height=224, image_width=224, patch_size=14,
-            d_model=2048, n_layers=32, n_heads=16, mlp_ratio=8,
+            image_height=224,
+            image_width=224,
+            patch_size=14,
+            d_model=2048,
+            n_layers=32,
+            n_heads=16,
+            mlp_ratio=8,
         ),
         expert=ExpertConfig(d_model=1024, n_layers=18, n_heads=8),
         chunk_size=50,
     ),
-}  # fmt: skip
+}
 
 
 def get_preset(name: str) -> VLAConfig:

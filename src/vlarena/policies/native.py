@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from vlarena.errors import CheckpointError, InvalidObservationError, UnknownNameError
-from vlarena.policies.base import Policy, Seeds, SplitPolicy, VLFeatures
+from vlarena.policies.base import CheckpointPolicy, Seeds, SplitPolicy, VLFeatures
 from vlarena.policies.checkpoint import (
     CONFIG_FILE,
     NORM_STATS_FILE,
@@ -106,7 +106,7 @@ class NativeVLA(nn.Module):
         return actions + sign * offset
 
 
-class NativeVLAPolicy(Policy, SplitPolicy):
+class NativeVLAPolicy(CheckpointPolicy, SplitPolicy):
     """A native VLA network behind the policy interface; subclasses pick the action head."""
 
     head_type: type[ActionHead]
@@ -199,9 +199,12 @@ class NativeVLAPolicy(Policy, SplitPolicy):
     def save(self, path: Path) -> None:
         """Write this model as a checkpoint directory."""
         write_checkpoint(
-            path, self.meta, VLA_CONFIG_JSON.dumps(self.config),
-            NORM_STATS_JSON.dumps(self.norm_stats), self.model.state_dict(),
-        )  # fmt: skip
+            path,
+            self.meta,
+            VLA_CONFIG_JSON.dumps(self.config),
+            NORM_STATS_JSON.dumps(self.norm_stats),
+            self.model.state_dict(),
+        )
 
     @property
     def info(self) -> ModelInfo:
@@ -269,8 +272,9 @@ class NativeVLAPolicy(Policy, SplitPolicy):
         elapsed_ms = (time.perf_counter() - started) * 1000.0
         actions_np = actions.cpu().numpy()
         conf = [None] * len(states) if confidence is None else confidence.float().cpu().tolist()
+        timing = {"policy": elapsed_ms}
         return [
-            ActionChunk(actions_np[i], elapsed_ms, self._info.name, conf[i])
+            ActionChunk(actions_np[i], self._info.name, conf[i], timing, batch_size=len(states))
             for i in range(len(states))
         ]
 
@@ -334,8 +338,9 @@ def native_policy_types() -> dict[str, type["NativeVLAPolicy"]]:
     return {name: cls for name, cls in types.items() if issubclass(cls, NativeVLAPolicy)}
 
 
-def random_native(policy_type: str, preset: str, device: DeviceConfig | None = None
-                  ) -> "NativeVLAPolicy":  # fmt: skip
+def random_native(
+    policy_type: str, preset: str, device: DeviceConfig | None = None
+) -> "NativeVLAPolicy":
     """A native family at a size preset with random weights (a baseline), named
     `<type>-<preset>-random`; unknown types or presets list the valid ones."""
     natives = native_policy_types()

@@ -57,11 +57,15 @@ class NormStats:
     def identity(cls, state_dim: int, action_dim: int, sensor_dim: int = 0) -> "NormStats":
         """Statistics that leave values unchanged (actions binned over [-1, 1])."""
         return cls(
-            state_mean=(0.0,) * 2 * state_dim, state_std=(1.0,) * 2 * state_dim,
-            action_mean=(0.0,) * action_dim, action_std=(1.0,) * action_dim,
-            action_low=(-1.0,) * action_dim, action_high=(1.0,) * action_dim,
-            sensor_mean=(0.0,) * sensor_dim, sensor_std=(1.0,) * sensor_dim,
-        )  # fmt: skip
+            state_mean=(0.0,) * 2 * state_dim,
+            state_std=(1.0,) * 2 * state_dim,
+            action_mean=(0.0,) * action_dim,
+            action_std=(1.0,) * action_dim,
+            action_low=(-1.0,) * action_dim,
+            action_high=(1.0,) * action_dim,
+            sensor_mean=(0.0,) * sensor_dim,
+            sensor_std=(1.0,) * sensor_dim,
+        )
 
     @classmethod
     def from_data(
@@ -80,11 +84,15 @@ class NormStats:
         action_mean, action_std = mean_std(acts)
         sensor_mean, sensor_std = mean_std(sensors) if sensors is not None else ((), ())
         return cls(
-            state_mean=state_mean, state_std=state_std,
-            action_mean=action_mean, action_std=action_std,
-            action_low=tuple(low.tolist()), action_high=tuple(high.tolist()),
-            sensor_mean=sensor_mean, sensor_std=sensor_std,
-        )  # fmt: skip
+            state_mean=state_mean,
+            state_std=state_std,
+            action_mean=action_mean,
+            action_std=action_std,
+            action_low=tuple(low.tolist()),
+            action_high=tuple(high.tolist()),
+            sensor_mean=sensor_mean,
+            sensor_std=sensor_std,
+        )
 
 
 NORM_STATS_JSON = JsonCodec(NormStats, "normalization stats")
@@ -105,8 +113,16 @@ class Normalizer(nn.Module):
 
     def __init__(self, stats: NormStats, action_dim: int | None = None) -> None:
         super().__init__()
-        for name in ("state_mean", "state_std", "action_mean", "action_std", "action_low",
-                     "action_high", "sensor_mean", "sensor_std"):  # fmt: skip
+        for name in (
+            "state_mean",
+            "state_std",
+            "action_mean",
+            "action_std",
+            "action_low",
+            "action_high",
+            "sensor_mean",
+            "sensor_std",
+        ):
             values = torch.tensor(getattr(stats, name), dtype=torch.float32)
             if name.startswith("action_") and action_dim is not None:
                 values = values.view(-1, action_dim)  # (1 or H, D)

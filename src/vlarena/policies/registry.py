@@ -4,12 +4,12 @@ from pathlib import Path
 from typing import TypeVar
 
 from vlarena.errors import UnknownNameError
-from vlarena.policies.base import Policy
+from vlarena.policies.base import CheckpointPolicy, Policy
 from vlarena.policies.checkpoint import read_metadata
 from vlarena.policies.device import DeviceConfig
 
-_POLICY_TYPES: dict[str, type[Policy]] = {}
-P = TypeVar("P", bound=type[Policy])
+_POLICY_TYPES: dict[str, type[CheckpointPolicy]] = {}
+P = TypeVar("P", bound=type[CheckpointPolicy])
 
 
 def register_policy(cls: P) -> P:
@@ -26,7 +26,7 @@ def policy_types() -> list[str]:
     return sorted(_POLICY_TYPES)
 
 
-def get_policy_type(name: str) -> type[Policy]:
+def get_policy_type(name: str) -> type[CheckpointPolicy]:
     """The implementation registered as `name`; unknown names list the valid ones."""
     try:
         return _POLICY_TYPES[name]

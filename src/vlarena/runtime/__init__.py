@@ -1,6 +1,6 @@
 """Runtime: how policies are driven (batching, warm-up); knows policies, not transports."""
 
-from vlarena.runtime.batching import DynamicBatcher, Served
+from vlarena.runtime.batching import DynamicBatcher, Place
 from vlarena.runtime.dualrate import (
     DualRateConfig,
     DualRateRuntime,
@@ -19,8 +19,8 @@ __all__ = [
     "ExpertOutput",
     "Features",
     "LoopReport",
+    "Place",
     "SensorRing",
-    "Served",
     "run_loop",
     "warmup",
 ]

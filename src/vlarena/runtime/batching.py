@@ -19,23 +19,13 @@ from vlarena.types import ActionChunk, Observation
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Served:
-    """A chunk with how it was produced."""
-
-    chunk: ActionChunk
-    queue_time_s: float  # from submission to the start of its batch
-    compute_time_s: float  # the batch's policy call
-    batch_size: int  # requests in that batch
-
-
 @dataclass(eq=False)
 class _Request:
     observation: Observation
     seed: int | None
     deadline: float  # event-loop time
     enqueued: float
-    future: asyncio.Future[Served] = field(default_factory=asyncio.Future)
+    future: asyncio.Future[ActionChunk] = field(default_factory=asyncio.Future)
     abandoned: bool = False  # the caller stopped waiting (cancelled or deadline passed)
 
 
@@ -61,36 +51,46 @@ class DynamicBatcher:
         self._max_queue = max_queue
         self._on_batch = on_batch
         self._queue: collections.deque[_Request] = collections.deque()
+        self._admitted = 0  # places taken by requests not yet queued (being decoded)
         self._wakeup = asyncio.Event()
         self._closing = False
         self._task: asyncio.Task[None] | None = None
 
     @property
     def depth(self) -> int:
-        """Requests waiting to be batched."""
-        return len(self._queue)
+        """Requests waiting to be batched (queued, or admitted and being decoded)."""
+        return len(self._queue) + self._admitted
 
-    def check_capacity(self) -> None:
-        """Raise at once if a new request would be refused (call before costly decoding)."""
+    def admit(self) -> "Place":
+        """Take a place in the queue now, before costly decoding; raise at once if none is left.
+
+        Use it as a context manager: a place not submitted by the end is given back.
+        """
         if self._closing:
             raise UnavailableError("server is shutting down")
-        if len(self._queue) >= self._max_queue:
+        if len(self._queue) + self._admitted >= self._max_queue:
             raise QueueFullError(f"request queue is full ({self._max_queue}); retry later")
+        self._admitted += 1
+        return Place(self)
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
 
-    async def submit(self, observation: Observation, seed: int | None, deadline: float) -> Served:
-        """Queue one observation; returns when its batch is done or raises a domain error."""
-        self.check_capacity()
-        loop = asyncio.get_running_loop()
-        request = _Request(observation, seed, deadline, loop.time())
+    async def submit(
+        self, observation: Observation, seed: int | None, deadline: float
+    ) -> ActionChunk:
+        """Admit and queue one observation (see `Place.submit`)."""
+        with self.admit() as place:
+            return await place.submit(observation, seed, deadline)
+
+    async def _answer(self, request: _Request, place: "Place") -> ActionChunk:
+        """Queue the request in its place; its chunk, once its batch has run."""
+        place.give_back()  # the queue itself holds it now
         self._queue.append(request)
         self._wakeup.set()
         try:
-            return await asyncio.wait_for(
-                asyncio.shield(request.future), timeout=max(0.0, deadline - loop.time())
-            )
+            async with asyncio.timeout_at(request.deadline):
+                return await asyncio.shield(request.future)
         except TimeoutError:
             raise DeadlineExceededError(
                 "deadline exceeded before the action chunk was ready"
@@ -163,9 +163,10 @@ class DynamicBatcher:
                     _fail(request, DeadlineExceededError("deadline passed before inference"))
             for request, chunk in zip(live, chunks, strict=True):
                 if not request.future.done():
-                    request.future.set_result(
-                        Served(chunk, started - request.enqueued, compute_s, len(live))
-                    )
+                    if "policy" not in chunk.timing_ms:  # a policy that does not time itself
+                        chunk = chunk.timed("policy", compute_s * 1000.0, batch_size=len(live))
+                    queued_ms = (started - request.enqueued) * 1000.0
+                    request.future.set_result(chunk.timed("queue", queued_ms))
             if live and self._on_batch is not None:
                 self._on_batch(len(live), compute_s)
         except Exception as exc:
@@ -190,3 +191,36 @@ def _fail(request: _Request, exc: BaseException) -> None:
     if not request.future.done():
         request.future.set_exception(exc)
         request.future.exception()  # marked retrieved: its waiter may be gone already
+
+
+class Place:
+    """An admitted request's place in a batcher's queue (DynamicBatcher.admit)."""
+
+    def __init__(self, batcher: DynamicBatcher) -> None:
+        self._batcher: DynamicBatcher | None = batcher
+
+    async def submit(
+        self, observation: Observation, seed: int | None, deadline: float
+    ) -> ActionChunk:
+        """Queue a checked observation; returns its chunk (timed "queue") or raises a domain
+        error (DeadlineExceededError once `deadline`, event-loop time, passes)."""
+        batcher = self._batcher
+        if batcher is None:
+            raise RuntimeError("this place was already used")
+        loop = asyncio.get_running_loop()
+        try:
+            return await batcher._answer(_Request(observation, seed, deadline, loop.time()), self)
+        finally:
+            self.give_back()
+
+    def give_back(self) -> None:
+        """Free the place (idempotent)."""
+        batcher, self._batcher = self._batcher, None
+        if batcher is not None:
+            batcher._admitted -= 1
+
+    def __enter__(self) -> "Place":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.give_back()

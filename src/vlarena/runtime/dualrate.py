@@ -2,18 +2,22 @@
 background at `vlm_update_hz`; the fast action stage runs at `action_expert_hz` on the newest
 features plus the latest proprioception and sensor window.
 
-Every output carries the version and age of the features it used. Past `max_feature_age_s` the
+Every caller drives it through one entry point, `step` (or `astep` on an event loop): start a
+refresh when one is due, then act on the newest features. Every chunk carries the version and
+age of the features it used. Past `max_feature_age_s` the
 `stale` setting decides: "use" them anyway (flagged), "hold" the previous output (no new
 inference), or "wait" for fresher features (up to `wait_timeout_s`). Before the first features
 exist, `cold_start` decides: "wait" for them, or "idle" (no action: the robot holds still).
 """
 
+import asyncio
 import collections
+import functools
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import CancelledError, Executor, Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -29,7 +33,7 @@ Clock = Callable[[], float]
 class DualRateConfig:
     """Rates, staleness rules and thread budget of a dual-rate runtime."""
 
-    vlm_update_hz: float = 3.33  # how often a feature refresh starts (seed: 3.33 single view)
+    vlm_update_hz: float = 3.33  # how often a feature refresh starts (one camera view's rate)
     action_expert_hz: float = 10.0  # fixed rate of the action stage
     max_feature_age_s: float = 2.0  # features older than this are stale
     stale: str = "use"  # past the bound: "use" (flagged), "hold" or "wait"
@@ -58,18 +62,16 @@ class Features:
     features: VLFeatures
     version: int  # 1 for the first refresh, then +1 each
     captured_s: float  # when the observation behind them was taken (runtime clock)
-    ready_s: float  # when they became available
 
 
 @dataclass(frozen=True)
 class ExpertOutput:
-    """What one action-stage call produced, and from which features."""
+    """What one step produced; the chunk names the features' version and age."""
 
     chunk: ActionChunk | None  # None: idle before the first features
-    feature_version: int  # 0: none yet
-    feature_age_s: float  # now - captured time of the features used
-    stale: bool  # older than max_feature_age_s
-    held: bool  # repeated the previous output instead of running the expert
+    stale: bool = False  # the features were older than max_feature_age_s
+    held: bool = False  # repeated the previous output instead of running the expert
+    refreshed: bool = False  # this step started a feature refresh
 
 
 def _recent() -> collections.deque[float]:
@@ -83,13 +85,11 @@ class DualRateStats:
     refreshes: int = 0
     expert_calls: int = 0
     missed_deadlines: int = 0  # expert calls slower than one action period
-    refresh_s: collections.deque[float] = field(default_factory=_recent)  # refresh durations
-    expert_s: collections.deque[float] = field(default_factory=_recent)  # expert durations
     feature_age_s: collections.deque[float] = field(default_factory=_recent)  # at each action
 
 
 class DualRateRuntime:
-    """Seed 003's operations over any policy with the split API."""
+    """The dual-rate schedule over any policy with the split API."""
 
     def __init__(
         self,
@@ -117,10 +117,40 @@ class DualRateRuntime:
     def features(self) -> Features | None:
         return self._latest
 
-    @property
-    def pending(self) -> "Future[None] | None":
-        """The refresh in flight, if any (await it instead of blocking on cold start)."""
-        return None if self._pending is None or self._pending.done() else self._pending
+    def step(
+        self, state: RobotState, observe: Callable[[], Observation], seed: int | None = None
+    ) -> ExpertOutput:
+        """One control tick: if a refresh is due, start one on `observe()` (called only then:
+        rendering is slow too); then act on the newest features with this proprioception.
+        A cold start with "wait" blocks until the first features exist."""
+        refreshed = self._refresh_if_due(observe)
+        return replace(self.predict_action(state, seed), refreshed=refreshed)
+
+    async def astep(
+        self,
+        state: RobotState,
+        observe: Callable[[], Observation],
+        seed: int | None = None,
+        executor: Executor | None = None,
+        timeout_s: float | None = None,
+    ) -> ExpertOutput:
+        """`step` for an event loop: a cold-start "wait" is awaited, not blocked on (up to
+        `timeout_s`, default `wait_timeout_s`, else DeadlineExceededError), and the action stage
+        runs on `executor`."""
+        refreshed = self._refresh_if_due(observe)
+        pending = self._pending
+        cold = self._latest is None and self.config.cold_start == "wait"
+        if cold and pending is not None and not pending.done():
+            timeout = self.config.wait_timeout_s if timeout_s is None else timeout_s
+            done, _ = await asyncio.wait({asyncio.wrap_future(pending)}, timeout=timeout)
+            if not done:
+                raise DeadlineExceededError("first features not ready before the deadline")
+        loop = asyncio.get_running_loop()
+        out = await loop.run_in_executor(executor, self.predict_action, state, seed)
+        return replace(out, refreshed=refreshed)
+
+    def _refresh_if_due(self, observe: Callable[[], Observation]) -> bool:
+        return self.should_start_vlm_update() and self.start_vlm_update(observe())
 
     def should_start_vlm_update(self, now: float | None = None) -> bool:
         """True when no refresh runs and one period has passed since the last started."""
@@ -144,14 +174,11 @@ class DualRateRuntime:
     def _refresh(self, observation: Observation, captured_s: float) -> None:
         if self.config.vlm_threads is not None:
             torch.set_num_threads(self.config.vlm_threads)  # per worker thread (OpenMP)
-        started = self._clock()
         features = self._split.extract_features([observation])
-        ready = self._clock()
         with self._cond:
             version = 1 if self._latest is None else self._latest.version + 1
-            self._latest = Features(features, version, captured_s, ready)
+            self._latest = Features(features, version, captured_s)
             self.stats.refreshes += 1
-            self.stats.refresh_s.append(ready - started)
             self._cond.notify_all()
 
     def _wait_for(self, fresh: Callable[[Features | None], bool]) -> Features:
@@ -192,14 +219,12 @@ class DualRateRuntime:
         latest = self._latest
         if latest is None:
             if config.cold_start == "idle":
-                return ExpertOutput(None, 0, 0.0, stale=False, held=False)
+                return ExpertOutput(None)
             latest = self._wait_for(lambda f: f is not None)
         now = self._clock()
         stale = now - latest.captured_s > config.max_feature_age_s
         if stale and config.stale == "hold" and self._last_output is not None:
-            held = self._last_output
-            return ExpertOutput(held.chunk, held.feature_version, now - latest.captured_s,
-                                stale=True, held=True)  # fmt: skip
+            return ExpertOutput(self._last_output.chunk, stale=True, held=True)
         if stale and config.stale == "wait":
             latest = self._wait_for(
                 lambda f: f is not None and self._clock() - f.captured_s <= config.max_feature_age_s
@@ -213,11 +238,11 @@ class DualRateRuntime:
         spent = self._clock() - started
         age = now - latest.captured_s
         self.stats.expert_calls += 1
-        self.stats.expert_s.append(spent)
         self.stats.feature_age_s.append(age)
         if spent > 1.0 / config.action_expert_hz:
             self.stats.missed_deadlines += 1
-        output = ExpertOutput(chunk, latest.version, age, stale=stale, held=False)
+        chunk = replace(chunk, feature_version=latest.version, feature_age_ms=age * 1000.0)
+        output = ExpertOutput(chunk, stale=stale)
         self._last_output = output
         return output
 
@@ -250,7 +275,7 @@ def run_loop(
     sleep: Callable[[float], None] = time.sleep,
     clock: Clock = time.monotonic,
 ) -> LoopReport:
-    """The seed's main loop: start refreshes when due, act at the fixed expert rate."""
+    """A fixed-rate control loop: one `step` per action period."""
     period = 1.0 / runtime.config.action_expert_hz
     began = start = clock()
     outputs: list[ExpertOutput] = []
@@ -259,9 +284,7 @@ def run_loop(
     while clock() - began < duration_s:
         ticks.append(clock())
         observation = observe()
-        if runtime.should_start_vlm_update():
-            runtime.start_vlm_update(observation)
-        outputs.append(runtime.predict_action(observation.state))
+        outputs.append(runtime.step(observation.state, functools.partial(_same, observation)))
         k += 1
         delay = start + k * period - clock()
         if delay > 0:
@@ -271,3 +294,7 @@ def run_loop(
     actions = sum(len(o.chunk.actions) for o in outputs if o.chunk is not None and not o.held)
     elapsed = max(clock() - began, 1e-9)
     return LoopReport(outputs, list(np.diff(ticks)), actions / elapsed, period)
+
+
+def _same(observation: Observation) -> Observation:
+    return observation

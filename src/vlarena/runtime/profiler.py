@@ -1,5 +1,5 @@
-"""Seed 003's `profile_vlm_speed`: stage timings per number of camera views, and the dual-rate
-settings they call for."""
+"""Profiling the two stages of a split policy (`vlarena profile`): timings per number of
+camera views, and the dual-rate settings they call for."""
 
 import dataclasses
 import math
@@ -46,16 +46,22 @@ def profile(
         expert = _timings(partial(policy.predict_from_features, features, [obs.state]), samples)
         vlm_hz = 1000.0 / (vlm["p95_ms"] * HEADROOM)
         expert_hz = min(action_expert_hz, 1000.0 / expert["p95_ms"])
-        results.append({
-            "views": n,
-            "feature_extraction": vlm | {"achievable_hz": 1000.0 / vlm["mean_ms"]},
-            "action_expert": expert | {"achievable_hz": 1000.0 / expert["mean_ms"]},
-            "recommended": {
-                "vlm_update_hz": round(vlm_hz, 2),
-                "action_expert_hz": round(expert_hz, 2),
-                "vlm_reuse_count": max(1, math.ceil(expert_hz / vlm_hz)),
-                "sensor_window": max(1, round(sensor_hz / expert_hz)),
-            },
-        })  # fmt: skip
-    return {"model": f"{family.policy_type}", "samples": samples, "sensor_hz": sensor_hz,
-            "views": results}  # fmt: skip
+        results.append(
+            {
+                "views": n,
+                "feature_extraction": vlm | {"achievable_hz": 1000.0 / vlm["mean_ms"]},
+                "action_expert": expert | {"achievable_hz": 1000.0 / expert["mean_ms"]},
+                "recommended": {
+                    "vlm_update_hz": round(vlm_hz, 2),
+                    "action_expert_hz": round(expert_hz, 2),
+                    "vlm_reuse_count": max(1, math.ceil(expert_hz / vlm_hz)),
+                    "sensor_window": max(1, round(sensor_hz / expert_hz)),
+                },
+            }
+        )
+    return {
+        "model": f"{family.policy_type}",
+        "samples": samples,
+        "sensor_hz": sensor_hz,
+        "views": results,
+    }

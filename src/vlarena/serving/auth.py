@@ -8,11 +8,14 @@ from typing import Any
 
 import grpc
 
+from vlarena.errors import AuthError
+from vlarena.serving.status import abort
+
 PUBLIC_METHODS = frozenset({"/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/Watch"})
 
 
 async def _deny(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
-    await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or invalid bearer token")
+    await abort(context, AuthError("missing or invalid bearer token"))
 
 
 _DENY_HANDLERS: dict[tuple[bool, bool], grpc.RpcMethodHandler[Any, Any]] = {

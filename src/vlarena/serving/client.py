@@ -1,18 +1,31 @@
-"""Python clients of the inference server: blocking (`VLAClient`) and asyncio (`AsyncVLAClient`).
+"""Python clients of the inference server: blocking (`VLAClient`), asyncio (`AsyncVLAClient`),
+and `RemotePolicy`, a served model as a `Policy`.
 
-Failures surface as `grpc.RpcError` (sync) / `grpc.aio.AioRpcError` (async) with the server's
-status code and message, e.g. INVALID_ARGUMENT for a malformed observation.
+A failed call raises the domain error the server raised (`vlarena.errors`), decoded from its
+status and trailing metadata: e.g. InvalidObservationError for a malformed observation,
+QueueFullError (retryable) when the server is overloaded.
 """
 
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from types import TracebackType
-from typing import Self
+from typing import Self, TypedDict
 
 import grpc
 
+from vlarena.errors import (
+    InvalidRequestError,
+    PolicyOutputError,
+    RetryLaterError,
+    UnknownNameError,
+    VLArenaError,
+)
+from vlarena.policies.base import Policy, Seeds
+from vlarena.policies.specs import ModelSpec
 from vlarena.serving import codec
+from vlarena.serving.status import from_rpc_error
 from vlarena.serving.v1 import inference_pb2 as pb
 from vlarena.serving.v1 import inference_pb2_grpc as pb_grpc
 from vlarena.types import ActionChunk, ModelInfo, Observation
@@ -20,17 +33,22 @@ from vlarena.types import ActionChunk, ModelInfo, Observation
 DEFAULT_TARGET = "127.0.0.1:50051"
 
 
-@dataclass(frozen=True)
-class Prediction:
-    """An action chunk and how the server produced it."""
+@contextmanager
+def _domain_errors() -> Iterator[None]:
+    """Failed calls raise the domain error behind them, not grpc.RpcError."""
+    try:
+        yield
+    except grpc.RpcError as exc:
+        raise from_rpc_error(exc) from None
 
-    chunk: ActionChunk
-    queue_time_ms: float  # waiting to be batched on the server
-    batch_size: int  # requests in the batch it rode in
-    sequence: int  # echo of the request's sequence number
-    round_trip_ms: float  # measured by the client (0 for streamed replies)
-    feature_version: int = 0  # dual-rate streams: the feature refresh behind this chunk
-    feature_age_ms: float = 0.0  # dual-rate streams: age of those features
+
+def _elapsed_ms(started: float) -> float:
+    return (time.perf_counter() - started) * 1000.0
+
+
+class UnaryKwargs(TypedDict):
+    timeout: float
+    metadata: tuple[tuple[str, str | bytes], ...]
 
 
 @dataclass(frozen=True)
@@ -51,6 +69,10 @@ class ClientOptions:
     def metadata(self) -> tuple[tuple[str, str | bytes], ...]:
         return (("authorization", f"Bearer {self.token}"),) if self.token else ()
 
+    def unary(self) -> "UnaryKwargs":
+        """The keyword arguments of a unary call: its deadline and credentials."""
+        return {"timeout": self.timeout_s, "metadata": self.metadata()}
+
     def credentials(self) -> grpc.ChannelCredentials | None:
         if self.root_certificates is None:
             return None
@@ -66,20 +88,12 @@ class ClientOptions:
         return msg
 
 
-def _prediction(reply: pb.ActionChunk, round_trip_ms: float = 0.0) -> Prediction:
-    return Prediction(
-        codec.decode_chunk(reply), reply.queue_time_ms, reply.batch_size, reply.sequence,
-        round_trip_ms, reply.feature_version, reply.feature_age_ms,
-    )  # fmt: skip
-
-
 class VLAClient:
     """Blocking client for all four RPCs."""
 
     def __init__(self, options: ClientOptions | None = None) -> None:
         self.options = options or ClientOptions()
-        creds = self.options.credentials()
-        args = self.options.channel_args()
+        creds, args = self.options.credentials(), self.options.channel_args()
         self._channel = (
             grpc.insecure_channel(self.options.target, options=args)
             if creds is None
@@ -89,37 +103,35 @@ class VLAClient:
 
     def predict(
         self, obs: Observation, *, model: str = "", seed: int | None = None, sequence: int = 0
-    ) -> Prediction:
+    ) -> ActionChunk:
+        """One observation's chunk, with the server's timings and this call's round trip."""
+        request = self.options.request(obs, model, seed, sequence)
         started = time.perf_counter()
-        reply = self._stub.Predict(
-            self.options.request(obs, model, seed, sequence),
-            timeout=self.options.timeout_s,
-            metadata=self.options.metadata(),
-        )
-        return _prediction(reply, (time.perf_counter() - started) * 1000.0)
+        with _domain_errors():
+            reply = self._stub.Predict(request, **self.options.unary())
+        return codec.decode_chunk(reply).timed("round_trip", _elapsed_ms(started))
 
     def stream(
         self, observations: Iterable[Observation], *, model: str = ""
-    ) -> Iterator[Prediction]:
+    ) -> Iterator[ActionChunk]:
         """StreamControl: yields a reply for each observation the server got to (newest wins)."""
         requests = (
             self.options.request(obs, model, None, seq) for seq, obs in enumerate(observations)
         )
-        for reply in self._stub.StreamControl(requests, metadata=self.options.metadata()):
-            yield _prediction(reply)
+        with _domain_errors():
+            for reply in self._stub.StreamControl(requests, metadata=self.options.metadata()):
+                yield codec.decode_chunk(reply)
 
     def model_info(self, model: str = "") -> ModelInfo:
-        reply = self._stub.GetModelInfo(
-            pb.ModelInfoRequest(model=model),
-            timeout=self.options.timeout_s,
-            metadata=self.options.metadata(),
-        )
+        with _domain_errors():
+            reply = self._stub.GetModelInfo(
+                pb.ModelInfoRequest(model=model), **self.options.unary()
+            )
         return codec.decode_model_info(reply)
 
     def health(self) -> pb.HealthStatus:
-        return self._stub.HealthCheck(
-            pb.HealthRequest(), timeout=self.options.timeout_s, metadata=self.options.metadata()
-        )
+        with _domain_errors():
+            return self._stub.HealthCheck(pb.HealthRequest(), **self.options.unary())
 
     def close(self) -> None:
         self._channel.close()
@@ -136,8 +148,7 @@ class AsyncVLAClient:
 
     def __init__(self, options: ClientOptions | None = None) -> None:
         self.options = options or ClientOptions()
-        creds = self.options.credentials()
-        args = self.options.channel_args()
+        creds, args = self.options.credentials(), self.options.channel_args()
         self._channel = (
             grpc.aio.insecure_channel(self.options.target, options=args)
             if creds is None
@@ -147,18 +158,17 @@ class AsyncVLAClient:
 
     async def predict(
         self, obs: Observation, *, model: str = "", seed: int | None = None, sequence: int = 0
-    ) -> Prediction:
+    ) -> ActionChunk:
+        """One observation's chunk, with the server's timings and this call's round trip."""
+        request = self.options.request(obs, model, seed, sequence)
         started = time.perf_counter()
-        reply = await self._stub.Predict(
-            self.options.request(obs, model, seed, sequence),
-            timeout=self.options.timeout_s,
-            metadata=self.options.metadata(),
-        )
-        return _prediction(reply, (time.perf_counter() - started) * 1000.0)
+        with _domain_errors():
+            reply = await self._stub.Predict(request, **self.options.unary())
+        return codec.decode_chunk(reply).timed("round_trip", _elapsed_ms(started))
 
     async def stream(
         self, observations: AsyncIterable[Observation], *, model: str = "", dual_rate: bool = False
-    ) -> AsyncIterator[Prediction]:
+    ) -> AsyncIterator[ActionChunk]:
         """StreamControl: yields a reply for each observation the server got to (newest wins).
 
         With `dual_rate`, the server refreshes features in the background and answers at once.
@@ -170,22 +180,21 @@ class AsyncVLAClient:
                 yield self.options.request(obs, model, None, seq, dual_rate)
                 seq += 1
 
-        call = self._stub.StreamControl(requests(), metadata=self.options.metadata())
-        async for reply in call:
-            yield _prediction(reply)
+        with _domain_errors():
+            async for reply in self._stub.StreamControl(
+                requests(), metadata=self.options.metadata()
+            ):
+                yield codec.decode_chunk(reply)
 
     async def model_info(self, model: str = "") -> ModelInfo:
-        reply = await self._stub.GetModelInfo(
-            pb.ModelInfoRequest(model=model),
-            timeout=self.options.timeout_s,
-            metadata=self.options.metadata(),
-        )
+        with _domain_errors():
+            request = pb.ModelInfoRequest(model=model)
+            reply = await self._stub.GetModelInfo(request, **self.options.unary())
         return codec.decode_model_info(reply)
 
     async def health(self) -> pb.HealthStatus:
-        return await self._stub.HealthCheck(
-            pb.HealthRequest(), timeout=self.options.timeout_s, metadata=self.options.metadata()
-        )
+        with _domain_errors():
+            return await self._stub.HealthCheck(pb.HealthRequest(), **self.options.unary())
 
     async def close(self) -> None:
         await self._channel.close()
@@ -197,3 +206,47 @@ class AsyncVLAClient:
         self, *exc: type[BaseException] | BaseException | TracebackType | None
     ) -> None:
         await self.close()
+
+
+class RemotePolicy(Policy):
+    """A model of an inference server as a policy: one Predict call per observation.
+
+    The server's failures are this policy's: request errors and retryable ones keep their
+    kind, anything else is a PolicyOutputError naming the server.
+    """
+
+    def __init__(self, client: VLAClient, model: str = "") -> None:
+        self._client = client
+        self._model = model
+        with self._failures():
+            self._info = client.model_info(model)
+
+    @classmethod
+    def connect(cls, spec: ModelSpec, token: str | None = None) -> "RemotePolicy":
+        """A remote spec (`grpc://HOST:PORT[/MODEL]`) as a policy, over a channel of its own."""
+        return cls(VLAClient(ClientOptions(target=spec.source, token=token)), spec.model)
+
+    @property
+    def info(self) -> ModelInfo:
+        return self._info
+
+    def predict(
+        self, observations: Sequence[Observation], seeds: Seeds = None
+    ) -> list[ActionChunk]:
+        with self._failures():
+            chunks = [
+                self._client.predict(obs, model=self._model, seed=seed)
+                for obs, seed in zip(observations, seeds or [None] * len(observations), strict=True)
+            ]
+        # To its caller this policy's call took the whole round trip; the server's own layers
+        # stay on the server's side of the seam.
+        return [replace(c, timing_ms={"policy": c.timing_ms["round_trip"]}) for c in chunks]
+
+    @contextmanager
+    def _failures(self) -> Iterator[None]:
+        try:
+            yield
+        except (InvalidRequestError, UnknownNameError, RetryLaterError):
+            raise
+        except VLArenaError as exc:
+            raise PolicyOutputError(f"the inference server failed: {exc}") from exc

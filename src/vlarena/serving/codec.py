@@ -9,8 +9,7 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
-from vlarena.errors import InvalidObservationError
-from vlarena.runtime import Served
+from vlarena.errors import InvalidObservationError, PolicyOutputError
 from vlarena.serving.v1 import inference_pb2 as pb
 from vlarena.types import ActionChunk, ModelInfo, Observation, RobotState, decode_image
 
@@ -113,29 +112,41 @@ def encode_observation(
     return msg
 
 
-def encode_chunk(served: Served, request: pb.Observation) -> pb.ActionChunk:
-    chunk = served.chunk
+def encode_chunk(chunk: ActionChunk, request: pb.Observation) -> pb.ActionChunk:
+    timing = chunk.timing_ms
     return pb.ActionChunk(
         actions=[pb.Action(values=row.tolist()) for row in chunk.actions],
-        inference_time_ms=served.compute_time_s * 1000.0,
-        queue_time_ms=served.queue_time_s * 1000.0,
+        inference_time_ms=timing.get("policy", 0.0),
+        queue_time_ms=timing.get("queue", 0.0),
+        timing_ms=timing,
         confidence=chunk.confidence or 0.0,
         has_confidence=chunk.confidence is not None,
         model_id=chunk.model_id,
         client_timestamp=request.client_timestamp,
         sequence=request.sequence,
-        batch_size=served.batch_size,
+        batch_size=chunk.batch_size,
+        feature_version=chunk.feature_version,
+        feature_age_ms=chunk.feature_age_ms,
     )
 
 
 def decode_chunk(msg: pb.ActionChunk) -> ActionChunk:
-    actions = np.array([list(a.values) for a in msg.actions], dtype=np.float32)
-    return ActionChunk(
-        actions=actions,
-        inference_time_ms=msg.inference_time_ms,
-        model_id=msg.model_id,
-        confidence=msg.confidence if msg.has_confidence else None,
-    )
+    """A reply as a chunk; PolicyOutputError if its actions are not an H x D table."""
+    # A server from before the per-layer record sends only the policy and queue times.
+    timing = dict(msg.timing_ms) or {"policy": msg.inference_time_ms, "queue": msg.queue_time_ms}
+    try:
+        return ActionChunk(
+            actions=np.array([list(a.values) for a in msg.actions], dtype=np.float32),
+            model_id=msg.model_id,
+            confidence=msg.confidence if msg.has_confidence else None,
+            timing_ms=timing,
+            batch_size=msg.batch_size,
+            feature_version=msg.feature_version,
+            feature_age_ms=msg.feature_age_ms,
+            sequence=msg.sequence,
+        )
+    except ValueError as exc:
+        raise PolicyOutputError(f"the server answered malformed actions: {exc}") from None
 
 
 _INFO_FIELDS = [f.name for f in dataclasses.fields(ModelInfo)]  # same names in pb.ModelInfo

@@ -1,7 +1,9 @@
-"""Prometheus metrics of the inference server (the seed's names plus queue/compute split)."""
+"""Prometheus metrics of the inference server (`vla_*`: latency, queue and compute time, requests,
+batch sizes, dual-rate refreshes and feature age, GPU utilisation)."""
 
 import logging
 import time
+from functools import partial
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
@@ -18,26 +20,42 @@ class ServerMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        seconds = {"buckets": _LATENCY_BUCKETS_S, "registry": r}
-        self.latency = Histogram("vla_inference_latency_seconds", "Queue + compute time",
-                                 ["model", "embodiment"], **seconds)  # type: ignore[arg-type]  # fmt: skip
-        self.queue_time = Histogram("vla_queue_time_seconds", "Time waiting to be batched",
-                                    ["model"], **seconds)  # type: ignore[arg-type]  # fmt: skip
-        self.compute_time = Histogram("vla_compute_time_seconds", "Policy call time per batch",
-                                      ["model"], **seconds)  # type: ignore[arg-type]  # fmt: skip
-        self.requests = Counter("vla_inference_requests", "Requests by model and final status",
-                                ["model", "status"], registry=r)  # fmt: skip
-        self.batch_size = Histogram("vla_batch_size", "Requests per executed batch", ["model"],
-                                    buckets=_BATCH_BUCKETS, registry=r)  # fmt: skip
-        self.stream_dropped = Counter("vla_stream_observations_dropped",
-                                      "Stream observations superseded by a newer one before "
-                                      "inference", registry=r)  # fmt: skip
+        seconds = partial(Histogram, buckets=_LATENCY_BUCKETS_S, registry=r)
+        self.latency = seconds(
+            "vla_inference_latency_seconds", "Queue + compute time", ["model", "embodiment"]
+        )
+        self.queue_time = seconds("vla_queue_time_seconds", "Time waiting to be batched", ["model"])
+        self.compute_time = seconds(
+            "vla_compute_time_seconds", "Policy call time per batch", ["model"]
+        )
+        self.requests = Counter(
+            "vla_inference_requests",
+            "Requests by model and final status",
+            ["model", "status"],
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "vla_batch_size",
+            "Requests per executed batch",
+            ["model"],
+            buckets=_BATCH_BUCKETS,
+            registry=r,
+        )
+        self.stream_dropped = Counter(
+            "vla_stream_observations_dropped",
+            "Stream observations superseded by a newer one before inference",
+            registry=r,
+        )
         self.feature_age = Histogram(
-            "vla_dual_rate_feature_age_seconds", "Age of the features behind each dual-rate action",
-            ["model"], buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0), registry=r,
-        )  # fmt: skip
-        self.refreshes = Counter("vla_dual_rate_refreshes", "Dual-rate feature refreshes started",
-                                 ["model"], registry=r)  # fmt: skip
+            "vla_dual_rate_feature_age_seconds",
+            "Age of the features behind each dual-rate action",
+            ["model"],
+            buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0),
+            registry=r,
+        )
+        self.refreshes = Counter(
+            "vla_dual_rate_refreshes", "Dual-rate feature refreshes started", ["model"], registry=r
+        )
         self.queue_depth = Gauge("vla_queue_depth", "Requests waiting to be batched", registry=r)
         self.uptime = Gauge("vla_uptime_seconds", "Seconds since the server started", registry=r)
         self.model = Info("vla_model", "Served models, device and precision", registry=r)
@@ -56,8 +74,9 @@ class _Nvml:
     def __init__(self, nvml: Any, registry: CollectorRegistry) -> None:
         self._nvml = nvml
         self._handle = nvml.nvmlDeviceGetHandleByIndex(0)
-        Gauge("vla_gpu_utilization_percent", "GPU utilization %",
-              registry=registry).set_function(self.utilization)  # fmt: skip
+        Gauge("vla_gpu_utilization_percent", "GPU utilization %", registry=registry).set_function(
+            self.utilization
+        )
         Gauge("vla_gpu_memory_used_bytes", "GPU memory used", registry=registry).set_function(
             lambda: nvml.nvmlDeviceGetMemoryInfo(self._handle).used
         )

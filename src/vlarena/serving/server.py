@@ -15,16 +15,11 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
 from vlarena.errors import ConfigError, UnavailableError
-from vlarena.policies import (
-    DeviceConfig,
-    Policy,
-    load_policy,
-    native_policy_types,
-    random_native,
-)
+from vlarena.policies import DeviceConfig, Policy, native_policy_types
 from vlarena.policies.checkpoint import read_metadata
 from vlarena.policies.registry import get_policy_type
 from vlarena.policies.shipped import shipped_checkpoints
+from vlarena.policies.specs import parse_spec, resolve_policy
 from vlarena.runtime import DualRateConfig, DynamicBatcher, warmup
 from vlarena.serving.auth import TokenAuthInterceptor
 from vlarena.serving.metrics import ServerMetrics
@@ -44,7 +39,7 @@ def load_policies(settings: ServerSettings) -> list[Policy]:
     VLA_MODEL_TYPE (default vla-flow) first; random weights only if none is installed.
     """
     device = DeviceConfig(device=settings.device, precision=settings.precision)
-    extras: list[Path] = []
+    extras: list[str] = []
     if settings.model_path is None:
         name = settings.model_type or "vla-flow"
         natives = native_policy_types()
@@ -54,22 +49,29 @@ def load_policies(settings: ServerSettings) -> list[Policy]:
         shipped = shipped_checkpoints()
         own = [p for p in shipped if read_metadata(p).policy_type == name]
         if own:
-            default = load_policy(own[0], device)
-            listed = {p.resolve() for p in settings.extra_models}
-            extras = [p for p in shipped if p != own[0] and p.resolve() not in listed]
+            default = resolve_policy(str(own[0]), device)
+            listed = [parse_spec(spec) for spec in settings.extra_models]
+            local = {
+                Path(s.source).resolve() for s in listed if s.kind in ("shipped", "checkpoint")
+            }
+            extras = [str(p) for p in shipped if p != own[0] and p.resolve() not in local]
         else:
-            log.warning("VLA_MODEL_PATH unset and no shipped %s checkpoint: serving random "
-                        "weights (small preset)", name)  # fmt: skip
-            default = random_native(name, "small", device)
+            log.warning(
+                "VLA_MODEL_PATH unset and no shipped %s checkpoint: serving random weights "
+                "(small preset)",
+                name,
+            )
+            default = resolve_policy(f"{name}:small", device)
     else:
-        default = load_policy(settings.model_path, device)
+        default = resolve_policy(str(settings.model_path), device)
         if settings.model_type and default.info.policy_type != settings.model_type:
             raise ConfigError(
                 f"VLA_MODEL_TYPE={settings.model_type} but {settings.model_path} holds a "
                 f"{default.info.policy_type} checkpoint"
             )
     _check_contract(default, settings)
-    return [default, *(load_policy(path, device) for path in [*extras, *settings.extra_models])]
+    more = [*extras, *settings.extra_models]
+    return [default, *(resolve_policy(spec, device) for spec in more)]
 
 
 def _check_contract(policy: Policy, settings: ServerSettings) -> None:
@@ -118,18 +120,24 @@ class InferenceServer:
             if name in self.models:
                 raise ConfigError(f"two served models are named {name!r}")
             batcher = DynamicBatcher(
-                policy, self.inference_pool, self.settings.batch_size,
-                self.settings.max_queue_delay_ms / 1000.0, self.settings.max_queue_size,
+                policy,
+                self.inference_pool,
+                self.settings.batch_size,
+                self.settings.max_queue_delay_ms / 1000.0,
+                self.settings.max_queue_size,
                 on_batch=self._batch_observer(name),
-            )  # fmt: skip
+            )
             self.models[name] = ServedModel(policy, batcher)
         self.metrics.queue_depth.set_function(
             lambda: sum(m.batcher.depth for m in self.models.values())
         )
         self.metrics.model.info(
-            {"models": ",".join(self.models), "device": self.settings.device,
-             "precision": self.settings.precision}
-        )  # fmt: skip
+            {
+                "models": ",".join(self.models),
+                "device": self.settings.device,
+                "precision": self.settings.precision,
+            }
+        )
         self._server = self._build_server(next(iter(self.models)))
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         await self._server.start()
@@ -158,13 +166,22 @@ class InferenceServer:
         )
         server = grpc.aio.server(options=options, interceptors=interceptors)
         dual_rate = DualRateConfig(
-            vlm_update_hz=s.dual_rate_vlm_hz, max_feature_age_s=s.dual_rate_max_feature_age_s,
-            vlm_threads=None, expert_threads=None,
-        )  # fmt: skip
+            vlm_update_hz=s.dual_rate_vlm_hz,
+            max_feature_age_s=s.dual_rate_max_feature_age_s,
+            vlm_threads=None,
+            expert_threads=None,
+        )
         servicer = InferenceServicer(
-            self.models, default_model, self.state, self.metrics, self._pools,
-            s.timeout_ms / 1000.0, s.device, s.precision, dual_rate,
-        )  # fmt: skip
+            self.models,
+            default_model,
+            self.state,
+            self.metrics,
+            self._pools,
+            s.timeout_ms / 1000.0,
+            s.device,
+            s.precision,
+            dual_rate,
+        )
         pb_grpc.add_VLAInferenceServicer_to_server(servicer, server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(

@@ -14,19 +14,20 @@ from typing import Any, TypeVar
 import grpc
 
 from vlarena.errors import (
-    DeadlineExceededError,
     InvalidObservationError,
+    InvalidRequestError,
     UnavailableError,
     UnknownNameError,
     VLArenaError,
 )
 from vlarena.policies import Policy
-from vlarena.runtime import DualRateConfig, DualRateRuntime, DynamicBatcher, Served
+from vlarena.runtime import DualRateConfig, DualRateRuntime, DynamicBatcher
 from vlarena.serving import codec
 from vlarena.serving.metrics import ServerMetrics
-from vlarena.serving.status import status_for
+from vlarena.serving.status import abort
 from vlarena.serving.v1 import inference_pb2 as pb
 from vlarena.serving.v1 import inference_pb2_grpc as pb_grpc
+from vlarena.types import Observation
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -97,22 +98,26 @@ class InferenceServicer(pb_grpc.VLAInferenceServicer):
         except KeyError:
             raise UnknownNameError("model", name, self._models) from None
 
-    async def _guard(self, context: grpc.aio.ServicerContext[Any, Any], model: str,
-                     call: Callable[[], Awaitable[T]]) -> T:  # fmt: skip
+    async def _guard(
+        self,
+        context: grpc.aio.ServicerContext[Any, Any],
+        model: str,
+        call: Callable[[], Awaitable[T]],
+    ) -> T:
         """Run `call`; a domain error aborts with its status, anything else with INTERNAL."""
         try:
             result = await call()
         except VLArenaError as exc:
-            code = status_for(exc)
-            self._metrics.requests.labels(model, code.name).inc()
-            await context.abort(code, str(exc))
+            self._metrics.requests.labels(model, exc.wire.grpc_code).inc()
+            await abort(context, exc)
         except asyncio.CancelledError:
             self._metrics.requests.labels(model, "CANCELLED").inc()
             raise
         except Exception:
             log.exception("unexpected error serving %s", model)
-            self._metrics.requests.labels(model, "INTERNAL").inc()
-            await context.abort(grpc.StatusCode.INTERNAL, "internal error (see the server log)")
+            internal = VLArenaError("internal error (see the server log)")
+            self._metrics.requests.labels(model, internal.wire.grpc_code).inc()
+            await abort(context, internal)
         self._metrics.requests.labels(model, "OK").inc()
         return result
 
@@ -122,23 +127,32 @@ class InferenceServicer(pb_grpc.VLAInferenceServicer):
         budget = self._timeout_s if remaining is None else min(remaining, self._timeout_s)
         return asyncio.get_running_loop().time() + budget
 
-    async def _predict(self, request: pb.Observation, deadline: float) -> pb.ActionChunk:
+    def _ready_model(self, request: pb.Observation) -> ServedModel:
         if not self._state.ready:
             raise UnavailableError(f"server is {self._state.status.lower()}, not serving")
-        served = self._model(request.model)
-        served.batcher.check_capacity()  # refuse overload before spending time on decoding
+        return self._model(request.model)
+
+    async def _decode(self, served: ServedModel, request: pb.Observation) -> Observation:
+        """The request's observation, decoded and checked against the model it names."""
         loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._pools.decode, codec.decode_observation, request, served.policy.info
+        )
+
+    async def _predict(self, request: pb.Observation, deadline: float) -> pb.ActionChunk:
+        received = time.perf_counter()
+        served = self._ready_model(request)
         info = served.policy.info
-        obs = await loop.run_in_executor(
-            self._pools.decode, codec.decode_observation, request, info
-        )
-        seed = request.seed if request.HasField("seed") else None
-        result = await served.batcher.submit(obs, seed, deadline)
-        self._metrics.queue_time.labels(info.name).observe(result.queue_time_s)
+        # A queue place is taken before decoding, so overload is refused before any work.
+        with served.batcher.admit() as place:
+            obs = await self._decode(served, request)
+            chunk = await place.submit(obs, _seed(request), deadline)
+        queue_s = chunk.timing_ms["queue"] / 1000.0
+        self._metrics.queue_time.labels(info.name).observe(queue_s)
         self._metrics.latency.labels(info.name, obs.embodiment).observe(
-            result.queue_time_s + result.compute_time_s
+            queue_s + chunk.timing_ms["policy"] / 1000.0
         )
-        return codec.encode_chunk(result, request)
+        return codec.encode_chunk(chunk.timed("server", _elapsed_ms(received)), request)
 
     async def Predict(  # noqa: N802 (gRPC method name)
         self, request: pb.Observation, context: grpc.aio.ServicerContext[Any, Any]
@@ -193,7 +207,7 @@ class InferenceServicer(pb_grpc.VLAInferenceServicer):
             error = await asyncio.gather(reader, return_exceptions=True)
             if isinstance(error[0], Exception):
                 log.warning("stream message could not be read: %r", error[0])
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "malformed stream message")
+                await abort(context, InvalidRequestError("malformed stream message"))
         finally:
             reader.cancel()
             for runtime in dual:
@@ -203,42 +217,28 @@ class InferenceServicer(pb_grpc.VLAInferenceServicer):
         self, dual: list[DualRateRuntime], request: pb.Observation, deadline: float
     ) -> pb.ActionChunk:
         """Answer at once from this stream's newest features, refreshing them in the background."""
-        if not self._state.ready:
-            raise UnavailableError(f"server is {self._state.status.lower()}, not serving")
-        served = self._model(request.model)
+        received = time.perf_counter()
+        served = self._ready_model(request)
+        obs = await self._decode(served, request)
         if not dual:
-            dual.append(DualRateRuntime(served.policy, self._dual_rate,
-                                        executor=self._pools.features))  # fmt: skip
+            dual.append(
+                DualRateRuntime(served.policy, self._dual_rate, executor=self._pools.features)
+            )
         runtime = dual[0]
         if runtime.policy is not served.policy:
             raise InvalidObservationError("a dual-rate stream serves one model; open another")
         loop = asyncio.get_running_loop()
-        info = served.policy.info
-        obs = await loop.run_in_executor(
-            self._pools.decode, codec.decode_observation, request, info
+        out = await runtime.astep(
+            obs.state, lambda: obs, _seed(request), self._pools.inference, deadline - loop.time()
         )
-        if runtime.should_start_vlm_update() and runtime.start_vlm_update(obs):
-            self._metrics.refreshes.labels(info.name).inc()
-        pending = runtime.pending
-        if runtime.features is None and pending is not None:  # cold start: await, don't block
-            try:
-                await asyncio.wait_for(asyncio.wrap_future(pending), deadline - loop.time())
-            except TimeoutError:
-                raise DeadlineExceededError(
-                    "first features not ready before the deadline"
-                ) from None
-        seed = request.seed if request.HasField("seed") else None
-        started = loop.time()
-        out = await loop.run_in_executor(self._pools.inference, runtime.predict_action,
-                                         obs.state, seed)  # fmt: skip
-        compute_s = loop.time() - started
         assert out.chunk is not None  # cold start "wait" (the default) always yields a chunk
-        self._metrics.feature_age.labels(info.name).observe(out.feature_age_s)
-        self._metrics.compute_time.labels(info.name).observe(compute_s)
-        reply = codec.encode_chunk(Served(out.chunk, 0.0, compute_s, 1), request)
-        reply.feature_version = out.feature_version
-        reply.feature_age_ms = out.feature_age_s * 1000.0
-        return reply
+        name = served.policy.info.name
+        if out.refreshed:
+            self._metrics.refreshes.labels(name).inc()
+        self._metrics.feature_age.labels(name).observe(out.chunk.feature_age_ms / 1000.0)
+        policy_ms = out.chunk.timing_ms.get("policy", 0.0)  # a policy may not time itself
+        self._metrics.compute_time.labels(name).observe(policy_ms / 1000.0)
+        return codec.encode_chunk(out.chunk.timed("server", _elapsed_ms(received)), request)
 
     async def GetModelInfo(  # noqa: N802
         self, request: pb.ModelInfoRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -264,3 +264,11 @@ class InferenceServicer(pb_grpc.VLAInferenceServicer):
             uptime_seconds=time.monotonic() - self._state.started,
             models=sorted(self._models),
         )
+
+
+def _seed(request: pb.Observation) -> int | None:
+    return request.seed if request.HasField("seed") else None
+
+
+def _elapsed_ms(started: float) -> float:
+    return (time.perf_counter() - started) * 1000.0

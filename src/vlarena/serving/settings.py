@@ -14,7 +14,7 @@ class ServerSettings(BaseSettings):
     # Model
     model_type: str | None = None  # policy type; checked against the checkpoint, else vla-flow
     model_path: Path | None = None  # checkpoint directory; unset: random-weight `small` preset
-    extra_model_paths: str = ""  # comma-separated further checkpoint directories to serve
+    extra_model_paths: str = ""  # comma-separated further model specs to serve
     device: str = "cpu"  # cpu, cuda, cuda:N, mps, auto
     precision: str = "fp32"  # fp32, bf16, fp16
     # Inference
@@ -55,5 +55,6 @@ class ServerSettings(BaseSettings):
         return self.max_message_size_mb * 1024 * 1024
 
     @property
-    def extra_models(self) -> list[Path]:
-        return [Path(p.strip()) for p in self.extra_model_paths.split(",") if p.strip()]
+    def extra_models(self) -> list[str]:
+        """The model specs of VLA_EXTRA_MODEL_PATHS (vlarena.policies.specs)."""
+        return [p.strip() for p in self.extra_model_paths.split(",") if p.strip()]

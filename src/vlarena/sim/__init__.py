@@ -1,16 +1,15 @@
 """MuJoCo simulation of the Franka Panda: scenes, tasks, scripted expert, gym env, episodes."""
 
-from vlarena.sim.env import FrankaTableEnv
-from vlarena.sim.expert import ScriptedExpert
-from vlarena.sim.runner import (
+from vlarena.sim.controllers import (
     Controller,
     DualRateController,
-    Episode,
     ExpertController,
+    FeatureReuseController,
     PolicyController,
-    StepRecord,
-    run_episode,
 )
+from vlarena.sim.env import FrankaTableEnv
+from vlarena.sim.expert import ScriptedExpert
+from vlarena.sim.runner import Episode, StepRecord, run_episode
 from vlarena.sim.tasks import Task, parse_instruction
 from vlarena.sim.world import COLORS, ROBOTS, SCENES, FrankaWorld
 
@@ -22,6 +21,7 @@ __all__ = [
     "DualRateController",
     "Episode",
     "ExpertController",
+    "FeatureReuseController",
     "FrankaTableEnv",
     "FrankaWorld",
     "PolicyController",

@@ -42,11 +42,13 @@ class FrankaTableEnv(gym.Env[Obs, NDArray[np.float32]]):
         )
         image = gym.spaces.Box(0, 255, (*image_size, 3), np.uint8)
         joints = gym.spaces.Box(-50.0, 50.0, (9,), np.float32)  # rad, m and their rates
-        self.observation_space = gym.spaces.Dict({
-            "images": gym.spaces.Dict(dict.fromkeys(cameras, image)),
-            "joint_positions": joints,
-            "joint_velocities": joints,
-        })  # fmt: skip
+        self.observation_space = gym.spaces.Dict(
+            {
+                "images": gym.spaces.Dict(dict.fromkeys(cameras, image)),
+                "joint_positions": joints,
+                "joint_velocities": joints,
+            }
+        )
         self._checker = SuccessChecker(parse_instruction(instruction))
         self._steps = 0
 

@@ -40,8 +40,9 @@ class InverseKinematics:
         self._jacr = np.zeros((3, world.model.nv))
         self._down = world.data.site_xmat[self._site].reshape(3, 3).copy()  # at home: pointing down
 
-    def solve(self, q: NDArray[np.float64], position: NDArray[np.float64], yaw: float
-              ) -> NDArray[np.float64]:  # fmt: skip
+    def solve(
+        self, q: NDArray[np.float64], position: NDArray[np.float64], yaw: float
+    ) -> NDArray[np.float64]:
         """Arm joint targets (7) reaching `position` from the start configuration `q`."""
         c, s = np.cos(yaw), np.sin(yaw)
         target_rot = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]]) @ self._down
@@ -59,8 +60,9 @@ class InverseKinematics:
             jac = np.vstack([self._jacp[:, :ARM_JOINTS], self._jacr[:, :ARM_JOINTS]])
             err = np.concatenate([err_pos, err_rot])
             step = jac.T @ np.linalg.solve(jac @ jac.T + self._damping**2 * np.eye(6), err)
-            d.qpos[:ARM_JOINTS] = np.clip(d.qpos[:ARM_JOINTS] + np.clip(step, -0.3, 0.3),
-                                          *self._range.T)  # fmt: skip
+            d.qpos[:ARM_JOINTS] = np.clip(
+                d.qpos[:ARM_JOINTS] + np.clip(step, -0.3, 0.3), *self._range.T
+            )
         return d.qpos[:ARM_JOINTS].copy()
 
 
@@ -97,8 +99,12 @@ def plan(world: FrankaWorld, task: Task) -> list[Waypoint]:
         return [*pick, Waypoint((x, y, 0.2), yaw, CLOSED, 3)]
     if task.kind == "bin":
         bx, by = world.data.body("bin").xpos[:2]
-        return [*pick, Waypoint((bx, by, 0.2), 0.0, CLOSED), Waypoint((bx, by, 0.12), 0.0, CLOSED),
-                Waypoint((bx, by, 0.12), 0.0, OPEN, 4)]  # fmt: skip
+        return [
+            *pick,
+            Waypoint((bx, by, 0.2), 0.0, CLOSED),
+            Waypoint((bx, by, 0.12), 0.0, CLOSED),
+            Waypoint((bx, by, 0.12), 0.0, OPEN, 4),
+        ]
     assert task.other is not None
     ox, oy, _ = world.cube(task.other).position
     if task.kind == "stack":
@@ -120,8 +126,11 @@ def _free_spot_beside(world: FrankaWorld, task: Task) -> tuple[float, float]:
     """A spot 8 cm from the reference cube, as far as possible from every other cube."""
     assert task.other is not None
     ref = world.cube(task.other).position[:2]
-    others = [world.cube(c).position[:2] for c in ("red", "green", "blue")
-              if c not in (task.color, task.other)]  # fmt: skip
+    others = [
+        world.cube(c).position[:2]
+        for c in ("red", "green", "blue")
+        if c not in (task.color, task.other)
+    ]
     candidates = [ref + 0.08 * np.array(d) for d in ((0, 1), (0, -1), (-1, 0), (1, 0))]
     reachable = [c for c in candidates if 0.3 <= c[0] <= 0.65 and abs(c[1]) <= 0.3]
     best = max(reachable, key=lambda c: min((np.linalg.norm(c - o) for o in others), default=1.0))

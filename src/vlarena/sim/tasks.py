@@ -107,8 +107,9 @@ class SuccessChecker:
             return bool(cube[2] - CUBE_HALF_M >= LIFT_HEIGHT_M and world.touching(task.color))
         if task.kind == "bin":
             bin_xy = world.data.body("bin").xpos[:2] if world.scene_id in BIN_SCENES else None
-            return bool(bin_xy is not None and np.all(np.abs(cube[:2] - bin_xy) < 0.07)
-                        and cube[2] < 0.06)  # fmt: skip
+            return bool(
+                bin_xy is not None and np.all(np.abs(cube[:2] - bin_xy) < 0.07) and cube[2] < 0.06
+            )
         assert task.other is not None
         other = world.cube(task.other).position
         gap = float(np.linalg.norm(cube[:2] - other[:2]))
@@ -136,5 +137,4 @@ EXAMPLES: list[tuple[str, str]] = [
 
 def scene_examples(scene_id: str) -> list[str]:
     """One example instruction per task the scene is made for, to start people off."""
-    return [template.format(a="red", b="blue") for scene, template in EXAMPLES
-            if scene == scene_id]  # fmt: skip
+    return [template.format(a="red", b="blue") for scene, template in EXAMPLES if scene == scene_id]

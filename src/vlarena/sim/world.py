@@ -123,8 +123,11 @@ class FrankaWorld:
     def cube(self, color: str) -> CubePose:
         body = self._cube_bodies[color]
         quat = self.data.xquat[body]
-        yaw = float(np.arctan2(2 * (quat[0] * quat[3] + quat[1] * quat[2]),
-                               1 - 2 * (quat[2] ** 2 + quat[3] ** 2)))  # fmt: skip
+        yaw = float(
+            np.arctan2(
+                2 * (quat[0] * quat[3] + quat[1] * quat[2]), 1 - 2 * (quat[2] ** 2 + quat[3] ** 2)
+            )
+        )
         return CubePose(self.data.xpos[body].copy(), yaw)
 
     def touching(self, color: str) -> bool:

@@ -33,16 +33,26 @@ class Batch:
 class BatchSampler:
     """Draws batches reproducibly: batch `step` of a rank depends only on (seed, rank, step)."""
 
-    def __init__(self, data: DemoDataset, backbone: BackboneConfig, chunk_size: int, reuse: int,
-                 seed: int, rank: int = 0) -> None:  # fmt: skip
+    def __init__(
+        self,
+        data: DemoDataset,
+        backbone: BackboneConfig,
+        chunk_size: int,
+        reuse: int,
+        seed: int,
+        rank: int = 0,
+    ) -> None:
         cameras, size = backbone.camera_names, data.meta.image_size
         missing = sorted(set(cameras) - set(data.images))
         if missing:
-            raise ConfigError(f"the model needs cameras {missing}; the dataset has "
-                              f"{sorted(data.images)}")  # fmt: skip
+            raise ConfigError(
+                f"the model needs cameras {missing}; the dataset has {sorted(data.images)}"
+            )
         if (backbone.image_height, backbone.image_width) != (size, size):
-            raise ConfigError(f"the model takes {backbone.image_height}x{backbone.image_width} "
-                              f"images; the dataset has {size}x{size}")  # fmt: skip
+            raise ConfigError(
+                f"the model takes {backbone.image_height}x{backbone.image_width} "
+                f"images; the dataset has {size}x{size}"
+            )
         self.data, self.cameras = data, cameras
         self.chunk_size, self.reuse, self.seed, self.rank = chunk_size, reuse, seed, rank
         self.text_ids, self.text_pad = encode_instructions(

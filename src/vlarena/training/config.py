@@ -44,10 +44,14 @@ class TrainConfig:
         if self.preset not in PRESETS:
             raise UnknownNameError("preset", self.preset, PRESETS)
         positive = {
-            "steps": self.steps, "batch_size": self.batch_size, "log_every": self.log_every,
-            "checkpoint_every": self.checkpoint_every, "lora_rank": self.lora_rank,
-            "vlm_reuse_count": self.vlm_reuse_count, "lora_alpha": self.lora_alpha,
-        }  # fmt: skip
+            "steps": self.steps,
+            "batch_size": self.batch_size,
+            "log_every": self.log_every,
+            "checkpoint_every": self.checkpoint_every,
+            "lora_rank": self.lora_rank,
+            "vlm_reuse_count": self.vlm_reuse_count,
+            "lora_alpha": self.lora_alpha,
+        }
         for name, value in positive.items():
             if value < 1:
                 raise ConfigError(f"{name} must be ≥ 1, got {value}")
@@ -60,8 +64,10 @@ class TrainConfig:
         if not 0 <= self.grounding_weight < 100:
             raise ConfigError(f"grounding_weight must be in [0, 100), got {self.grounding_weight}")
         if self.grounding_weight and self.stage not in ("full", "lora"):
-            raise ConfigError("grounding_weight needs a stage that trains the backbone and the "
-                              "actions (full or lora)")  # fmt: skip
+            raise ConfigError(
+                "grounding_weight needs a stage that trains the backbone and the "
+                "actions (full or lora)"
+            )
 
 
 # The recipes that produced the shipped checkpoints (docs/models.md): stage configs in order,
@@ -71,26 +77,72 @@ RECIPES: dict[str, tuple[TrainConfig, ...]] = {
     # cube (grounding targets, no actions: fast), then trunk and flow head learn together end
     # to end, keeping the grounding targets as an auxiliary loss...
     "ship": (
-        TrainConfig(preset="film", stage="pretrain", steps=2000, batch_size=64, lr=1e-3,
-                    warmup_steps=100, log_every=50, checkpoint_every=1000),
-        TrainConfig(preset="film", stage="full", steps=10000, batch_size=64, lr=1e-3,
-                    warmup_steps=200, grounding_weight=0.5, log_every=50,
-                    checkpoint_every=1000),
+        TrainConfig(
+            preset="film",
+            stage="pretrain",
+            steps=2000,
+            batch_size=64,
+            lr=1e-3,
+            warmup_steps=100,
+            log_every=50,
+            checkpoint_every=1000,
+        ),
+        TrainConfig(
+            preset="film",
+            stage="full",
+            steps=10000,
+            batch_size=64,
+            lr=1e-3,
+            warmup_steps=200,
+            grounding_weight=0.5,
+            log_every=50,
+            checkpoint_every=1000,
+        ),
     ),
     # ...then a second family's head learns on the frozen trunk's cached features (--init).
     "ship-head": (
-        TrainConfig(preset="film", stage="expert", steps=5000, batch_size=64, lr=1e-3,
-                    warmup_steps=200, vlm_reuse_count=2, log_every=50, checkpoint_every=1000),
+        TrainConfig(
+            preset="film",
+            stage="expert",
+            steps=5000,
+            batch_size=64,
+            lr=1e-3,
+            warmup_steps=200,
+            vlm_reuse_count=2,
+            log_every=50,
+            checkpoint_every=1000,
+        ),
     ),
     "smoke": (
-        TrainConfig(preset="tiny", stage="pretrain", steps=6, batch_size=4, warmup_steps=1,
-                    log_every=2, checkpoint_every=3),
-        TrainConfig(preset="tiny", stage="expert", steps=6, batch_size=4, warmup_steps=1,
-                    log_every=2, checkpoint_every=3),
-        TrainConfig(preset="tiny", stage="lora", steps=6, batch_size=4, warmup_steps=1,
-                    log_every=2, checkpoint_every=3),
+        TrainConfig(
+            preset="tiny",
+            stage="pretrain",
+            steps=6,
+            batch_size=4,
+            warmup_steps=1,
+            log_every=2,
+            checkpoint_every=3,
+        ),
+        TrainConfig(
+            preset="tiny",
+            stage="expert",
+            steps=6,
+            batch_size=4,
+            warmup_steps=1,
+            log_every=2,
+            checkpoint_every=3,
+        ),
+        TrainConfig(
+            preset="tiny",
+            stage="lora",
+            steps=6,
+            batch_size=4,
+            warmup_steps=1,
+            log_every=2,
+            checkpoint_every=3,
+        ),
     ),
-}  # fmt: skip
+}
 
 
 def get_recipe(name: str, family: str, from_stage: str | None = None) -> tuple[TrainConfig, ...]:

@@ -22,8 +22,9 @@ class GroundingHead(nn.Module):
         super().__init__()
         self.query = nn.Parameter(torch.randn(1, 1, d_model) * 0.02)
         self.pool = nn.MultiheadAttention(d_model, n_heads, batch_first=True)
-        self.out = nn.Sequential(nn.Linear(d_model, d_model), nn.GELU(),
-                                 nn.Linear(d_model, GROUNDING_DIM))  # fmt: skip
+        self.out = nn.Sequential(
+            nn.Linear(d_model, d_model), nn.GELU(), nn.Linear(d_model, GROUNDING_DIM)
+        )
 
     def forward(self, tokens: torch.Tensor, padding: torch.Tensor) -> torch.Tensor:
         query = self.query.expand(len(tokens), -1, -1)
@@ -40,8 +41,12 @@ def add_lora(model: NativeVLA, rank: int, alpha: int) -> None:
     if not isinstance(backbone, VLBackbone):
         raise ConfigError(f"LoRA adapts transformer backbones; this one is {backbone.cfg.arch!r}")
     backbone.requires_grad_(False)
-    config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=0.0,
-                        target_modules=["self_attn", "linear1", "linear2"])  # fmt: skip
+    config = LoraConfig(
+        r=rank,
+        lora_alpha=alpha,
+        lora_dropout=0.0,
+        target_modules=["self_attn", "linear1", "linear2"],
+    )
     backbone.encoder = LoraModel(backbone.encoder, config, "default")  # type: ignore[assignment]
 
 
@@ -71,8 +76,9 @@ class TrainModule(nn.Module):
             GroundingHead(backbone.d_model, backbone.n_heads) if self.grounding_weight else None
         )
 
-    def forward(self, batch: Batch, cached: tuple[torch.Tensor, torch.Tensor] | None = None
-                ) -> torch.Tensor:  # fmt: skip
+    def forward(
+        self, batch: Batch, cached: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> torch.Tensor:
         """The loss of a batch; `cached` holds the anchors' precomputed features (expert stage)."""
         if cached is None:
             tokens, padding = self.model.features(batch.images, batch.text_ids, batch.text_pad)

@@ -101,8 +101,9 @@ def train(
 
 
 class _Run:
-    def __init__(self, cfg: TrainConfig, data: DemoDataset, out: Path, ctx: _Dist, name: str
-                 ) -> None:  # fmt: skip
+    def __init__(
+        self, cfg: TrainConfig, data: DemoDataset, out: Path, ctx: _Dist, name: str
+    ) -> None:
         self.cfg, self.data, self.out, self.ctx = cfg, data, out, ctx
         config = get_preset(cfg.preset)
         if config.sensor_window:
@@ -148,8 +149,11 @@ class _Run:
         )
         for step in bar:
             batch = self._batch(step)
-            cached = None if cache is None else (cache[0][batch.anchors].float(),
-                                                 cache[1][batch.anchors])  # fmt: skip
+            cached = (
+                None
+                if cache is None
+                else (cache[0][batch.anchors].float(), cache[1][batch.anchors])
+            )
             loss = wrapped(batch, cached)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -168,12 +172,14 @@ class _Run:
             if done % cfg.checkpoint_every == 0 or done == last:
                 self._save(module, optimizer, schedule, done)
         result = TrainResult(
-            checkpoint=self.out / CHECKPOINT_DIR, steps=last,
+            checkpoint=self.out / CHECKPOINT_DIR,
+            steps=last,
             first_loss=logged[0] if logged else math.nan,
             last_loss=logged[-1] if logged else math.nan,
-            seconds=time.perf_counter() - started, world_size=ctx.world,
+            seconds=time.perf_counter() - started,
+            world_size=ctx.world,
             replica_checksums=_checksums(module, ctx),
-        )  # fmt: skip
+        )
         if ctx.main:
             plot_losses(self.out / LOG_FILE, self.out / PLOT_FILE, f"{cfg.family} {cfg.stage}")
             summary = {**dataclasses.asdict(result), "checkpoint": str(result.checkpoint)}
@@ -215,8 +221,12 @@ class _Run:
         model, sampler, n = self.model, self.sampler, len(self.data)
         model.backbone.eval()
         tokens = pads = torch.empty(0)
-        for start in tqdm(range(0, n, CACHE_BATCH), desc="caching features",
-                          disable=not self.ctx.main, dynamic_ncols=True):  # fmt: skip
+        for start in tqdm(
+            range(0, n, CACHE_BATCH),
+            desc="caching features",
+            disable=not self.ctx.main,
+            dynamic_ncols=True,
+        ):
             frames = torch.arange(start, min(n, start + CACHE_BATCH))
             batch = sampler.make(frames.numpy(), np.zeros((len(frames), sampler.reuse), np.int64))
             feats, pad = model.features(batch.images, batch.text_ids, batch.text_pad)
@@ -227,8 +237,12 @@ class _Run:
             pads[frames] = pad
         return tokens, pads
 
-    def _restore(self, module: TrainModule, optimizer: torch.optim.Optimizer,
-                 schedule: torch.optim.lr_scheduler.LambdaLR) -> int:  # fmt: skip
+    def _restore(
+        self,
+        module: TrainModule,
+        optimizer: torch.optim.Optimizer,
+        schedule: torch.optim.lr_scheduler.LambdaLR,
+    ) -> int:
         path = self.out / STATE_FILE
         if not path.exists():
             return 0
@@ -240,8 +254,10 @@ class _Run:
         defaults = json.loads(json.dumps(dataclasses.asdict(TrainConfig())))
         saved = {**defaults, **saved}  # a field added since that run took its default then
         if saved != json.loads(json.dumps(dataclasses.asdict(self.cfg))):
-            raise ConfigError(f"{self.out} was trained with another config; resume needs the "
-                              f"same one ({CONFIG_FILE})")  # fmt: skip
+            raise ConfigError(
+                f"{self.out} was trained with another config; resume needs the "
+                f"same one ({CONFIG_FILE})"
+            )
         try:
             module.load_state_dict(state["module"])
             optimizer.load_state_dict(state["optimizer"])
@@ -261,17 +277,30 @@ class _Run:
         with (self.out / LOG_FILE).open("a", encoding="utf-8") as f:
             f.write(json.dumps({"step": step, "loss": loss, "lr": lr}) + "\n")
 
-    def _save(self, module: TrainModule, optimizer: torch.optim.Optimizer,
-              schedule: torch.optim.lr_scheduler.LambdaLR, step: int) -> None:  # fmt: skip
+    def _save(
+        self,
+        module: TrainModule,
+        optimizer: torch.optim.Optimizer,
+        schedule: torch.optim.lr_scheduler.LambdaLR,
+        step: int,
+    ) -> None:
         if self.ctx.main:
             policy, cfg = self.policy, self.cfg
-            meta = dataclasses.replace(policy.meta, description=(
-                f"{cfg.stage} stage, {step} steps on {self.data.path.name} "
-                f"({len(self.data.meta.episodes)} episodes)"))  # fmt: skip
+            meta = dataclasses.replace(
+                policy.meta,
+                description=(
+                    f"{cfg.stage} stage, {step} steps on {self.data.path.name} "
+                    f"({len(self.data.meta.episodes)} episodes)"
+                ),
+            )
             tmp = self.out / f"{CHECKPOINT_DIR}.tmp"
-            write_checkpoint(tmp, meta, VLA_CONFIG_JSON.dumps(policy.config),
-                             NORM_STATS_JSON.dumps(policy.norm_stats),
-                             plain_state_dict(self.model))  # fmt: skip
+            write_checkpoint(
+                tmp,
+                meta,
+                VLA_CONFIG_JSON.dumps(policy.config),
+                NORM_STATS_JSON.dumps(policy.norm_stats),
+                plain_state_dict(self.model),
+            )
             shutil.rmtree(self.out / CHECKPOINT_DIR, ignore_errors=True)
             tmp.rename(self.out / CHECKPOINT_DIR)
             state = {
@@ -293,8 +322,9 @@ def _load_init(model: NativeVLA, path: Path) -> None:
     matched = {k: v for k, v in weights.items() if k in own and own[k].shape == v.shape}
     missing = [k for k in own if k.startswith("backbone.") and k not in matched]
     if missing:
-        raise ConfigError(f"{path} does not fit this model's backbone (missing or reshaped: "
-                          f"{missing[:3]}...)")  # fmt: skip
+        raise ConfigError(
+            f"{path} does not fit this model's backbone (missing or reshaped: {missing[:3]}...)"
+        )
     model.load_state_dict(matched, strict=False)
 
 

@@ -1,9 +1,9 @@
 /** The battle page: instruction → both episodes → side-by-side replay → vote → reveal. */
-import { api, ApiError, ensureSession, type Battle, type Replay, type TurnOut } from "../api";
+import { api, ApiError, ensureSession, type Battle, type Choice, type Replay, type TurnOut } from "../api";
 import { ReplayView } from "../replay/scene";
 import { Timeline } from "../replay/timeline";
 
-const CHOICES: [string, string][] = [["a", "A is better"], ["b", "B is better"], ["tie", "Tie"], ["both_bad", "Both bad"]];
+const CHOICES: [Choice, string][] = [["a", "A is better"], ["b", "B is better"], ["tie", "Tie"], ["both_bad", "Both bad"]];
 
 /** What the page holds while it shows a battle; released when the page changes. */
 interface Showing { views: ReplayView[]; frame: number; stopped: boolean }
@@ -158,10 +158,10 @@ async function showBattle(battle: Battle, stage: HTMLElement, status: HTMLElemen
     buttons.forEach((button) => { button.disabled = true; });
   };
   if (battle.vote !== null) showReveal(battle);
-  buttons.forEach((button) => {
+  buttons.forEach((button, k) => {
     button.onclick = async () => {
       try {
-        showReveal(await api.vote(battle.battle_id, button.dataset.choice ?? ""));
+        showReveal(await api.vote(battle.battle_id, CHOICES[k][0]));
       } catch (error) {
         reveal.textContent = error instanceof ApiError ? error.body.detail : String(error);
       }

@@ -1,18 +1,45 @@
 """The arena's tables: sessions, battles, turns, episodes and votes (one database for all).
 
-Episodes live beside the rest (ADR-003's MongoDB is replaced): the execution service's
-response is a JSON document, JSONB on PostgreSQL.
+Episodes live beside the rest, in the same database: each is the execution service's response
+kept whole as a JSON document (JSONB on PostgreSQL), read back as that response's model.
 """
 
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, ForeignKey, String, UniqueConstraint
+from sqlalchemy import JSON, Dialect, ForeignKey, String, UniqueConstraint
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
-from sqlalchemy.types import DateTime
+from sqlalchemy.types import DateTime, TypeDecorator, TypeEngine
+
+from vlarena.execution.schemas import ExecuteResponse
 
 Document = JSON().with_variant(JSONB(), "postgresql")
+
+
+class EpisodeDocument(TypeDecorator[ExecuteResponse]):
+    """An `ExecuteResponse` stored as its JSON (`model_dump(mode="json")`) in a JSON column.
+
+    Plain dicts are accepted too (bulk inserts), validated on the way in like a model.
+    """
+
+    impl = JSON
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        return dialect.type_descriptor(JSONB() if dialect.name == "postgresql" else JSON())
+
+    def process_bind_param(
+        self, value: ExecuteResponse | dict[str, Any] | None, dialect: Dialect
+    ) -> dict[str, Any] | None:
+        if value is None:
+            return None
+        if not isinstance(value, ExecuteResponse):
+            value = ExecuteResponse.model_validate(value)
+        return value.model_dump(mode="json")
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> ExecuteResponse | None:
+        return None if value is None else ExecuteResponse.model_validate(value)
 
 
 def utcnow() -> datetime:
@@ -72,7 +99,7 @@ class TurnRow(Base):
     seed: Mapped[int]
     max_steps: Mapped[int]
     status: Mapped[str] = mapped_column(String(16), index=True)  # queued|running|done|failed
-    error: Mapped[dict[str, Any] | None]  # {"error": ..., "detail": ...} when failed
+    error: Mapped[dict[str, Any] | None]  # an ErrorBody (error, detail[, retry_after_s]) if failed
     idempotency_key: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
@@ -94,7 +121,7 @@ class EpisodeRow(Base):
     success: Mapped[bool | None]  # None: the instruction matched no task
     num_steps: Mapped[int]
     duration_ms: Mapped[float]
-    data: Mapped[dict[str, Any]] = mapped_column(deferred=True)  # the whole ExecuteResponse
+    data: Mapped[ExecuteResponse] = mapped_column(EpisodeDocument(), deferred=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     turn: Mapped[TurnRow] = relationship(back_populates="episodes")
 

@@ -28,8 +28,9 @@ class TokenDecoder(ActionHead):
 
     def forward(self, cond: Conditioning, tokens_in: torch.Tensor) -> torch.Tensor:
         """Teacher-forced logits (B, m, n_bins) for the token after each of `tokens_in` (B, m)."""
-        out, _ = self.decoder(self._prefixed(cond, tokens_in), cond.memory, cond.memory_mask,
-                              causal=True)  # fmt: skip
+        out, _ = self.decoder(
+            self._prefixed(cond, tokens_in), cond.memory, cond.memory_mask, causal=True
+        )
         return self.logits_out(out[:, cond.prefix.shape[1] :])
 
     def _prefixed(self, cond: Conditioning, tokens_in: torch.Tensor) -> torch.Tensor:
@@ -62,8 +63,9 @@ class TokenDecoder(ActionHead):
         """
         temperature = self.cfg.expert.temperature
         bos = torch.full((noise.shape[0], 1), self.bos, device=noise.device, dtype=torch.long)
-        out, cache = self.decoder(self._prefixed(cond, bos), cond.memory, cond.memory_mask,
-                                  causal=True)  # fmt: skip
+        out, cache = self.decoder(
+            self._prefixed(cond, bos), cond.memory, cond.memory_mask, causal=True
+        )
         tokens, chosen_probs = [], []
         for k in range(self.num_tokens):
             logits = self.logits_out(out[:, -1]).float()

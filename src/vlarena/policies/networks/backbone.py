@@ -7,13 +7,19 @@ from vlarena.policies.config import BackboneConfig
 from vlarena.policies.networks.tokenizer import VOCAB_SIZE
 
 
-def transformer_encoder(d_model: int, n_layers: int, n_heads: int, mlp_ratio: int,
-                        dropout: float = 0.0) -> nn.TransformerEncoder:  # fmt: skip
+def transformer_encoder(
+    d_model: int, n_layers: int, n_heads: int, mlp_ratio: int, dropout: float = 0.0
+) -> nn.TransformerEncoder:
     """Pre-norm GELU transformer encoder, batch-first."""
     layer = nn.TransformerEncoderLayer(
-        d_model, n_heads, mlp_ratio * d_model, dropout, activation="gelu",
-        batch_first=True, norm_first=True,
-    )  # fmt: skip
+        d_model,
+        n_heads,
+        mlp_ratio * d_model,
+        dropout,
+        activation="gelu",
+        batch_first=True,
+        norm_first=True,
+    )
     return nn.TransformerEncoder(
         layer, n_layers, norm=nn.LayerNorm(d_model), enable_nested_tensor=False
     )
@@ -29,10 +35,12 @@ def patch_stem(kind: str, d_model: int, patch_size: int) -> nn.Module:
         return nn.Conv2d(3, d_model, kernel_size=patch_size, stride=patch_size)
     last = patch_size // 4
     return nn.Sequential(
-        nn.Conv2d(3, d_model // 4, 3, stride=2, padding=1), nn.GELU(),
-        nn.Conv2d(d_model // 4, d_model // 2, 3, stride=2, padding=1), nn.GELU(),
+        nn.Conv2d(3, d_model // 4, 3, stride=2, padding=1),
+        nn.GELU(),
+        nn.Conv2d(d_model // 4, d_model // 2, 3, stride=2, padding=1),
+        nn.GELU(),
         nn.Conv2d(d_model // 2, d_model, last, stride=last),
-    )  # fmt: skip
+    )
 
 
 class VLBackbone(nn.Module):

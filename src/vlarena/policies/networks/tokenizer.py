@@ -39,7 +39,8 @@ def encode_words(texts: list[str], max_len: int) -> tuple[torch.Tensor, torch.Te
     return ids, ids == PAD_ID
 
 
-def encode_instructions(arch: str, texts: list[str], max_len: int
-                        ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+def encode_instructions(
+    arch: str, texts: list[str], max_len: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The token ids a backbone architecture reads: words (film) or bytes (transformer)."""
     return (encode_words if arch == "film" else encode_text)(texts, max_len)

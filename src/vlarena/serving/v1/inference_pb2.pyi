@@ -181,6 +181,26 @@ Global___Action: _TypeAlias = Action  # noqa: Y015
 class ActionChunk(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class TimingMsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.float
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.float = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     ACTIONS_FIELD_NUMBER: _builtins.int
     INFERENCE_TIME_MS_FIELD_NUMBER: _builtins.int
     QUEUE_TIME_MS_FIELD_NUMBER: _builtins.int
@@ -192,10 +212,11 @@ class ActionChunk(_message.Message):
     HAS_CONFIDENCE_FIELD_NUMBER: _builtins.int
     FEATURE_VERSION_FIELD_NUMBER: _builtins.int
     FEATURE_AGE_MS_FIELD_NUMBER: _builtins.int
+    TIMING_MS_FIELD_NUMBER: _builtins.int
     inference_time_ms: _builtins.float
-    """model compute time of the batch this request rode in"""
+    """= timing_ms["policy"]: the batch's policy call"""
     queue_time_ms: _builtins.float
-    """time spent waiting to be batched"""
+    """= timing_ms["queue"]: waiting to be batched"""
     confidence: _builtins.float
     """model confidence in [0, 1]; 0 when the model has none"""
     model_id: _builtins.str
@@ -215,6 +236,10 @@ class ActionChunk(_message.Message):
     def actions(self) -> _containers.RepeatedCompositeFieldContainer[Global___Action]:
         """chunk_size future actions"""
 
+    @_builtins.property
+    def timing_ms(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]:
+        """per layer ("policy", "queue", "server"), milliseconds"""
+
     def __init__(
         self,
         *,
@@ -229,10 +254,11 @@ class ActionChunk(_message.Message):
         has_confidence: _builtins.bool = ...,
         feature_version: _builtins.int = ...,
         feature_age_ms: _builtins.float = ...,
+        timing_ms: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actions", b"actions", "batch_size", b"batch_size", "client_timestamp", b"client_timestamp", "confidence", b"confidence", "feature_age_ms", b"feature_age_ms", "feature_version", b"feature_version", "has_confidence", b"has_confidence", "inference_time_ms", b"inference_time_ms", "model_id", b"model_id", "queue_time_ms", b"queue_time_ms", "sequence", b"sequence"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actions", b"actions", "batch_size", b"batch_size", "client_timestamp", b"client_timestamp", "confidence", b"confidence", "feature_age_ms", b"feature_age_ms", "feature_version", b"feature_version", "has_confidence", b"has_confidence", "inference_time_ms", b"inference_time_ms", "model_id", b"model_id", "queue_time_ms", b"queue_time_ms", "sequence", b"sequence", "timing_ms", b"timing_ms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

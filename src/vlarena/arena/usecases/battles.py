@@ -1,0 +1,79 @@
+"""Battles: two hidden models drawn for a scene; a battle's view and its episodes' replays."""
+
+import random
+
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from vlarena.arena.client import ExecutionClient
+from vlarena.arena.ratelimit import RateLimiter
+from vlarena.arena.schemas import BattleOut, Replay
+from vlarena.arena.settings import ArenaSettings
+from vlarena.arena.storage import crud
+from vlarena.arena.storage.database import DbSession
+from vlarena.arena.views import Views, replay
+from vlarena.errors import ExecutionUnavailableError, InvalidRequestError, UnknownNameError
+
+
+class Battles:
+    def __init__(
+        self,
+        settings: ArenaSettings,
+        db: async_sessionmaker[DbSession],
+        client: ExecutionClient,
+        limiter: RateLimiter,
+        views: Views,
+        rng: random.Random,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.client = client
+        self.limiter = limiter
+        self.views = views
+        self._rng = rng
+
+    async def create(self, session_id: str, scene_id: str, ip: str) -> BattleOut:
+        await self.limiter.hit("battle", session_id, ip)
+        if scene_id not in self.settings.scene_ids:
+            raise InvalidRequestError(
+                f"unknown scene {scene_id!r}; valid: {', '.join(self.settings.scene_ids)}"
+            )
+        model_a, model_b = await self._draw_models()
+        async with self.db.begin() as s:
+            battle = crud.add_battle(s, session_id, scene_id, model_a, model_b)
+        return self.views.battle(battle)
+
+    async def get(self, battle_id: str) -> BattleOut:
+        async with self.db() as s:
+            return self.views.battle(await crud.get_battle(s, battle_id))
+
+    async def replay(self, battle_id: str, number: int, side: str) -> Replay:
+        async with self.db() as s:
+            battle = await crud.get_battle(s, battle_id)
+            episode = await crud.get_episode(s, battle_id, number, side)
+        if episode is None:
+            raise UnknownNameError("episode", f"{battle_id}/{number}/{side}", [])
+        return replay(battle, number, episode)
+
+    async def _draw_models(self) -> tuple[str, str]:
+        """Two different models, favouring those with few battles, in random order.
+
+        Weights are 1 / (1 + battles beyond the least-battled model's): random, so the public
+        leaderboard never tells which pair an open battle holds.
+        """
+        served = await self.client.models()
+        wanted = self.settings.model_ids
+        available = [m for m in wanted if m in served] if wanted else list(served)
+        if len(available) < 2:
+            raise ExecutionUnavailableError(
+                f"a battle needs two models; the execution service offers {len(available)} "
+                "of those configured",
+                retry_after_s=60.0,
+            )
+        async with self.db() as s:
+            counts = await crud.battles_per_model(s)
+        low = min(counts.get(m, 0) for m in available)
+        pool = {m: 1 / (1 + counts.get(m, 0) - low) for m in available}
+        first = self._rng.choices(list(pool), list(pool.values()))[0]
+        del pool[first]
+        second = self._rng.choices(list(pool), list(pool.values()))[0]
+        return first, second  # drawn in random order already

@@ -1,0 +1,113 @@
+"""Running stored turns: both episodes at once in the turn queue, each stored as it arrives."""
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Literal
+
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from vlarena.arena.client import ExecutionClient
+from vlarena.arena.queue import TurnQueue
+from vlarena.arena.settings import ArenaSettings
+from vlarena.arena.storage import crud
+from vlarena.arena.storage.database import DbSession
+from vlarena.arena.views import hidden
+from vlarena.errors import VLArenaError
+from vlarena.execution.schemas import ExecuteRequest
+from vlarena.httpjson import ErrorBody
+
+log = logging.getLogger(__name__)
+SIDES: tuple[Literal["a"], Literal["b"]] = ("a", "b")
+FAILED = ErrorBody(error=VLArenaError.wire.name, detail="the arena failed to run this turn")
+STOPPED = ErrorBody(error="interrupted", detail="the arena stopped before the turn finished")
+RESTARTED = ErrorBody(error="interrupted", detail="the arena restarted before the turn finished")
+
+
+@dataclass(frozen=True)
+class Episodes:
+    """What a turn runs: the battle's two models, each on its request (same seed and scene)."""
+
+    models: tuple[str, str]  # sides a and b
+    seed: int
+    requests: tuple[ExecuteRequest, ExecuteRequest]
+
+
+class TurnRunner:
+    """The turn queue's work, and what only this process knows of a turn (place, progress)."""
+
+    def __init__(
+        self, settings: ArenaSettings, db: async_sessionmaker[DbSession], client: ExecutionClient
+    ) -> None:
+        self.db = db
+        self.client = client
+        self.queue = TurnQueue(settings.max_running_turns, settings.max_queued_turns, self._crashed)
+        self._progress: dict[str, dict[str, int]] = {}  # running turn → steps done per side
+
+    def position(self, turn_id: str) -> int | None:
+        return self.queue.position(turn_id)
+
+    def progress(self, turn_id: str) -> dict[str, int] | None:
+        return self._progress.get(turn_id)
+
+    def submit(self, turn_id: str, episodes: Episodes) -> None:
+        """Run a stored turn in the place reserved for it (`queue.reserve()`)."""
+        self.queue.submit(turn_id, lambda: self._run(turn_id, episodes))
+
+    async def recover(self) -> int:
+        """Turns left queued or running by a previous process are marked failed (not lost).
+
+        One arena process per database: a second one would fail the first one's turns.
+        """
+        return await self._finish(None, RESTARTED)
+
+    async def close(self) -> None:
+        await self.queue.close()
+
+    async def _run(self, turn_id: str, episodes: Episodes) -> None:
+        """Run both episodes concurrently; store each as it arrives; record the outcome."""
+        error: ErrorBody | None = None
+        try:
+            async with self.db.begin() as s:
+                await crud.start_turn(s, turn_id)
+            outcomes = await asyncio.gather(
+                *(
+                    hidden(episodes.models, self._episode(turn_id, side, request))
+                    for side, request in zip(SIDES, episodes.requests, strict=True)
+                ),
+                return_exceptions=True,
+            )
+            failures = [o for o in outcomes if isinstance(o, BaseException)]
+            error = ErrorBody.of(failures[0]) if failures else None
+        except asyncio.CancelledError:
+            error = STOPPED
+            raise
+        except Exception:
+            error = FAILED
+            raise
+        finally:
+            self._progress.pop(turn_id, None)
+            await self._finish(turn_id, error)
+
+    async def _episode(self, turn_id: str, side: str, request: ExecuteRequest) -> None:
+        steps = self._progress.setdefault(turn_id, {})
+
+        def progress(done: int) -> None:
+            steps[side] = done
+
+        result = await self.client.execute(request, progress)
+        async with self.db.begin() as s:
+            crud.add_episode(s, turn_id, side, request.model_id, result)
+
+    async def _crashed(self, turn_id: str, exc: BaseException) -> None:
+        """A turn whose bookkeeping itself failed (e.g. the database): fail it if we can."""
+        try:
+            await self._finish(turn_id, FAILED)
+        except Exception:
+            log.exception("could not mark turn %s failed; the next start will", turn_id)
+
+    async def _finish(self, turn_id: str | None, error: ErrorBody | None) -> int:
+        """Set a turn (None: every active turn) done, or failed with `error`."""
+        body = error.model_dump(exclude_none=True) if error is not None else None
+        async with self.db.begin() as s:
+            return await crud.finish_turns(s, turn_id, body)

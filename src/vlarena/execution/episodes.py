@@ -1,0 +1,125 @@
+"""Episodes, the service's one use case: a request is checked once into a `ValidRequest`,
+admitted to an episode slot, then run on the worker pool, awaited or as a background job."""
+
+import asyncio
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from vlarena.errors import InvalidObservationError, SaturatedError, UnknownNameError
+from vlarena.execution.catalog import ModelCatalog
+from vlarena.execution.jobs import Job, JobStore
+from vlarena.execution.schemas import ExecuteRequest
+from vlarena.execution.settings import ExecutionSettings
+from vlarena.execution.views import episode_view
+from vlarena.execution.worlds import WorldCache
+from vlarena.httpjson import ErrorBody
+from vlarena.sim import ROBOTS, SCENES, Episode, Task, parse_instruction, run_episode
+from vlarena.sim.tasks import check_scene
+
+
+@dataclass(frozen=True)
+class ValidRequest:
+    """A request that passed every check: a known robot, scene and model, an instruction the
+    scene can host, and a step budget within the cap."""
+
+    request: ExecuteRequest
+    task: Task  # the instruction, parsed
+    max_steps: int  # the request's budget, else the default
+
+
+@dataclass(frozen=True, eq=False)
+class Admitted:
+    """A valid request holding an episode slot: run it once, which frees the slot."""
+
+    valid: ValidRequest
+
+
+class EpisodeService:
+    """Runs episodes off the event loop with bounded concurrency and a bounded wait."""
+
+    def __init__(self, settings: ExecutionSettings, catalog: ModelCatalog) -> None:
+        self.settings = settings
+        self.catalog = catalog
+        self._pool = ThreadPoolExecutor(settings.max_concurrent_episodes, "episode")
+        self._worlds = WorldCache()  # each worker thread builds its own
+        self._limit = settings.max_concurrent_episodes + settings.max_waiting_episodes
+        self.admitted = 0  # running + waiting
+        self.jobs = JobStore(settings.stored_async_episodes)
+
+    def check(self, request: ExecuteRequest) -> ValidRequest:
+        """The request, validated; raises the error it would get otherwise (nothing runs)."""
+        if request.robot_id not in ROBOTS:
+            raise UnknownNameError("robot", request.robot_id, ROBOTS)
+        if request.scene_id not in SCENES:
+            raise UnknownNameError("scene", request.scene_id, SCENES)
+        task = parse_instruction(request.instruction)
+        check_scene(task, request.scene_id)
+        self.catalog.check(request.model_id)
+        steps = request.max_steps or self.settings.default_max_steps
+        if steps > self.settings.max_steps_cap:
+            raise InvalidObservationError(
+                f"max_steps {steps} exceeds the cap of {self.settings.max_steps_cap}"
+            )
+        return ValidRequest(request, task, steps)
+
+    def admit(self, valid: ValidRequest) -> Admitted:
+        """Take an episode slot for `valid`; SaturatedError when none is left."""
+        if self.admitted >= self._limit:
+            raise SaturatedError(
+                f"{self.admitted} episodes running or waiting (limit {self._limit}); retry later"
+            )
+        self.admitted += 1
+        return Admitted(valid)
+
+    async def run(self, admitted: Admitted, job: Job | None = None) -> Episode:
+        """Simulate an admitted request on a worker thread, then free its slot."""
+        try:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._pool, self._simulate, admitted.valid, job)
+        finally:
+            self.admitted -= 1
+
+    def _simulate(self, valid: ValidRequest, job: Job | None) -> Episode:
+        request = valid.request
+        world = self._worlds.get(request.scene_id)
+        controller = self.catalog.controller(request.model_id)
+        if job is not None:
+            job.status = "running"
+
+        def progress(steps: int) -> None:
+            if job is not None:
+                job.steps_done = steps
+
+        seed = request.seed if request.seed is not None else int(uuid.uuid4().int % 2**31)
+        return run_episode(
+            world,
+            controller,
+            request.instruction,
+            seed,
+            valid.max_steps,
+            self.settings.horizon,
+            progress,
+            task=valid.task,
+        )
+
+    def submit(self, admitted: Admitted) -> str:
+        """Start an admitted episode in the background; returns the id to poll it by."""
+        job = Job(admitted.valid.max_steps)
+
+        async def run() -> None:
+            try:
+                job.result = episode_view(await self.run(admitted, job))
+                job.status = "done"
+            except BaseException as exc:  # cancelled at shutdown too: never left "running"
+                stopped = SaturatedError("the service stopped before the episode ran")
+                job.error = ErrorBody.of(exc if isinstance(exc, Exception) else stopped)
+                job.status = "failed"
+                if not isinstance(exc, Exception):
+                    raise
+
+        job.task = asyncio.get_running_loop().create_task(run())
+        return self.jobs.add(job)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)

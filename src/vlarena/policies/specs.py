@@ -1,0 +1,85 @@
+"""Model specs: the one resolver from a name a user types to a policy.
+
+A spec is one of
+- a shipped checkpoint's name (`vla-flow-small`);
+- a checkpoint directory (`runs/flow/full/checkpoint`);
+- `TYPE:PRESET`, a native family at a size preset with random weights (`vla-flow:small`);
+- a model of a remote inference server, `grpc://HOST:PORT[/MODEL]` (the server's default model
+  without one). Remote specs need a `connect` function from the transport layer (the gRPC
+  client's `RemotePolicy.connect`), which this layer does not import.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from vlarena.errors import ConfigError, UnknownNameError
+from vlarena.policies.base import Policy
+from vlarena.policies.checkpoint import read_metadata
+from vlarena.policies.config import get_preset
+from vlarena.policies.device import DeviceConfig
+from vlarena.policies.native import native_policy_types, random_native
+from vlarena.policies.registry import load_policy
+from vlarena.policies.shipped import shipped_checkpoint
+
+REMOTE_SCHEME = "grpc://"
+SpecKind = Literal["shipped", "checkpoint", "preset", "remote"]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A parsed, checked model spec; nothing is loaded until `resolve_policy`."""
+
+    kind: SpecKind
+    source: str  # checkpoint directory, TYPE:PRESET, or HOST:PORT
+    model: str = ""  # remote: the served model's name ("" for the server's default)
+
+    @property
+    def name(self) -> str:
+        """The model id it will have (remote: as the server names it; known once connected)."""
+        if self.kind == "preset":
+            return self.source.replace(":", "-") + "-random"
+        if self.kind == "remote":
+            return self.model
+        return read_metadata(Path(self.source)).name
+
+
+def parse_spec(text: str) -> ModelSpec:
+    """Check a spec without loading anything (UnknownNameError, CheckpointError, ConfigError)."""
+    if text.startswith(REMOTE_SCHEME):
+        target, _, model = text.removeprefix(REMOTE_SCHEME).partition("/")
+        host, _, port = target.rpartition(":")
+        if not host or not port.isdigit():
+            raise ConfigError(f"remote spec {text!r} must be {REMOTE_SCHEME}HOST:PORT[/MODEL]")
+        return ModelSpec("remote", target, model)
+    shipped = shipped_checkpoint(text)
+    if shipped is not None:
+        return ModelSpec("shipped", str(shipped))
+    kind, _, preset = text.partition(":")
+    if preset and ":" not in preset and "/" not in kind and not Path(text).exists():
+        natives = native_policy_types()
+        if kind not in natives:
+            raise UnknownNameError("native policy type", kind, natives)
+        get_preset(preset)
+        return ModelSpec("preset", text)
+    read_metadata(Path(text))
+    return ModelSpec("checkpoint", text)
+
+
+Connect = Callable[[ModelSpec], Policy]  # opens a remote spec (the transport layer's client)
+
+
+def resolve_policy(
+    spec: str | ModelSpec, device: DeviceConfig | None = None, connect: Connect | None = None
+) -> Policy:
+    """The policy a spec names, loaded (or connected) now."""
+    parsed = parse_spec(spec) if isinstance(spec, str) else spec
+    if parsed.kind == "remote":
+        if connect is None:
+            raise ConfigError(f"remote models ({REMOTE_SCHEME}...) cannot be used here")
+        return connect(parsed)
+    if parsed.kind == "preset":
+        kind, preset = parsed.source.split(":")
+        return random_native(kind, preset, device)
+    return load_policy(parsed.source, device)
