@@ -1,5 +1,12 @@
 """MuJoCo simulation of the Franka Panda: scenes, tasks, scripted expert, gym env, episodes."""
 
+import os
+import sys
+
+# Before any module here imports mujoco: headless, it renders offscreen through EGL.
+if sys.platform.startswith("linux") and "DISPLAY" not in os.environ:
+    os.environ.setdefault("MUJOCO_GL", "egl")
+
 from vlarena.sim.controllers import (
     Controller,
     DualRateController,

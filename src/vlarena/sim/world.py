@@ -1,13 +1,8 @@
 """The simulated world: the Franka Panda, a table scene, its cubes, control and rendering."""
 
 import functools
-import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
-
-if sys.platform.startswith("linux") and "DISPLAY" not in os.environ:
-    os.environ.setdefault("MUJOCO_GL", "egl")  # headless: offscreen rendering through EGL
 
 import mujoco
 import numpy as np
