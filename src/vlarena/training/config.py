@@ -1,6 +1,7 @@
 """Training configs: one frozen dataclass per stage run, and the named recipes built from them."""
 
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Literal
 
 from vlarena.errors import ConfigError, UnknownNameError
@@ -70,6 +71,17 @@ class TrainConfig:
             )
 
 
+# A few steps of each stage on the tiny preset: the pipeline end to end, in seconds.
+_smoke = partial(
+    TrainConfig,
+    preset="tiny",
+    steps=6,
+    batch_size=4,
+    warmup_steps=1,
+    log_every=2,
+    checkpoint_every=3,
+)
+
 # The recipes that produced the shipped checkpoints (docs/models.md): stage configs in order,
 # each stage initialized from the previous one's checkpoint.
 RECIPES: dict[str, tuple[TrainConfig, ...]] = {
@@ -113,35 +125,7 @@ RECIPES: dict[str, tuple[TrainConfig, ...]] = {
             checkpoint_every=1000,
         ),
     ),
-    "smoke": (
-        TrainConfig(
-            preset="tiny",
-            stage="pretrain",
-            steps=6,
-            batch_size=4,
-            warmup_steps=1,
-            log_every=2,
-            checkpoint_every=3,
-        ),
-        TrainConfig(
-            preset="tiny",
-            stage="expert",
-            steps=6,
-            batch_size=4,
-            warmup_steps=1,
-            log_every=2,
-            checkpoint_every=3,
-        ),
-        TrainConfig(
-            preset="tiny",
-            stage="lora",
-            steps=6,
-            batch_size=4,
-            warmup_steps=1,
-            log_every=2,
-            checkpoint_every=3,
-        ),
-    ),
+    "smoke": tuple(_smoke(stage=stage) for stage in ("pretrain", "expert", "lora")),
 }
 
 
