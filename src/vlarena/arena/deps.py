@@ -58,6 +58,7 @@ class Arena:
         rng = random.Random(settings.seed)  # one stream: model draws and turn seeds
         runner = TurnRunner(settings, db, client)
         views = Views(settings.max_turns_per_battle, runner)
+        shared = (settings, db, client, limiter, views, rng)
         return cls(
             settings=settings,
             engine=engine,
@@ -65,8 +66,8 @@ class Arena:
             client=client,
             runner=runner,
             sessions=Sessions(db, limiter),
-            battles=Battles(settings, db, client, limiter, views, rng),
-            turns=Turns(settings, db, client, limiter, runner, views, rng),
+            battles=Battles(*shared),
+            turns=Turns(*shared, runner),
             votes=Votes(db, limiter, views),
             scenes=Scenes(client, settings.scene_ids),
             board=Board(db, settings.bootstrap_rounds, settings.leaderboard_ttl_s),

@@ -1,35 +1,17 @@
 """Battles: two hidden models drawn for a scene; a battle's view and its episodes' replays."""
 
-import random
+from dataclasses import dataclass
 
-from sqlalchemy.ext.asyncio import async_sessionmaker
-
-from vlarena.arena.client import ExecutionClient
-from vlarena.arena.ratelimit import RateLimiter
 from vlarena.arena.schemas import BattleOut, Replay
-from vlarena.arena.settings import ArenaSettings
 from vlarena.arena.storage import crud
-from vlarena.arena.storage.database import DbSession
-from vlarena.arena.views import Views, replay
+from vlarena.arena.usecases.context import UseCase
+from vlarena.arena.views import replay
 from vlarena.errors import ExecutionUnavailableError, InvalidRequestError, UnknownNameError
 
 
-class Battles:
-    def __init__(
-        self,
-        settings: ArenaSettings,
-        db: async_sessionmaker[DbSession],
-        client: ExecutionClient,
-        limiter: RateLimiter,
-        views: Views,
-        rng: random.Random,
-    ) -> None:
-        self.settings = settings
-        self.db = db
-        self.client = client
-        self.limiter = limiter
-        self.views = views
-        self._rng = rng
+@dataclass(frozen=True, eq=False)
+class Battles(UseCase):
+    """Drawing a battle's models, a battle's view, its episodes' replays."""
 
     async def create(self, session_id: str, scene_id: str, ip: str) -> BattleOut:
         await self.limiter.hit("battle", session_id, ip)
@@ -73,7 +55,7 @@ class Battles:
             counts = await crud.battles_per_model(s)
         low = min(counts.get(m, 0) for m in available)
         pool = {m: 1 / (1 + counts.get(m, 0) - low) for m in available}
-        first = self._rng.choices(list(pool), list(pool.values()))[0]
+        first = self.rng.choices(list(pool), list(pool.values()))[0]
         del pool[first]
-        second = self._rng.choices(list(pool), list(pool.values()))[0]
+        second = self.rng.choices(list(pool), list(pool.values()))[0]
         return first, second  # drawn in random order already

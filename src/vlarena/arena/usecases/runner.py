@@ -13,7 +13,7 @@ from vlarena.arena.settings import ArenaSettings
 from vlarena.arena.storage import crud
 from vlarena.arena.storage.database import DbSession
 from vlarena.arena.views import hidden
-from vlarena.errors import VLArenaError
+from vlarena.errors import ExecutionFailedError, InvalidRequestError, UnknownNameError, VLArenaError
 from vlarena.execution.schemas import ExecuteRequest
 from vlarena.httpjson import ErrorBody
 
@@ -95,7 +95,13 @@ class TurnRunner:
         def progress(done: int) -> None:
             steps[side] = done
 
-        result = await self.client.execute(request, progress)
+        try:
+            result = await self.client.execute(request, progress)
+        except (InvalidRequestError, UnknownNameError) as exc:
+            # The request passed the service's check when the turn was added: a refusal now is
+            # the model's (it cannot drive this robot, say), and its text could tell the sides
+            # apart before the vote. The user sees a generic failure; the log keeps the detail.
+            raise ExecutionFailedError(f"{request.model_id}: {exc}") from None
         async with self.db.begin() as s:
             crud.add_episode(s, turn_id, side, request.model_id, result)
 

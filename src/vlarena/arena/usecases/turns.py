@@ -7,23 +7,18 @@ the turn: that check is the one a concurrent vote or turn cannot slip past.
 """
 
 import asyncio
-import random
 from dataclasses import dataclass
 from typing import Self
 
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from vlarena.arena.client import ExecutionClient
-from vlarena.arena.ratelimit import RateLimiter
 from vlarena.arena.schemas import BattleOut
-from vlarena.arena.settings import ArenaSettings
 from vlarena.arena.storage import crud
-from vlarena.arena.storage.database import DbSession
 from vlarena.arena.storage.tables import BattleRow, TurnRow
+from vlarena.arena.usecases.context import UseCase
 from vlarena.arena.usecases.rules import check_can_add, check_owner
 from vlarena.arena.usecases.runner import Episodes, TurnRunner
-from vlarena.arena.views import Views, hidden
+from vlarena.arena.views import hidden
 from vlarena.errors import ConflictError, InvalidRequestError
 from vlarena.execution.schemas import ExecuteRequest
 
@@ -49,24 +44,11 @@ class TurnRequest:
         return cls(session_id, battle_id, text, key)
 
 
-class Turns:
-    def __init__(
-        self,
-        settings: ArenaSettings,
-        db: async_sessionmaker[DbSession],
-        client: ExecutionClient,
-        limiter: RateLimiter,
-        runner: TurnRunner,
-        views: Views,
-        rng: random.Random,
-    ) -> None:
-        self.settings = settings
-        self.db = db
-        self.client = client
-        self.limiter = limiter
-        self.runner = runner
-        self.views = views
-        self._rng = rng
+@dataclass(frozen=True, eq=False)
+class Turns(UseCase):
+    """Adding a turn to a battle (the runner runs it)."""
+
+    runner: TurnRunner
 
     async def add(self, request: TurnRequest, ip: str) -> tuple[BattleOut, bool]:
         """Queue a turn; with an idempotency key, a repeat returns the first (created=False)."""
@@ -90,7 +72,7 @@ class Turns:
 
     def _episodes(self, battle: BattleRow, instruction: str) -> Episodes:
         """Both sides' requests: same scene, instruction, seed and step budget."""
-        seed = self._rng.randrange(2**31)
+        seed = self.rng.randrange(2**31)
         models = (battle.model_a, battle.model_b)
         requests = tuple(
             ExecuteRequest(

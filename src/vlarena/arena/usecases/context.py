@@ -1,0 +1,24 @@
+"""What the battle and turn use cases share: settings, storage, the executor, limits, views."""
+
+import random
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from vlarena.arena.client import ExecutionClient
+from vlarena.arena.ratelimit import RateLimiter
+from vlarena.arena.settings import ArenaSettings
+from vlarena.arena.storage.database import DbSession
+from vlarena.arena.views import Views
+
+
+@dataclass(frozen=True, eq=False)
+class UseCase:
+    """The collaborators of a battle-level use case."""
+
+    settings: ArenaSettings
+    db: async_sessionmaker[DbSession]
+    client: ExecutionClient  # the execution service
+    limiter: RateLimiter
+    views: Views  # rows → responses
+    rng: random.Random  # one stream for model draws and turn seeds
