@@ -1,11 +1,14 @@
-"""Arena backend: API latency under 50 concurrent clients, leaderboard time at 10,000 votes."""
+"""Arena backend: API latency under 50 concurrent clients, leaderboard time at 10,000 votes,
+and how fast both HTTP services refuse work under 4x overload."""
 
 import asyncio
+import contextlib
 import os
 import random
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
@@ -16,8 +19,13 @@ from typing import Any
 
 import httpx
 import numpy as np
+import uvicorn
 from rich.progress import Progress
 from sqlalchemy import insert
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 from vlarena.arena.board import Board
 from vlarena.arena.ranking import Vote, leaderboard
@@ -32,6 +40,9 @@ MODELS = [f"model-{k}" for k in range(8)]
 STRENGTH = dict(zip(MODELS, np.linspace(-1, 1, len(MODELS)), strict=True))
 OPEN_BATTLES = 2_000  # unvoted battles with a finished turn: the vote phase's targets
 TOKEN = "bench-token"
+OVERLOAD = 4  # concurrent requests per place there is
+RUNNING_TURNS, QUEUED_TURNS = 1, 4  # the overloaded arena's turn places
+RUNNING_EPISODES, WAITING_EPISODES = 1, 1  # the overloaded execution service's episode slots
 
 
 def _votes(n: int, rng: random.Random) -> list[tuple[str, str, str]]:
@@ -164,28 +175,29 @@ async def _seed(url: str) -> list[str]:
 
 
 @contextmanager
-def _arena(url: str) -> Iterator[str]:
-    """`vlarena arena` in its own process on this database; yields its base URL."""
+def _service(command: str, health: str, env: dict[str, str]) -> Iterator[str]:
+    """`vlarena COMMAND` in its own process with these settings; yields its base URL."""
     port = free_port()
-    env = os.environ | {
-        "VLA_ARENA_DATABASE_URL": url,
-        "VLA_ARENA_PORT": str(port),
-        "VLA_ARENA_BATTLE_RATE": "1000000/minute",
-        "VLA_ARENA_VOTE_RATE": "1000000/minute",
-    }
+    prefix = "VLA_ARENA_" if command == "arena" else "VLA_EXEC_"
     process = subprocess.Popen(
-        [sys.executable, "-m", "vlarena", "arena"],
-        env=env,
+        [sys.executable, "-m", "vlarena", command],
+        env=os.environ | env | {f"{prefix}PORT": str(port)},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_for_http(f"{base}/api/health", process)
+        wait_for_http(f"{base}{health}", process)
         yield base
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def _arena(url: str, **env: str) -> contextlib.AbstractContextManager[str]:
+    """`vlarena arena` on this database, rate limits out of the way."""
+    rates = {f"VLA_ARENA_{kind}_RATE": "1000000/minute" for kind in ("BATTLE", "VOTE", "TURN")}
+    return _service("arena", "/api/health", rates | {"VLA_ARENA_DATABASE_URL": url} | env)
 
 
 async def _load(
@@ -257,6 +269,164 @@ async def _board_compute(url: str) -> tuple[float, float]:
 
 
 @contextmanager
+def _stalled_execution() -> Iterator[str]:
+    """An execution service whose episodes never finish (in a thread of this process): every
+    turn the arena starts keeps its place, so the turn queue stays full."""
+
+    async def models(_: Request) -> JSONResponse:
+        return JSONResponse([{"model_id": m, "kind": "preset", "source": m} for m in MODELS[:2]])
+
+    async def check(_: Request) -> JSONResponse:
+        return JSONResponse({"max_steps": 60})
+
+    async def start(_: Request) -> JSONResponse:
+        return JSONResponse({"episode_id": "e", "status_url": "/episodes/e"}, 202)
+
+    async def status(_: Request) -> JSONResponse:
+        return JSONResponse({"episode_id": "e", "status": "running", "steps_done": 0})
+
+    routes = [
+        Route("/models", models),
+        Route("/execute/check", check, methods=["POST"]),
+        Route("/episodes", start, methods=["POST"]),
+        Route("/episodes/{id}", status),
+    ]
+    config = uvicorn.Config(Starlette(routes=routes), port=free_port(), log_level="warning")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{config.port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+async def _bursts(
+    base: str,
+    rounds: int,
+    size: int,
+    make: Callable[[httpx.AsyncClient, int], Awaitable[httpx.Response]],
+    refill: Callable[[httpx.AsyncClient], Awaitable[None]],
+) -> list[float]:
+    """`rounds` bursts of `size` concurrent requests, each expected to be refused with 503;
+    before each, `refill` takes whatever places have come free. Latencies in ms."""
+    clients = [httpx.AsyncClient(base_url=base, timeout=60) for _ in range(size)]
+    latencies: list[float] = []
+
+    async def one(client: httpx.AsyncClient, k: int) -> None:
+        started = time.perf_counter()
+        reply = await make(client, k)
+        latencies.append((time.perf_counter() - started) * 1000)
+        if reply.status_code != 503 or "retry-after" not in reply.headers:
+            raise RuntimeError(f"expected a 503 with Retry-After, got {reply.status_code}")
+
+    try:
+        await asyncio.gather(*(c.get("/openapi.json") for c in clients))  # connect first
+        for _ in range(rounds):
+            await refill(clients[0])
+            await asyncio.gather(*(one(c, k) for k, c in enumerate(clients)))
+        return latencies
+    finally:
+        await asyncio.gather(*(c.aclose() for c in clients))
+
+
+async def _overloaded_arena(base: str, rounds: int) -> tuple[list[float], list[float]]:
+    """Turn requests refused with 503 busy while the turn queue is full, and battle reads
+    made during those bursts (ms)."""
+    size = OVERLOAD * (RUNNING_TURNS + QUEUED_TURNS)
+    async with httpx.AsyncClient(base_url=base, timeout=60) as client:
+        token = (await client.post("/api/sessions")).json()["token"]
+        client.headers["Authorization"] = f"Bearer {token}"
+        made = [
+            await client.post("/api/battles", json={})
+            for _ in range(RUNNING_TURNS + QUEUED_TURNS + size)
+        ]
+        battles = [reply.json()["battle_id"] for reply in made]
+        for battle in battles[: RUNNING_TURNS + QUEUED_TURNS]:  # fill every place
+            reply = await client.post(f"/api/battles/{battle}/turns", json={"instruction": "wave"})
+            if reply.status_code != 202:
+                raise RuntimeError(f"turn not queued: {reply.status_code} {reply.text}")
+        overload, reads = battles[RUNNING_TURNS + QUEUED_TURNS :], []
+
+        async def turn(c: httpx.AsyncClient, k: int) -> httpx.Response:
+            c.headers["Authorization"] = f"Bearer {token}"
+            return await c.post(
+                f"/api/battles/{overload[k]}/turns",
+                json={"instruction": "wave"},
+                headers={"Idempotency-Key": uuid.uuid4().hex},
+            )
+
+        async def read(c: httpx.AsyncClient) -> None:
+            started = time.perf_counter()
+            await c.get(f"/api/battles/{battles[0]}")
+            reads.append((time.perf_counter() - started) * 1000)
+
+        refused = await _bursts(base, rounds, size, turn, read)
+    return refused, reads
+
+
+async def _saturated_execution(base: str, rounds: int) -> list[float]:
+    """/execute requests refused with 503 saturated while every episode slot is taken (ms)."""
+    long = {
+        "model_id": "scripted-expert",
+        "robot_id": "franka",
+        "scene_id": "table",
+        "instruction": "wave for a long time",
+        "max_steps": 500,
+    }
+
+    async def refill(client: httpx.AsyncClient) -> None:
+        while (await client.post("/episodes", json=long)).status_code == 202:
+            pass  # until the service is saturated
+
+    async def execute(c: httpx.AsyncClient, _: int) -> httpx.Response:
+        return await c.post("/execute", json=long | {"max_steps": 5})
+
+    return await _bursts(
+        base, rounds, OVERLOAD * (RUNNING_EPISODES + WAITING_EPISODES), execute, refill
+    )
+
+
+def _percentiles(latencies: list[float]) -> str:
+    p50, p99 = np.percentile(latencies, [50, 99])
+    return f"{len(latencies)} | {p50:.1f} | {p99:.1f}"
+
+
+def _overload(rounds: int) -> list[str]:
+    """Table rows: rejection latency of both services under OVERLOAD x their capacity."""
+    rows = []
+    execution_env = {
+        "VLA_EXEC_PRESETS": "",
+        "VLA_EXEC_SHIPPED_MODELS": "false",
+        "VLA_EXEC_MAX_STEPS_CAP": "500",
+        "VLA_EXEC_MAX_CONCURRENT_EPISODES": str(RUNNING_EPISODES),
+        "VLA_EXEC_MAX_WAITING_EPISODES": str(WAITING_EPISODES),
+    }
+    with _service("execute", "/health", execution_env) as base:
+        refused = asyncio.run(_saturated_execution(base, rounds))
+    rows.append(f"| execution: `POST /execute` → 503 saturated | {_percentiles(refused)} |")
+    places = {
+        "VLA_ARENA_MAX_RUNNING_TURNS": str(RUNNING_TURNS),
+        "VLA_ARENA_MAX_QUEUED_TURNS": str(QUEUED_TURNS),
+        "VLA_ARENA_SESSION_RATE": "1000000/minute",
+    }
+    with _databases() as databases, _stalled_execution() as execution:
+        for name, url in databases:
+            with _arena(url, VLA_SERVER_URL=execution, **places) as base:
+                busy, reads = asyncio.run(_overloaded_arena(base, rounds))
+            rows.append(
+                f"| {name}: `POST /api/battles/{{id}}/turns` → 503 busy | {_percentiles(busy)} |"
+            )
+            rows.append(
+                f"| {name}: `GET /api/battles/{{id}}` during the bursts | {_percentiles(reads)} |"
+            )
+    return rows
+
+
+@contextmanager
 def _databases() -> Iterator[list[tuple[str, str]]]:
     with tempfile.TemporaryDirectory() as tmp, scratch_postgres() as postgres:
         yield [
@@ -269,7 +439,9 @@ def run(samples: int, progress: Progress) -> str:
     """Markdown section for the arena backend."""
     requests = max(10 * samples, 500)
     votes = [Vote(a, b, c) for a, b, c in _votes(VOTES, random.Random(1))]
-    task = progress.add_task("arena", total=3)
+    task = progress.add_task("arena", total=4)
+    overload_rows = _overload(max(samples, 5))
+    progress.advance(task)
     started = time.perf_counter()
     board = leaderboard(votes, rounds=1000)
     fit_s = time.perf_counter() - started
@@ -309,5 +481,19 @@ def run(samples: int, progress: Progress) -> str:
             "| database | first computation (starts the worker) | later ones |",
             "|---|---:|---:|",
             *compute_rows,
+            "",
+            f"### Refusing work under {OVERLOAD}x overload",
+            "",
+            f"Bursts of {OVERLOAD} concurrent requests per place there is. The arena has "
+            f"{RUNNING_TURNS} running and {QUEUED_TURNS} queued turn places, all taken by turns "
+            "whose episodes never finish (a stub execution service); each burst asks for new "
+            "turns on free battles, with one battle read among them. The execution service has "
+            f"{RUNNING_EPISODES} running and {WAITING_EPISODES} waiting episode slots, taken by "
+            "real 500-step expert episodes (refilled before each burst). Every refusal is "
+            "checked to be a 503 with Retry-After.",
+            "",
+            "| request | requests | p50 ms | p99 ms |",
+            "|---|---:|---:|---:|",
+            *overload_rows,
         ]
     )

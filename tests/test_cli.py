@@ -2,7 +2,9 @@
 
 import json
 from pathlib import Path
+from typing import Any
 
+import pytest
 from typer.testing import CliRunner
 
 from vlarena.cli import app
@@ -55,3 +57,20 @@ def test_errors_are_one_line_not_tracebacks(tmp_path: Path) -> None:
         assert result.exit_code == 2, args
         assert "error:" in result.output
         assert "Traceback" not in result.output
+
+
+def test_the_http_services_run_under_uvicorn_trusting_no_forwarded_headers(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Only the app's VLA_*_TRUSTED_PROXIES decide whose X-Forwarded-For is believed (uvicorn's
+    own default trusts loopback), and no Server header names uvicorn."""
+    import uvicorn
+
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: calls.append(kwargs))
+    monkeypatch.setenv("VLA_ARENA_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'a.db'}")
+    monkeypatch.setenv("VLA_EXEC_PRESETS", "")
+    for command in ("arena", "execute"):
+        result = runner.invoke(app, [command])
+        assert result.exit_code == 0, result.output
+    assert [(c["proxy_headers"], c["server_header"]) for c in calls] == [(False, False)] * 2

@@ -7,7 +7,7 @@ import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import numpy as np
 import typer
@@ -32,6 +32,9 @@ from vlarena.serving.client import DEFAULT_TARGET, ClientOptions, VLAClient
 from vlarena.serving.server import serve as run_server
 from vlarena.serving.settings import ServerSettings
 from vlarena.types import ModelInfo, Observation, RobotState
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 app = typer.Typer(
     help="VLArena: serve, run, train and compare VLA robot policies.",
@@ -211,29 +214,35 @@ def predict(
     _remote_call(call, target, token)
 
 
+def _serve_http(asgi: "FastAPI", host: str, port: int) -> None:
+    """uvicorn, trusting no forwarded headers itself (the app's trusted proxies decide) and
+    naming no server."""
+    import uvicorn
+
+    uvicorn.run(
+        asgi, host=host, port=port, log_level="info", proxy_headers=False, server_header=False
+    )
+
+
 @app.command()
 def execute() -> None:
     """Start the execution service (POST /execute), configured by VLA_EXEC_* variables."""
-    import uvicorn
-
     from vlarena.execution.app import create_app
     from vlarena.execution.settings import ExecutionSettings
 
     settings = load_settings(ExecutionSettings, "VLA_EXEC_")
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    _serve_http(create_app(settings), settings.host, settings.port)
 
 
 @app.command()
 def arena() -> None:
     """Start the arena backend (battles, votes, leaderboard), configured by VLA_ARENA_* variables
     and the execution service's VLA_SERVER_URL / VLA_REQUEST_TIMEOUT."""
-    import uvicorn
-
     from vlarena.arena.app import create_app
     from vlarena.arena.settings import ArenaSettings
 
     settings = load_settings(ArenaSettings, "VLA_ARENA_")
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    _serve_http(create_app(settings), settings.host, settings.port)
 
 
 @app.command()

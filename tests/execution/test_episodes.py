@@ -1,18 +1,28 @@
 """The episode use case without HTTP: one check into a valid request, the job store's bound,
 and the response view of an episode."""
 
+import asyncio
+from dataclasses import replace
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from vlarena.errors import InvalidObservationError, SaturatedError, UnknownNameError
-from vlarena.execution.catalog import ModelCatalog
+from vlarena.errors import (
+    InvalidObservationError,
+    SaturatedError,
+    UnavailableError,
+    UnknownNameError,
+)
+from vlarena.execution.catalog import ModelCatalog, RemoteModels
 from vlarena.execution.episodes import EpisodeService
 from vlarena.execution.jobs import Job, JobStore
 from vlarena.execution.schemas import ExecuteRequest
 from vlarena.execution.settings import ExecutionSettings
 from vlarena.execution.views import episode_view
+from vlarena.policies import PRESETS, FlowVLAPolicy
 from vlarena.sim import ExpertController, FrankaWorld, Task, run_episode
+from vlarena.types import ModelInfo
 
 
 def service(**overrides: Any) -> EpisodeService:
@@ -28,28 +38,92 @@ def request(**overrides: object) -> ExecuteRequest:
     )
 
 
-def test_check_gives_the_parsed_task_and_the_budget() -> None:
+async def test_check_gives_the_parsed_task_and_the_budget() -> None:
     episodes = service(default_max_steps=40)
-    valid = episodes.check(request())
+    valid = await episodes.check(request())
     assert valid.task == Task("bin", "red")
     assert valid.max_steps == 40
-    assert episodes.check(request(max_steps=7)).max_steps == 7
+    assert (await episodes.check(request(max_steps=7))).max_steps == 7
     with pytest.raises(InvalidObservationError, match="needs a bin"):
-        episodes.check(request(scene_id="table"))
+        await episodes.check(request(scene_id="table"))
     with pytest.raises(UnknownNameError, match="unknown model 'nope'"):
-        episodes.check(request(model_id="nope"))
+        await episodes.check(request(model_id="nope"))
     episodes.close()
 
 
-def test_admission_is_bounded_by_running_and_waiting_slots() -> None:
+async def test_admission_is_bounded_by_running_and_waiting_slots() -> None:
     episodes = service(max_concurrent_episodes=1, max_waiting_episodes=1)
-    valid = episodes.check(request())
-    episodes.admit(valid)
-    episodes.admit(valid)
+    await episodes.admit(request())
+    await episodes.admit(request())
     with pytest.raises(SaturatedError) as raised:
-        episodes.admit(valid)
+        await episodes.admit(request(model_id="nope"))  # refused before the model is asked
     assert raised.value.retry_after_s == 10.0
     assert episodes.admitted == 2
+    episodes.close()
+
+
+async def test_a_refused_request_gives_its_slot_back() -> None:
+    episodes = service(max_concurrent_episodes=1, max_waiting_episodes=0)
+    with pytest.raises(UnknownNameError):
+        await episodes.admit(request(model_id="nope"))
+    assert episodes.admitted == 0
+    episodes.close()
+
+
+class FakeServer:
+    """An inference server's answers to HealthCheck and GetModelInfo, counted."""
+
+    def __init__(self, served: dict[str, ModelInfo]) -> None:
+        self.served = served
+        self.up = True
+        self.calls = 0
+
+    def health(self) -> SimpleNamespace:
+        self.calls += 1
+        if not self.up:
+            raise UnavailableError("UNAVAILABLE: connection refused")
+        return SimpleNamespace(models=sorted(self.served))
+
+    def model_info(self, model: str = "") -> ModelInfo:
+        self.calls += 1
+        if not self.up:
+            raise UnavailableError("UNAVAILABLE: connection refused")
+        if model not in self.served:
+            raise UnknownNameError("model", model, self.served)
+        return self.served[model]
+
+
+def test_the_remote_model_list_and_contracts_are_cached_for_the_ttl() -> None:
+    info = FlowVLAPolicy.create(PRESETS["tiny"], "far").info
+    server, now = FakeServer({"far": info}), [0.0]
+    remote = RemoteModels(server, ttl_s=5.0, clock=lambda: now[0])  # type: ignore[arg-type]
+    assert remote.names() == ("far",)
+    assert remote.info("far") == info
+    assert (remote.names(), remote.info("far"), server.calls) == (("far",), info, 2)
+    server.up = False
+    now[0] = 6.0  # stale: asked again, and the server is gone
+    with pytest.raises(UnavailableError):
+        remote.names()
+    server.up = True
+    server.served = {}
+    assert remote.names() == ()
+    with pytest.raises(UnknownNameError):
+        remote.info("far")
+
+
+def test_unknown_remote_models_and_models_that_do_not_fit_are_refused_by_check() -> None:
+    arm7 = FlowVLAPolicy.create(replace(PRESETS["tiny"], action_dim=7), "arm7").info
+    episodes = service(inference_target="127.0.0.1:1")
+    server = FakeServer({"arm7": arm7})
+    episodes.catalog._remote = RemoteModels(server, ttl_s=5.0)  # type: ignore[arg-type]
+    with pytest.raises(UnknownNameError, match=r"unknown model 'no-such-model'.*arm7"):
+        asyncio.run(episodes.check(request(model_id="no-such-model")))
+    with pytest.raises(InvalidObservationError, match="action_dim 7"):
+        asyncio.run(episodes.check(request(model_id="arm7")))
+    server.up = False
+    episodes.catalog._remote = RemoteModels(server, ttl_s=5.0)  # type: ignore[arg-type]
+    with pytest.raises(UnavailableError):  # unreachable: retry later, not "unknown"
+        asyncio.run(episodes.check(request(model_id="no-such-model")))
     episodes.close()
 
 

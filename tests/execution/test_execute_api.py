@@ -142,3 +142,14 @@ def test_check_validates_without_running(start_service: StartService) -> None:
     assert reply.status_code == 404
     assert reply.json()["error"] == "not_found"
     assert client.get("/health").json()["episodes_admitted"] == 0
+
+
+def test_check_refuses_a_model_that_does_not_fit(
+    start_service: StartService, arm7_checkpoint: Path
+) -> None:
+    client = start_service(model_paths=str(arm7_checkpoint))
+    for path in ("/execute/check", "/episodes"):
+        reply = client.post(path, json=body(model_id="arm7"))
+        assert reply.status_code == 422, reply.text
+        assert "action_dim 7 and state_dim 9" in reply.json()["detail"]
+    assert client.get("/health").json()["episodes_admitted"] == 0

@@ -77,8 +77,12 @@ async def test_a_model_served_over_grpc(
     )
     assert reply.status_code == 200, reply.text
     assert reply.json()["model_id"] == "ar-tiny"
-    missing = await asyncio.to_thread(lambda: client.post("/execute", json=body(model_id="zz")))
-    assert missing.status_code == 404
+    for path in ("/execute", "/execute/check", "/episodes"):  # refused up front, no slot taken
+        missing = await asyncio.to_thread(client.post, path, json=body(model_id="no-such-model"))
+        assert missing.status_code == 404, (path, missing.text)
+        assert missing.json()["error"] == "not_found"
+        assert "ar-tiny" in missing.json()["detail"]  # the server's models are the valid ones
+    assert client.get("/health").json()["episodes_admitted"] == 0
 
 
 @pytest.mark.slow
@@ -118,18 +122,40 @@ def test_an_unreachable_inference_server_is_503_not_502(start_service: StartServ
     assert "UNAVAILABLE" in reply.json()["detail"]
 
 
-def test_a_failed_async_episode_keeps_its_error(
+def test_a_model_that_cannot_load_is_refused_up_front(
     start_service: StartService, tmp_path: Path
 ) -> None:
     (tmp_path / "broken").mkdir()
     client = start_service(model_paths=str(tmp_path / "broken"))
-    url = client.post("/episodes", json=body(model_id="broken")).json()["status_url"]
+    for path in ("/execute/check", "/episodes"):
+        reply = client.post(path, json=body(model_id="broken"))
+        assert reply.status_code == 500
+        assert reply.json()["error"] == "model_loading_failed"
+        assert "metadata.json" in reply.json()["detail"]
+    assert client.get("/health").json()["episodes_admitted"] == 0
+
+
+async def test_a_failed_async_episode_keeps_its_error(
+    start_server: StartServer, start_service: StartService
+) -> None:
+    server = await start_server(batch_size=1)
+    client = start_service(inference_target=f"127.0.0.1:{server.port}", model_paths="")
+    check = await asyncio.to_thread(
+        lambda: client.post("/execute/check", json=body(model_id="ar-tiny"))
+    )
+    assert check.status_code == 200, check.text
+    await server.stop(grace_s=0)  # gone after the check: the episode itself fails
+    started = await asyncio.to_thread(
+        lambda: client.post("/episodes", json=body(model_id="ar-tiny", max_steps=4))
+    )
+    assert started.status_code == 202, started.text
+    url = started.json()["status_url"]
     for _ in range(500):
-        status = client.get(url).json()
+        status = await asyncio.to_thread(lambda: client.get(url).json())
         if status["status"] in ("done", "failed"):
             break
-        time.sleep(0.01)
+        await asyncio.sleep(0.01)
     assert status["status"] == "failed"
-    assert status["error"]["error"] == "model_loading_failed"
-    assert "metadata.json" in status["error"]["detail"]
+    assert status["error"]["error"] == "inference_unavailable"
+    assert status["error"]["retry_after_s"] > 0
     assert status["result"] is None

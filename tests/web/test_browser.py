@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
 
 from vlarena.arena.settings import WEB_DIR
 from vlarena.stack import StackPorts, stack
@@ -17,6 +17,11 @@ from vlarena.testing import free_port
 CHROMIUM = os.environ.get("VLA_TEST_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(os.environ.get("VLA_TEST_ARTIFACTS", "test-artifacts"))
 pytestmark = pytest.mark.slow
+# The arena's Content-Security-Policy is enforced: what it blocks is logged as a console error.
+REPORT_CSP = """document.addEventListener("securitypolicyviolation", (e) =>
+  console.error(`CSP blocked ${e.blockedURI} (${e.violatedDirective})`));"""
+BOTH_READY = "canvas.replay[data-ready] >> nth=1"  # the first frame of both replays is drawn
+REVEALED = "#reveal:has-text('was')"
 
 
 @pytest.fixture(scope="module")
@@ -45,23 +50,30 @@ def browser() -> Iterator[Browser]:
 @pytest.fixture
 def page(browser: Browser) -> Iterator[Page]:
     page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.add_init_script(REPORT_CSP)
     errors: list[str] = []
+
+    def console(message: ConsoleMessage) -> None:
+        if message.type == "error" and not message.location["url"].endswith("/favicon.ico"):
+            errors.append(f"{message.text} ({message.location['url']})")
+
     page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("console", console)
     yield page
     page.close()
-    assert errors == [], errors
+    assert errors == [], errors  # CSP violations included
 
 
 def test_a_battle_in_the_browser(page: Page, arena_url: str) -> None:
     votes_before = httpx.get(f"{arena_url}api/leaderboard", timeout=60).json()["votes"]
-    page.goto(arena_url)
+    response = page.goto(arena_url)
+    assert response is not None
+    assert "wasm-unsafe-eval" in response.headers["content-security-policy"]  # and it loads
     page.click("button.example >> text=pick up the red cube")
     assert page.input_value("#instruction") == "pick up the red cube"
     page.click("#run")
     canvases = page.locator("canvas.replay[data-ready]")  # the first frame is drawn
-    page.wait_for_function(
-        "document.querySelectorAll('canvas.replay[data-ready]').length == 2", timeout=120_000
-    )
+    page.wait_for_selector(BOTH_READY, state="attached", timeout=120_000)
     assert page.locator(".side-label").all_text_contents() == ["Model A", "Model B"]
     vote = page.locator("button[data-choice=a]")
 
@@ -86,11 +98,9 @@ def test_a_battle_in_the_browser(page: Page, arena_url: str) -> None:
     first = canvases.first.screenshot()
     page.wait_for_timeout(700)
     assert canvases.first.screenshot() != first
-    page.wait_for_function(
-        "!document.querySelector('button[data-choice=a]').disabled", timeout=60_000
-    )
+    page.wait_for_selector("button[data-choice=a]:enabled", timeout=60_000)
     vote.click()
-    page.wait_for_function("document.getElementById('reveal').textContent.includes('was')")
+    page.wait_for_selector(REVEALED)
     reveal = page.text_content("#reveal") or ""
     assert "Model A was" in reveal
     assert "sim success" in reveal
@@ -104,7 +114,7 @@ def test_a_battle_in_the_browser(page: Page, arena_url: str) -> None:
     page.screenshot(path=str(ARTIFACTS / "leaderboard.png"))
 
     page.goto(permalink)  # a past battle replays from its URL, revealed
-    page.wait_for_function("document.getElementById('reveal')?.textContent.includes('was')")
+    page.wait_for_selector(REVEALED)
     assert page.locator("canvas.replay").count() == 2
 
 
@@ -132,9 +142,7 @@ def test_memory_stays_bounded_over_many_battles(page: Page, arena_url: str) -> N
     heap = []
     for round_ in range(16):  # 32 replays built and freed
         page.goto(links[round_ % 2])
-        page.wait_for_function(
-            "document.querySelectorAll('canvas.replay[data-ready]').length == 2", timeout=60_000
-        )
+        page.wait_for_selector(BOTH_READY, state="attached", timeout=60_000)
         stats = page.evaluate("window.vlarenaStats")
         assert stats["liveReplays"] == 2  # the previous battle's two were deleted
         heap.append(stats["wasmHeapBytes"])

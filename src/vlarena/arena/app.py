@@ -2,8 +2,10 @@
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI
+from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 from vlarena import __version__
@@ -11,7 +13,7 @@ from vlarena.arena.deps import Arena
 from vlarena.arena.routes import ROUTERS
 from vlarena.arena.settings import ArenaSettings
 from vlarena.arena.storage.database import migrate
-from vlarena.httpjson import BodyLimit, install_error_handlers
+from vlarena.httpjson import install_error_handlers, install_middleware
 
 MAX_BODY_BYTES = 16 * 1024  # the largest body is an instruction of at most 500 characters
 
@@ -35,10 +37,23 @@ def create_app(settings: ArenaSettings | None = None) -> FastAPI:
     )
     app.state.arena = arena
     install_error_handlers(app)
-    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
+    install_middleware(app, MAX_BODY_BYTES, arena.settings.trusted_proxies)
     for router in ROUTERS:
         app.include_router(router)
     web = arena.settings.web_dir
     if web.is_dir():  # the built UI (make install); the API works without it
-        app.mount("/", StaticFiles(directory=web, html=True), name="web")
+        serve_ui(app, web)
     return app
+
+
+def serve_ui(app: FastAPI, web: Path) -> None:
+    """The built UI: its page at / and its bundle under /assets. Not a mount at /, which would
+    take every path, so a wrong method on an API route is 405 with its Allow, not static's."""
+    page = web / "index.html"
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(page)
+
+    if (web / "assets").is_dir():
+        app.mount("/assets", StaticFiles(directory=web / "assets"), name="assets")

@@ -30,13 +30,16 @@ class TurnQueue:
     def counts(self) -> dict[str, int]:
         return {"running": self._running, "queued": len(self._waiting)}
 
-    def reserve(self) -> None:
-        """Hold a place for a turn about to be stored (BusyError if none is left)."""
+    def check_room(self) -> None:
+        """BusyError unless a place is free (cheap: call it before any other work)."""
         if self._running + len(self._waiting) + self._reserved >= self._limit:
             raise BusyError(
-                f"{self._running} turns running and {len(self._waiting)} queued; retry later",
-                retry_after_s=10.0,
+                f"{self._running} turns running and {len(self._waiting)} queued; retry later"
             )
+
+    def reserve(self) -> None:
+        """Hold a place for a turn about to be stored (BusyError if none is left)."""
+        self.check_room()
         self._reserved += 1
 
     def release(self) -> None:

@@ -10,6 +10,8 @@ from limits import parse
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from vlarena.httpjson import TrustedProxies
+
 WEB_DIR = Path(__file__).with_name("web")
 
 
@@ -24,6 +26,7 @@ class ArenaSettings(BaseSettings):
 
     host: str = "127.0.0.1"  # bind address
     port: int = Field(8000, ge=0, le=65535)
+    trusted_proxies: TrustedProxies = ""  # IPs/CIDRs whose X-Forwarded-For is believed
     database_url: str = "sqlite+aiosqlite:///arena.db"  # or postgresql+asyncpg://user@host/db
     # The execution service (its contract's variable names).
     server_url: str = Field(

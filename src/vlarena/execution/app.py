@@ -11,7 +11,7 @@ from vlarena.execution.catalog import ModelCatalog
 from vlarena.execution.episodes import EpisodeService
 from vlarena.execution.routes import api_router
 from vlarena.execution.settings import ExecutionSettings
-from vlarena.httpjson import BodyLimit, install_error_handlers
+from vlarena.httpjson import install_error_handlers, install_middleware
 
 MAX_BODY_BYTES = 16 * 1024  # an /execute request is a few hundred bytes
 
@@ -34,6 +34,6 @@ def create_app(settings: ExecutionSettings | None = None) -> FastAPI:
     )
     app.state.service = service
     install_error_handlers(app)
-    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
+    install_middleware(app, MAX_BODY_BYTES, settings.trusted_proxies)
     app.include_router(api_router)
     return app

@@ -1,8 +1,11 @@
 """The models the execution service can run: the scripted expert, checkpoints, presets, and
 models of a gRPC inference server. Every one but the expert is a model spec
-(`vlarena.policies.specs`); local models load lazily, once."""
+(`vlarena.policies.specs`); local models load lazily, once; what the inference server serves
+is asked again after `REMOTE_TTL_S`."""
 
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from vlarena.errors import (
@@ -18,8 +21,10 @@ from vlarena.policies import DeviceConfig, Policy
 from vlarena.policies.specs import ModelSpec, resolve_policy
 from vlarena.serving.client import ClientOptions, RemotePolicy, VLAClient
 from vlarena.sim import Controller, ExpertController, PolicyController
+from vlarena.types import ModelInfo
 
 EXPERT = "scripted-expert"
+REMOTE_TTL_S = 5.0  # how long the inference server's model list and contracts are trusted
 
 
 @dataclass(frozen=True)
@@ -29,6 +34,40 @@ class Entry:
     name: str
     kind: str  # "expert", "checkpoint", "preset" or "remote"
     source: str  # checkpoint path, type:preset, or the inference server
+
+
+class RemoteModels:
+    """What an inference server serves, cached for `ttl_s`: its model names (HealthCheck) and
+    each model's contract (GetModelInfo). Unreachable, it raises UnavailableError (retry)."""
+
+    def __init__(
+        self, client: VLAClient, ttl_s: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.client = client
+        self._ttl_s = ttl_s
+        self._clock = clock
+        self._names: tuple[float, tuple[str, ...]] | None = None
+        self._infos: dict[str, tuple[float, ModelInfo]] = {}
+        self._lock = threading.Lock()  # one refresh at a time; readers of a fresh cache skip it
+
+    def names(self) -> tuple[str, ...]:
+        """The served model names."""
+        with self._lock:
+            if self._names is None or self._stale(self._names[0]):
+                self._names = (self._clock(), tuple(self.client.health().models))
+            return self._names[1]
+
+    def info(self, name: str) -> ModelInfo:
+        """A served model's contract (UnknownNameError if the server does not serve it)."""
+        with self._lock:
+            cached = self._infos.get(name)
+            if cached is None or self._stale(cached[0]):
+                cached = (self._clock(), RemotePolicy(self.client, name).info)
+                self._infos[name] = cached  # at most one per served name
+            return cached[1]
+
+    def _stale(self, fetched_at: float) -> bool:
+        return self._clock() - fetched_at > self._ttl_s
 
 
 class ModelCatalog:
@@ -50,11 +89,12 @@ class ModelCatalog:
             self._add(Entry(spec.name, "preset", spec.source), spec)
         self._loaded: dict[str, Policy] = {}
         self._lock = threading.Lock()
-        self._remote: VLAClient | None = None
+        self._remote: RemoteModels | None = None
         if settings.inference_target:
             secret = settings.inference_token
             token = secret.get_secret_value() if secret else None
-            self._remote = VLAClient(ClientOptions(target=settings.inference_target, token=token))
+            client = VLAClient(ClientOptions(target=settings.inference_target, token=token))
+            self._remote = RemoteModels(client, REMOTE_TTL_S)
 
     def _add(self, entry: Entry, spec: ModelSpec) -> None:
         self._entries[entry.name] = entry
@@ -66,28 +106,40 @@ class ModelCatalog:
         if self._remote is None:
             return local
         try:
-            served = self._remote.health().models
+            served = self._remote.names()
         except VLArenaError:
             return local
-        target = self._remote.options.target
+        target = self._remote.client.options.target
         return local + [Entry(n, "remote", target) for n in served if n not in self._entries]
 
-    def check(self, name: str) -> None:
-        """Raise UnknownNameError unless `name` is local or could be remote."""
-        if name not in self._entries and self._remote is None:
+    def info(self, name: str) -> ModelInfo | None:
+        """The contract of a model the service runs (None: the expert, which fits every scene);
+        blocking: it may load a local model or ask the inference server. UnknownNameError for
+        a model it does not run, UnavailableError while the inference server is unreachable."""
+        if name == EXPERT:
+            return None
+        if name in self._specs:
+            return self._local(name).info
+        if self._remote is None:
             raise UnknownNameError("model", name, self._entries)
+        served = self._remote.names()
+        if name not in served:
+            raise UnknownNameError("model", name, [*self._entries, *served])
+        return self._remote.info(name)
 
     def controller(self, name: str) -> Controller:
         """A fresh controller for one episode (blocking: may load a model or ask the server)."""
         if name == EXPERT:
             return ExpertController()
-        spec = self._specs.get(name)
-        if spec is None:
+        if name not in self._specs:
             return PolicyController(self._remote_policy(name))
+        return PolicyController(self._local(name))
+
+    def _local(self, name: str) -> Policy:
         with self._lock:  # local models load once
             if name not in self._loaded:
-                self._loaded[name] = self._open(name, spec)
-            return PolicyController(self._loaded[name])
+                self._loaded[name] = self._open(name, self._specs[name])
+            return self._loaded[name]
 
     def _remote_policy(self, name: str) -> Policy:
         """A model of the inference server, asked for its contract each episode (the server may
@@ -95,7 +147,7 @@ class ModelCatalog:
         if self._remote is None:
             raise UnknownNameError("model", name, self._entries)
         try:
-            return self._open(name, ModelSpec("remote", self._remote.options.target, name))
+            return self._open(name, ModelSpec("remote", self._remote.client.options.target, name))
         except UnknownNameError:
             raise UnknownNameError("model", name, [e.name for e in self.entries()]) from None
 
@@ -113,4 +165,4 @@ class ModelCatalog:
 
     def _connect(self, spec: ModelSpec) -> Policy:
         assert self._remote is not None  # remote specs come from the inference target
-        return RemotePolicy(self._remote, spec.model)
+        return RemotePolicy(self._remote.client, spec.model)

@@ -1,5 +1,10 @@
 """Episodes, the service's one use case: a request is checked once into a `ValidRequest`,
-admitted to an episode slot, then run on the worker pool, awaited or as a background job."""
+admitted to an episode slot, then run on the worker pool, awaited or as a background job.
+
+The cheap checks (names, instruction, budget) run on the event loop; whether the model exists
+and fits the scene is asked off it (it may load a model or ask the inference server). A request
+that will run takes its slot before that, so a saturated service refuses at once.
+"""
 
 import asyncio
 import uuid
@@ -15,13 +20,14 @@ from vlarena.execution.views import episode_view
 from vlarena.execution.worlds import WorldCache
 from vlarena.httpjson import ErrorBody
 from vlarena.sim import ROBOTS, SCENES, Episode, Task, parse_instruction, run_episode
+from vlarena.sim.controllers import check_fits
 from vlarena.sim.tasks import check_scene
 
 
 @dataclass(frozen=True)
 class ValidRequest:
     """A request that passed every check: a known robot, scene and model, an instruction the
-    scene can host, and a step budget within the cap."""
+    scene can host, a model that can drive the robot there, and a step budget within the cap."""
 
     request: ExecuteRequest
     task: Task  # the instruction, parsed
@@ -47,15 +53,36 @@ class EpisodeService:
         self.admitted = 0  # running + waiting
         self.jobs = JobStore(settings.stored_async_episodes)
 
-    def check(self, request: ExecuteRequest) -> ValidRequest:
+    async def check(self, request: ExecuteRequest) -> ValidRequest:
         """The request, validated; raises the error it would get otherwise (nothing runs)."""
+        valid = self._check_names(request)
+        await asyncio.to_thread(self._check_model, request)
+        return valid
+
+    async def admit(self, request: ExecuteRequest) -> Admitted:
+        """Check `request` and take an episode slot for it; SaturatedError when none is left
+        (before the model is asked about)."""
+        valid = self._check_names(request)
+        if self.admitted >= self._limit:
+            raise SaturatedError(
+                f"{self.admitted} episodes running or waiting (limit {self._limit}); retry later"
+            )
+        self.admitted += 1
+        try:
+            await asyncio.to_thread(self._check_model, request)
+        except BaseException:
+            self.admitted -= 1
+            raise
+        return Admitted(valid)
+
+    def _check_names(self, request: ExecuteRequest) -> ValidRequest:
+        """Every check but the model's (ValidRequest once `_check_model` passes too)."""
         if request.robot_id not in ROBOTS:
             raise UnknownNameError("robot", request.robot_id, ROBOTS)
         if request.scene_id not in SCENES:
             raise UnknownNameError("scene", request.scene_id, SCENES)
         task = parse_instruction(request.instruction)
         check_scene(task, request.scene_id)
-        self.catalog.check(request.model_id)
         steps = request.max_steps or self.settings.default_max_steps
         if steps > self.settings.max_steps_cap:
             raise InvalidObservationError(
@@ -63,14 +90,11 @@ class EpisodeService:
             )
         return ValidRequest(request, task, steps)
 
-    def admit(self, valid: ValidRequest) -> Admitted:
-        """Take an episode slot for `valid`; SaturatedError when none is left."""
-        if self.admitted >= self._limit:
-            raise SaturatedError(
-                f"{self.admitted} episodes running or waiting (limit {self._limit}); retry later"
-            )
-        self.admitted += 1
-        return Admitted(valid)
+    def _check_model(self, request: ExecuteRequest) -> None:
+        """The model exists and can drive the robot in the scene (blocking)."""
+        info = self.catalog.info(request.model_id)
+        if info is not None:
+            check_fits(info, self._worlds.reference(request.scene_id))
 
     async def run(self, admitted: Admitted, job: Job | None = None) -> Episode:
         """Simulate an admitted request on a worker thread, then free its slot."""

@@ -1,10 +1,21 @@
 """The execution service's contract (its JSON bodies), importable without MuJoCo or torch."""
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from annotated_types import Ge, Le
+from pydantic import BaseModel, BeforeValidator, Field
 
 from vlarena.httpjson import ErrorBody
+
+
+def _number(value: object) -> object:
+    if isinstance(value, bool | str):
+        raise ValueError("must be a JSON number")
+    return value
+
+
+# After an int's bounds: JSON integers are 3 or 3.0 (as in JSON Schema), never true or "3".
+NUMBER_ONLY = BeforeValidator(_number)
 
 
 class ExecuteRequest(BaseModel):
@@ -15,8 +26,8 @@ class ExecuteRequest(BaseModel):
     robot_id: str = Field(min_length=1, max_length=50)
     scene_id: str = Field(min_length=1, max_length=50)
     instruction: str = Field(min_length=1, max_length=500)
-    seed: int | None = Field(None, ge=0, le=2**31 - 1, strict=True)  # same seed → same start
-    max_steps: int | None = Field(None, ge=1, strict=True)  # default and cap: the settings
+    seed: Annotated[int, Ge(0), Le(2**31 - 1), NUMBER_ONLY] | None = None  # same seed, same start
+    max_steps: Annotated[int, Ge(1), NUMBER_ONLY] | None = None  # default and cap: the settings
 
 
 class State(BaseModel):

@@ -5,6 +5,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from vlarena.httpjson import TrustedProxies
 from vlarena.policies.shipped import shipped_checkpoints
 from vlarena.sim.runner import MAX_STEPS_CAP
 
@@ -16,6 +17,7 @@ class ExecutionSettings(BaseSettings):
 
     host: str = "127.0.0.1"  # bind address
     port: int = Field(8001, ge=0, le=65535)
+    trusted_proxies: TrustedProxies = ""  # IPs/CIDRs whose X-Forwarded-For is believed
     model_paths: str = ""  # comma-separated checkpoint directories served by name
     shipped_models: bool = True  # also serve the checkpoints shipped in the package
     presets: str = "vla-flow:small,vla-ar:small"  # random-weight natives (type:preset), "" for none

@@ -51,7 +51,11 @@ class Turns(UseCase):
     runner: TurnRunner
 
     async def add(self, request: TurnRequest, ip: str) -> tuple[BattleOut, bool]:
-        """Queue a turn; with an idempotency key, a repeat returns the first (created=False)."""
+        """Queue a turn; with an idempotency key, a repeat returns the first (created=False).
+
+        While every turn place is taken it is refused first, before any database read (a
+        repeat too: it may retry later)."""
+        self.runner.queue.check_room()
         async with self.db() as s:
             battle = await crud.get_battle(s, request.battle_id)
         check_owner(battle, request.session_id)

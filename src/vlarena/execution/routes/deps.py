@@ -16,5 +16,5 @@ async def get_service(request: Request) -> EpisodeService:
 
 Service = Annotated[EpisodeService, Depends(get_service)]
 ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorBody} for code in (404, 422, 500, 502, 503, 504)
+    code: {"model": ErrorBody} for code in (404, 413, 422, 500, 502, 503, 504)
 }

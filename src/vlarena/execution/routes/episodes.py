@@ -12,7 +12,7 @@ router = APIRouter(prefix="/episodes")
 @router.post("", status_code=202, responses=ERRORS)
 async def start_episode(request: ExecuteRequest, service: Service) -> dict[str, str]:
     """Start an episode in the background (for long ones); poll GET /episodes/{id}."""
-    job_id = service.submit(service.admit(service.check(request)))
+    job_id = service.submit(await service.admit(request))
     return {"episode_id": job_id, "status_url": f"/episodes/{job_id}"}
 
 
