@@ -17,6 +17,7 @@ from vlarena.errors import (
     UnavailableError,
     UnknownNameError,
     VLArenaError,
+    echo,
     from_wire,
 )
 from vlarena.httpjson import ErrorBody
@@ -87,3 +88,14 @@ def test_decoded_errors_survive_a_process_boundary() -> None:
 
 def test_a_bare_resource_exhausted_is_not_a_full_queue() -> None:
     assert type(from_wire(None, "x", grpc_code="RESOURCE_EXHAUSTED")) is RetryLaterError
+
+
+def test_echo_quotes_a_client_value_clipped() -> None:
+    assert echo("front") == "'front'"
+    assert echo([1, 2]) == "[1, 2]"
+    long = echo("x" * 20_000)
+    assert len(long) == 100
+    assert long.startswith("'xxx")
+    assert long.endswith("…")
+    assert len(echo(list(range(10_000)), limit=20)) == 20
+    assert "x" * 200 not in str(UnknownNameError("model", "x" * 20_000, ["a"]))

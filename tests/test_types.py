@@ -1,5 +1,6 @@
 """Observation, RobotState, ActionChunk and ModelInfo validation: every error path."""
 
+import dataclasses
 import io
 from typing import Any
 
@@ -8,7 +9,8 @@ import pytest
 from PIL import Image
 
 from vlarena import InvalidObservationError, ModelInfo, Observation, RobotState, decode_image
-from vlarena.types import MAX_IMAGE_SIDE_PX, ActionChunk
+from vlarena.errors import ConfigError, NonFiniteActionsError
+from vlarena.types import MAX_IMAGE_SIDE_PX, MAX_NAME_CHARS, ActionChunk
 
 J = 3
 
@@ -161,3 +163,36 @@ def test_action_chunk_requires_2d() -> None:
     assert ActionChunk(np.zeros((4, 2), np.float32), "m").actions.dtype == np.float32
     with pytest.raises(ValueError, match="HxD"):
         ActionChunk(np.zeros(4, np.float32), "m")
+
+
+@pytest.mark.parametrize(
+    ("actions", "confidence"),
+    [(np.full((4, 2), np.nan), None), (np.full((4, 2), np.inf), None), (np.zeros((4, 2)), np.nan)],
+)
+def test_action_chunk_refuses_non_finite_values(actions: np.ndarray, confidence: float) -> None:
+    with pytest.raises(NonFiniteActionsError, match="model 'm' returned"):
+        ActionChunk(actions.astype(np.float32), "m", confidence)
+
+
+def test_model_info_refuses_states_outside_its_range(rgb: np.ndarray) -> None:
+    bounded = dataclasses.replace(
+        INFO, sensor_window=0, sensor_dim=0, state_low=(-1.0,) * 2 * J, state_high=(1.0,) * 2 * J
+    )
+    bounded.check(obs(rgb, state=state(joint_positions=[1.0, -1.0, 0.5])))
+    too_fast = state(joint_velocities=[0.0, 1e20, 2.0])
+    with pytest.raises(InvalidObservationError, match=r"joint_velocities\[1\] = 1e\+20 is outside"):
+        bounded.check(obs(rgb, state=too_fast))
+    with pytest.raises(ConfigError, match="state_low and state_high"):
+        dataclasses.replace(bounded, state_high=(1.0,))
+
+
+@pytest.mark.parametrize("field", ["camera", "embodiment"])
+def test_names_longer_than_the_cap_are_refused_with_a_short_message(
+    rgb: np.ndarray, field: str
+) -> None:
+    name = "x" * (MAX_NAME_CHARS + 1)
+    overrides = {"images": {name: rgb}} if field == "camera" else {"embodiment": name}
+    with pytest.raises(InvalidObservationError, match=f"{field} name 'x+… is longer") as err:
+        obs(rgb, **overrides)
+    assert len(str(err.value)) < 200
+    obs(rgb, embodiment="x" * MAX_NAME_CHARS)  # at the cap: accepted

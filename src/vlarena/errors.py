@@ -11,6 +11,21 @@ from typing import ClassVar, Self
 
 from pydantic import ValidationError
 
+ECHO_CHARS = 100  # a message quotes at most this much of a value a client sent
+
+
+def clip(text: str, limit: int) -> str:
+    """`text`, cut to at most `limit` characters (the last one an ellipsis) if longer."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def echo(value: object, limit: int = ECHO_CHARS) -> str:
+    """How a message quotes a value a client sent: its repr, clipped to `limit` characters
+    (a client string of any length must not make an error message too long to send)."""
+    if isinstance(value, str | bytes):
+        value = value[:limit]  # the repr of a long value is not built only to be cut
+    return clip(repr(value), limit)
+
 
 @dataclass(frozen=True)
 class Wire:
@@ -68,7 +83,7 @@ class UnknownNameError(VLArenaError, KeyError):
         self.kind = kind
         self.name = name
         self.valid = sorted(valid)
-        super().__init__(f"unknown {kind} {name!r}; valid: {', '.join(self.valid) or '(none)'}")
+        super().__init__(f"unknown {kind} {echo(name)}; valid: {', '.join(self.valid) or '(none)'}")
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0])
@@ -97,6 +112,10 @@ class PolicyOutputError(VLArenaError):
     """A policy, or the inference server behind it, answered with something unusable."""
 
     wire = Wire("inference_failed", "INTERNAL", 502)
+
+
+class NonFiniteActionsError(PolicyOutputError):
+    """A policy produced NaN or infinite actions (or confidence): a model fault, never sent."""
 
 
 class AuthError(VLArenaError):

@@ -6,6 +6,7 @@ ModelInfo.check.
 """
 
 import io
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
@@ -15,7 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image, UnidentifiedImageError
 
-from vlarena.errors import InvalidObservationError
+from vlarena.errors import ConfigError, InvalidObservationError, NonFiniteActionsError, echo
 
 MAX_IMAGE_SIDE_PX = 4096  # larger camera images are refused before any work is done on them
 MAX_CAMERAS = 8
@@ -23,6 +24,7 @@ MAX_JOINTS = 64
 MAX_SENSOR_SAMPLES = 8192
 MAX_SENSOR_CHANNELS = 64
 MAX_INSTRUCTION_BYTES = 1024
+MAX_NAME_CHARS = 128  # camera, embodiment and model names
 
 FloatArray = NDArray[np.float32]
 ImageArray = NDArray[np.uint8]
@@ -47,13 +49,21 @@ def _finite_array(name: str, value: Any, limits: tuple[int, ...]) -> FloatArray:
     return arr
 
 
+def check_name_length(kind: str, name: str) -> None:
+    """Raise InvalidObservationError if a (camera, embodiment, model) name is too long."""
+    if len(name) > MAX_NAME_CHARS:
+        raise InvalidObservationError(
+            f"{kind} name {echo(name)} is longer than {MAX_NAME_CHARS} characters"
+        )
+
+
 def _image(camera: str, value: Any) -> ImageArray:
     arr = np.asarray(value)
     if arr.dtype != np.uint8:
-        raise InvalidObservationError(f"image {camera!r} must be uint8, got {arr.dtype}")
+        raise InvalidObservationError(f"image {echo(camera)} must be uint8, got {arr.dtype}")
     if arr.ndim != 3 or arr.shape[2] != 3:
         raise InvalidObservationError(
-            f"image {camera!r} must be HxWx3 (RGB), got shape {arr.shape}"
+            f"image {echo(camera)} must be HxWx3 (RGB), got shape {arr.shape}"
         )
     _check_image_size(camera, *arr.shape[:2])
     return arr
@@ -62,7 +72,7 @@ def _image(camera: str, value: Any) -> ImageArray:
 def _check_image_size(camera: str, height: int, width: int) -> None:
     if not (0 < height <= MAX_IMAGE_SIDE_PX and 0 < width <= MAX_IMAGE_SIDE_PX):
         raise InvalidObservationError(
-            f"image {camera!r} is {height}x{width}; each side must be 1..{MAX_IMAGE_SIDE_PX} px"
+            f"image {echo(camera)} is {height}x{width}; each side must be 1..{MAX_IMAGE_SIDE_PX} px"
         )
 
 
@@ -79,14 +89,16 @@ def decode_image(
             _check_image_size(camera, img.height, img.width)
             if expected_size is not None and (img.height, img.width) != expected_size:
                 raise InvalidObservationError(
-                    f"image {camera!r} is {img.height}x{img.width}, model expects "
+                    f"image {echo(camera)} is {img.height}x{img.width}, model expects "
                     f"{expected_size[0]}x{expected_size[1]}"
                 )
             return np.asarray(img.convert("RGB"), dtype=np.uint8)
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
         if isinstance(exc, InvalidObservationError):
             raise
-        raise InvalidObservationError(f"image {camera!r} could not be decoded: {exc}") from None
+        raise InvalidObservationError(
+            f"image {echo(camera)} could not be decoded: {echo(str(exc))}"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -127,12 +139,17 @@ class Observation:
     def __post_init__(self) -> None:
         if not isinstance(self.state, RobotState):
             raise InvalidObservationError("state must be a RobotState")
+        if not isinstance(self.embodiment, str) or not self.embodiment:
+            raise InvalidObservationError("embodiment must be a non-empty string")
         if not isinstance(self.images, Mapping) or not self.images:
             raise InvalidObservationError("images must map camera names to at least one image")
         if len(self.images) > MAX_CAMERAS:
             raise InvalidObservationError(f"at most {MAX_CAMERAS} cameras, got {len(self.images)}")
         if not all(isinstance(name, str) and name for name in self.images):
             raise InvalidObservationError("camera names must be non-empty strings")
+        for name in self.images:
+            check_name_length("camera", name)
+        check_name_length("embodiment", self.embodiment)
         images = {name: _image(name, img) for name, img in self.images.items()}
         object.__setattr__(self, "images", MappingProxyType(images))
         if not isinstance(self.instruction, str) or not self.instruction.strip():
@@ -145,8 +162,6 @@ class Observation:
             raise InvalidObservationError(
                 f"instruction is longer than {MAX_INSTRUCTION_BYTES} bytes"
             )
-        if not isinstance(self.embodiment, str) or not self.embodiment:
-            raise InvalidObservationError("embodiment must be a non-empty string")
         timestamp = self.timestamp_s
         if isinstance(timestamp, bool) or not isinstance(timestamp, int | float):
             raise InvalidObservationError("timestamp_s must be a number")
@@ -181,6 +196,15 @@ class ActionChunk:
         actions = np.asarray(self.actions, dtype=np.float32)
         if actions.ndim != 2:
             raise ValueError(f"actions must be HxD, got shape {actions.shape}")
+        if not np.isfinite(actions).all():
+            raise NonFiniteActionsError(
+                f"model {echo(self.model_id)} returned actions of shape {actions.shape} with "
+                "NaN or inf values"
+            )
+        if self.confidence is not None and not math.isfinite(self.confidence):
+            raise NonFiniteActionsError(
+                f"model {echo(self.model_id)} returned a confidence of {self.confidence}"
+            )
         object.__setattr__(self, "actions", actions)
         object.__setattr__(self, "timing_ms", MappingProxyType(dict(self.timing_ms)))
 
@@ -218,6 +242,18 @@ class ModelInfo:
     embodiments: tuple[str, ...] = ("franka",)  # robot tags the model was trained for
     supports_split: bool = False  # features and actions can run apart (dual-rate)
     num_params: int = 0  # parameter count
+    # The joint values an observation may carry: (2J,) positions then velocities, in the
+    # state's units; () for any finite value. Values outside are physically absurd for the
+    # robot and far outside what the model was trained on (its output would be meaningless).
+    state_low: tuple[float, ...] = ()
+    state_high: tuple[float, ...] = ()
+
+    def __post_init__(self) -> None:
+        sizes = {len(self.state_low), len(self.state_high)}
+        if sizes not in ({0}, {2 * self.state_dim}):
+            raise ConfigError(
+                f"state_low and state_high must both have 2 x {self.state_dim} values or none"
+            )
 
     def check(self, obs: Observation) -> None:
         """Raise InvalidObservationError unless `obs` matches this contract (once: an
@@ -227,21 +263,36 @@ class ModelInfo:
         if set(obs.images) != set(self.camera_names):
             raise InvalidObservationError(
                 f"model {self.name!r} expects cameras {sorted(self.camera_names)}, "
-                f"got {sorted(obs.images)}"
+                f"got {echo(sorted(obs.images))}"
             )
         for camera, img in obs.images.items():
             if img.shape[:2] != (self.image_height, self.image_width):
                 raise InvalidObservationError(
-                    f"image {camera!r} is {img.shape[0]}x{img.shape[1]}, model {self.name!r} "
+                    f"image {echo(camera)} is {img.shape[0]}x{img.shape[1]}, model {self.name!r} "
                     f"expects {self.image_height}x{self.image_width}"
                 )
         self.check_state(obs.state)
         if obs.embodiment not in self.embodiments:
             raise InvalidObservationError(
                 f"model {self.name!r} supports embodiments {list(self.embodiments)}, "
-                f"got {obs.embodiment!r}"
+                f"got {echo(obs.embodiment)}"
             )
         object.__setattr__(obs, "checked_against", self)
+
+    def _check_state_range(self, values: FloatArray) -> None:
+        low, high = np.asarray(self.state_low), np.asarray(self.state_high)
+        outside = np.flatnonzero((values < low) | (values > high))
+        if outside.size:
+            i = int(outside[0])
+            field, joint = (
+                ("joint_positions", i)
+                if i < self.state_dim
+                else ("joint_velocities", i - self.state_dim)
+            )
+            raise InvalidObservationError(
+                f"{field}[{joint}] = {values[i]:g} is outside [{low[i]:g}, {high[i]:g}], the "
+                f"range model {self.name!r} accepts ({outside.size} value(s) outside)"
+            )
 
     def check_state(self, state: RobotState) -> None:
         """Raise InvalidObservationError unless `state` matches this contract."""
@@ -250,6 +301,8 @@ class ModelInfo:
             raise InvalidObservationError(
                 f"model {self.name!r} expects {self.state_dim} joint values, got {joints}"
             )
+        if self.state_low:
+            self._check_state_range(np.concatenate([state.joint_positions, state.joint_velocities]))
         if self.sensor_window == 0:
             return
         expected = (self.sensor_window, self.sensor_dim)

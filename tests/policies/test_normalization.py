@@ -7,7 +7,13 @@ import pytest
 import torch
 
 from vlarena import ConfigError
-from vlarena.policies.normalization import NORM_STATS_JSON, Normalizer, NormStats
+from vlarena.policies.normalization import (
+    NORM_STATS_JSON,
+    STATE_LIMIT_MIN_HALF_RANGE,
+    STATE_LIMIT_STDS,
+    Normalizer,
+    NormStats,
+)
 
 
 def test_from_data_fits_mean_std_and_percentiles() -> None:
@@ -45,3 +51,11 @@ def test_normalizer_round_trips() -> None:
 def test_invalid_stats(change: dict[str, tuple[float, ...]], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         dataclasses.replace(NormStats.identity(1, 2), **change)
+
+
+def test_state_limits_are_generous_around_the_training_data() -> None:
+    # A position of mean 1 and std 1, and a constant velocity (std ~0: the floor applies).
+    stats = NormStats.from_data(states=[[0.0, 0.1], [2.0, 0.1]], actions=[[0.0], [1.0]])
+    low, high = stats.state_limits()
+    assert low[0] == pytest.approx(1.0 - STATE_LIMIT_STDS * 1.0)
+    assert high[1] == pytest.approx(0.1 + STATE_LIMIT_MIN_HALF_RANGE)

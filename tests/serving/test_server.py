@@ -17,7 +17,13 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from PIL import Image
 
 from tests.serving.conftest import StartServer, blocked
-from vlarena.errors import AuthError, DeadlineExceededError, QueueFullError, UnavailableError
+from vlarena.errors import (
+    AuthError,
+    DeadlineExceededError,
+    PolicyOutputError,
+    QueueFullError,
+    UnavailableError,
+)
 from vlarena.policies import Policy, Seeds
 from vlarena.policies.synthetic import synthetic_observation
 from vlarena.serving import codec
@@ -432,7 +438,7 @@ async def test_malformed_stream_message_ends_the_stream_clearly(server: Inferenc
 async def test_unknown_model_names_share_one_metric_label(
     server: InferenceServer, raw_stub: Stub
 ) -> None:
-    for name in ("a" * 500, "b" * 500):
+    for name in ("a" * 100, "b" * 100):  # client-chosen, under the name length cap
         request = codec.encode_observation(obs_for(server), model=name)
         with pytest.raises(grpc.aio.AioRpcError):
             await raw_stub(server).Predict(request)
@@ -512,3 +518,25 @@ async def test_a_server_serves_remote_and_untimed_policies(start_server: StartSe
         np.testing.assert_allclose(chunk.actions, expected, atol=1e-5)
         assert set(chunk.timing_ms) == {"policy", "queue", "server", "round_trip"}
         assert chunk.timing_ms["policy"] > 0  # the batcher timed the call for the untimed one
+
+
+class NonFinite(Untimed):
+    """A faulty model: its actions for the instruction "fault" are NaN."""
+
+    def predict(
+        self, observations: Sequence[Observation], seeds: Seeds = None
+    ) -> list[ActionChunk]:
+        if observations[0].instruction == "fault":
+            return [ActionChunk(np.full((4, 8), np.nan, np.float32), self.info.name)]
+        return self.inner.predict(observations, seeds)
+
+
+async def test_non_finite_actions_are_an_internal_error_never_ok(start_server: StartServer) -> None:
+    tiny = (await start_server()).models["flow-tiny"].policy
+    server = await start_server(policies=[NonFinite(tiny)])
+    async with AsyncVLAClient(ClientOptions(target=f"127.0.0.1:{server.port}")) as c:
+        with pytest.raises(PolicyOutputError, match=r"returned actions of shape .* NaN or inf"):
+            await c.predict(replace(obs_for(server), instruction="fault"))
+    text = metrics_text(server)
+    assert metric_value(text, 'vla_nonfinite_actions_total{model="flow-tiny"}') == 1
+    assert 'model="flow-tiny",status="INTERNAL"} 1.0' in text

@@ -4,6 +4,7 @@ No pickle anywhere: weights are safetensors, everything else is JSON. Every read
 raises CheckpointError naming the file and the problem.
 """
 
+import os.path
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,7 +14,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from vlarena.errors import CheckpointError, ConfigError
+from vlarena.errors import CheckpointError, ConfigError, echo
 from vlarena.policies.schema import STRICT_JSON, JsonCodec
 
 FORMAT_VERSION = 1
@@ -61,8 +62,8 @@ def read_section(directory: Path, filename: str, codec: JsonCodec[T]) -> T:
 
 def read_metadata(directory: Path) -> CheckpointMeta:
     """Read and check metadata.json."""
-    if not directory.is_dir():
-        raise CheckpointError(f"checkpoint directory not found: {directory}")
+    if not os.path.isdir(directory):  # False, not OSError, for a name too long to be a path
+        raise CheckpointError(f"checkpoint directory not found: {echo(str(directory))}")
     meta = read_section(directory, METADATA_FILE, META_JSON)
     if meta.format_version != FORMAT_VERSION:
         raise CheckpointError(

@@ -143,6 +143,7 @@ class NativeVLAPolicy(CheckpointPolicy, SplitPolicy):
         self._device = self.model.normalizer.state_mean.device
         self._rng = torch.Generator().manual_seed(seed)
         self._rng_lock = threading.Lock()
+        state_low, state_high = norm_stats.state_limits()
         self._info = ModelInfo(
             name=meta.name,
             version=meta.version,
@@ -158,6 +159,8 @@ class NativeVLAPolicy(CheckpointPolicy, SplitPolicy):
             embodiments=config.embodiments,
             supports_split=True,
             num_params=sum(p.numel() for p in model.parameters()),
+            state_low=state_low,
+            state_high=state_high,
         )
 
     @classmethod

@@ -12,6 +12,12 @@ from vlarena.errors import ConfigError
 from vlarena.policies.schema import STRICT_JSON, JsonCodec
 
 _EPS = 1e-6
+# The joint values a model accepts: its training mean ± the larger of STATE_LIMIT_STDS standard
+# deviations and STATE_LIMIT_MIN_HALF_RANGE (in the joint's units: rad or m, and per second).
+# Generous: every state the robot can reach passes (the Panda's joints span at most 3.8 rad and
+# move at most 2.6 rad/s); a finite but absurd value (1e20) would make the network's output NaN.
+STATE_LIMIT_STDS = 100.0
+STATE_LIMIT_MIN_HALF_RANGE = 10.0
 
 
 @dataclass(frozen=True)
@@ -52,6 +58,12 @@ class NormStats:
             raise ConfigError("action_low/high must have as many values as action_mean")
         if any(hi <= lo for lo, hi in zip(self.action_low, self.action_high, strict=True)):
             raise ConfigError("action_high must exceed action_low in every dimension")
+
+    def state_limits(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """The lowest and highest joint values a model trained on these statistics accepts."""
+        mean = np.asarray(self.state_mean)
+        half = np.maximum(STATE_LIMIT_STDS * np.asarray(self.state_std), STATE_LIMIT_MIN_HALF_RANGE)
+        return tuple((mean - half).tolist()), tuple((mean + half).tolist())
 
     @classmethod
     def identity(cls, state_dim: int, action_dim: int, sensor_dim: int = 0) -> "NormStats":

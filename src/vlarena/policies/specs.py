@@ -9,12 +9,13 @@ A spec is one of
   client's `RemotePolicy.connect`), which this layer does not import.
 """
 
+import os.path
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from vlarena.errors import ConfigError, UnknownNameError
+from vlarena.errors import ConfigError, UnknownNameError, echo
 from vlarena.policies.base import Policy
 from vlarena.policies.checkpoint import read_metadata
 from vlarena.policies.config import get_preset
@@ -51,13 +52,13 @@ def parse_spec(text: str) -> ModelSpec:
         target, _, model = text.removeprefix(REMOTE_SCHEME).partition("/")
         host, _, port = target.rpartition(":")
         if not host or not port.isdigit():
-            raise ConfigError(f"remote spec {text!r} must be {REMOTE_SCHEME}HOST:PORT[/MODEL]")
+            raise ConfigError(f"remote spec {echo(text)} must be {REMOTE_SCHEME}HOST:PORT[/MODEL]")
         return ModelSpec("remote", target, model)
     shipped = shipped_checkpoint(text)
     if shipped is not None:
         return ModelSpec("shipped", str(shipped))
     kind, _, preset = text.partition(":")
-    if preset and ":" not in preset and "/" not in kind and not Path(text).exists():
+    if preset and ":" not in preset and "/" not in kind and not os.path.exists(text):
         natives = native_policy_types()
         if kind not in natives:
             raise UnknownNameError("native policy type", kind, natives)

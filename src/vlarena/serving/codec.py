@@ -9,7 +9,7 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
-from vlarena.errors import InvalidObservationError, PolicyOutputError
+from vlarena.errors import InvalidObservationError, PolicyOutputError, echo
 from vlarena.serving.v1 import inference_pb2 as pb
 from vlarena.types import ActionChunk, ModelInfo, Observation, RobotState, decode_image
 
@@ -20,12 +20,12 @@ MAX_TENSOR_DIMS = 4
 def decode_tensor(tensor: pb.Tensor, name: str) -> NDArray[np.generic]:
     """A typed tensor message → numpy array; every inconsistency is an InvalidObservationError."""
     if tensor.dtype not in DTYPES:
-        raise InvalidObservationError(f"{name}: dtype {tensor.dtype!r} not one of {DTYPES}")
+        raise InvalidObservationError(f"{name}: dtype {echo(tensor.dtype)} not one of {DTYPES}")
     dtype = np.dtype(tensor.dtype).newbyteorder("<")
     shape = tuple(tensor.shape)
     if not 0 < len(shape) <= MAX_TENSOR_DIMS or any(d <= 0 for d in shape):
         raise InvalidObservationError(
-            f"{name}: shape {list(shape)} must have 1..{MAX_TENSOR_DIMS} positive dimensions"
+            f"{name}: shape {echo(list(shape))} must have 1..{MAX_TENSOR_DIMS} positive dimensions"
         )
     expected = math.prod(shape) * dtype.itemsize  # Python ints: no overflow
     if expected != len(tensor.data):
@@ -48,8 +48,10 @@ def _decode_camera(image: pb.CameraImage, info: ModelInfo) -> NDArray[np.uint8]:
         size = (info.image_height, info.image_width)
         return decode_image(image.encoded, camera=image.camera, expected_size=size)
     if kind == "raw":
-        return np.asarray(decode_tensor(image.raw, f"image {image.camera!r}"))
-    raise InvalidObservationError(f"image {image.camera!r} has neither encoded bytes nor raw data")
+        return np.asarray(decode_tensor(image.raw, f"image {echo(image.camera)}"))
+    raise InvalidObservationError(
+        f"image {echo(image.camera)} has neither encoded bytes nor raw data"
+    )
 
 
 def decode_observation(msg: pb.Observation, info: ModelInfo) -> Observation:
@@ -57,7 +59,7 @@ def decode_observation(msg: pb.Observation, info: ModelInfo) -> Observation:
     images: dict[str, NDArray[np.uint8]] = {}
     for image in msg.images:
         if image.camera in images:
-            raise InvalidObservationError(f"camera {image.camera!r} appears twice")
+            raise InvalidObservationError(f"camera {echo(image.camera)} appears twice")
         images[image.camera] = _decode_camera(image, info)
     sensor = (
         decode_tensor(msg.sensor_window, "sensor_window") if msg.HasField("sensor_window") else None

@@ -34,6 +34,12 @@ class ServerMetrics:
             ["model", "status"],
             registry=r,
         )
+        self.nonfinite_actions = Counter(
+            "vla_nonfinite_actions",
+            "Requests failed because the policy produced NaN or inf actions",
+            ["model"],
+            registry=r,
+        )
         self.batch_size = Histogram(
             "vla_batch_size",
             "Requests per executed batch",

@@ -22,14 +22,15 @@ from vlarena.policies.shipped import shipped_checkpoints
 from vlarena.policies.specs import parse_spec, resolve_policy
 from vlarena.runtime import DualRateConfig, DynamicBatcher, warmup
 from vlarena.serving.auth import TokenAuthInterceptor
+from vlarena.serving.handlers import add_service
 from vlarena.serving.metrics import ServerMetrics
 from vlarena.serving.servicer import InferenceServicer, Pools, ServedModel, ServerState
 from vlarena.serving.settings import ServerSettings
 from vlarena.serving.v1 import inference_pb2 as pb
-from vlarena.serving.v1 import inference_pb2_grpc as pb_grpc
 
 log = logging.getLogger(__name__)
-SERVICE_NAME = pb.DESCRIPTOR.services_by_name["VLAInference"].full_name
+SERVICE = pb.DESCRIPTOR.services_by_name["VLAInference"]
+SERVICE_NAME = SERVICE.full_name
 
 
 def load_policies(settings: ServerSettings) -> list[Policy]:
@@ -182,7 +183,7 @@ class InferenceServer:
             s.precision,
             dual_rate,
         )
-        pb_grpc.add_VLAInferenceServicer_to_server(servicer, server)
+        add_service(servicer, SERVICE, server, servicer.refused)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
             [SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME], server

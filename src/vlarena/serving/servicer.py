@@ -16,6 +16,7 @@ import grpc
 from vlarena.errors import (
     InvalidObservationError,
     InvalidRequestError,
+    NonFiniteActionsError,
     UnavailableError,
     UnknownNameError,
     VLArenaError,
@@ -27,10 +28,11 @@ from vlarena.serving.metrics import ServerMetrics
 from vlarena.serving.status import abort
 from vlarena.serving.v1 import inference_pb2 as pb
 from vlarena.serving.v1 import inference_pb2_grpc as pb_grpc
-from vlarena.types import Observation
+from vlarena.types import Observation, check_name_length
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+UNKNOWN_LABEL = "unknown"  # the metric label of requests for a model this server does not serve
 
 
 @dataclass
@@ -90,13 +92,18 @@ class InferenceServicer(pb_grpc.VLAInferenceServicer):
     def _label(self, name: str) -> str:
         """Metric label of a requested model: client-chosen unknown names share one label."""
         name = name or self._default
-        return name if name in self._models else "unknown"
+        return name if name in self._models else UNKNOWN_LABEL
 
     def _model(self, name: str) -> ServedModel:
+        check_name_length("model", name)
         try:
             return self._models[name or self._default]
         except KeyError:
             raise UnknownNameError("model", name, self._models) from None
+
+    def refused(self) -> None:
+        """Count a request that could not be parsed (so names no model)."""
+        self._metrics.requests.labels(UNKNOWN_LABEL, InvalidRequestError.wire.grpc_code).inc()
 
     async def _guard(
         self,
@@ -109,6 +116,9 @@ class InferenceServicer(pb_grpc.VLAInferenceServicer):
             result = await call()
         except VLArenaError as exc:
             self._metrics.requests.labels(model, exc.wire.grpc_code).inc()
+            if isinstance(exc, NonFiniteActionsError):  # a model fault: the operator must know
+                self._metrics.nonfinite_actions.labels(model).inc()
+                log.error("%s", exc)
             await abort(context, exc)
         except asyncio.CancelledError:
             self._metrics.requests.labels(model, "CANCELLED").inc()

@@ -9,6 +9,9 @@ from vlarena.errors import InvalidRequestError, VLArenaError, from_wire
 
 NAME_KEY = "vlarena-error"
 RETRY_AFTER_KEY = "vlarena-retry-after-s"
+# The message travels percent-encoded in the trailing metadata (up to 3 bytes per UTF-8 byte),
+# which gRPC limits to 8-16 kB: a longer one would end the call as RESOURCE_EXHAUSTED instead.
+MAX_DETAIL_BYTES = 2048
 
 
 async def abort(context: grpc.aio.ServicerContext[Any, Any], exc: VLArenaError) -> None:
@@ -16,7 +19,16 @@ async def abort(context: grpc.aio.ServicerContext[Any, Any], exc: VLArenaError) 
     meta = [(NAME_KEY, exc.wire.name)]
     if exc.retry_after_s is not None:
         meta.append((RETRY_AFTER_KEY, f"{exc.retry_after_s:g}"))
-    await context.abort(grpc.StatusCode[exc.wire.grpc_code], str(exc), tuple(meta))
+    await context.abort(grpc.StatusCode[exc.wire.grpc_code], _detail(str(exc)), tuple(meta))
+
+
+def _detail(message: str) -> str:
+    """The message, cut to MAX_DETAIL_BYTES of UTF-8 (a last guard: messages echo clipped
+    client values, `errors.echo`, so this only cuts one that grew long some other way)."""
+    encoded = message.encode("utf-8", "replace")
+    if len(encoded) <= MAX_DETAIL_BYTES:
+        return message
+    return encoded[: MAX_DETAIL_BYTES - 3].decode("utf-8", "ignore") + "…"
 
 
 def from_rpc_error(exc: grpc.RpcError) -> VLArenaError:

@@ -305,6 +305,8 @@ class ModelInfo(_message.Message):
     DEVICE_FIELD_NUMBER: _builtins.int
     PRECISION_FIELD_NUMBER: _builtins.int
     SERVED_MODELS_FIELD_NUMBER: _builtins.int
+    STATE_LOW_FIELD_NUMBER: _builtins.int
+    STATE_HIGH_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     version: _builtins.str
     policy_type: _builtins.str
@@ -327,6 +329,14 @@ class ModelInfo(_message.Message):
     def served_models(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """every model this server answers for"""
 
+    @_builtins.property
+    def state_low(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """The joint values (positions, then velocities) an observation may carry, per joint; empty:
+        any finite value. Outside them a request is refused as INVALID_ARGUMENT.
+        """
+
+    @_builtins.property
+    def state_high(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]: ...
     def __init__(
         self,
         *,
@@ -347,10 +357,12 @@ class ModelInfo(_message.Message):
         device: _builtins.str = ...,
         precision: _builtins.str = ...,
         served_models: _abc.Iterable[_builtins.str] | None = ...,
+        state_low: _abc.Iterable[_builtins.float] | None = ...,
+        state_high: _abc.Iterable[_builtins.float] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["action_dim", b"action_dim", "camera_names", b"camera_names", "chunk_size", b"chunk_size", "device", b"device", "embodiments", b"embodiments", "image_height", b"image_height", "image_width", b"image_width", "name", b"name", "num_params", b"num_params", "policy_type", b"policy_type", "precision", b"precision", "sensor_dim", b"sensor_dim", "sensor_window", b"sensor_window", "served_models", b"served_models", "state_dim", b"state_dim", "supports_split", b"supports_split", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action_dim", b"action_dim", "camera_names", b"camera_names", "chunk_size", b"chunk_size", "device", b"device", "embodiments", b"embodiments", "image_height", b"image_height", "image_width", b"image_width", "name", b"name", "num_params", b"num_params", "policy_type", b"policy_type", "precision", b"precision", "sensor_dim", b"sensor_dim", "sensor_window", b"sensor_window", "served_models", b"served_models", "state_dim", b"state_dim", "state_high", b"state_high", "state_low", b"state_low", "supports_split", b"supports_split", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
