@@ -78,6 +78,12 @@ class Board:
         assert self._cached is not None
         return self._cached.board
 
+    async def recompute(self) -> LeaderboardOut:
+        """Compute now, whatever the cache holds."""
+        async with self._lock:
+            self._cached = await self._compute()
+            return self._cached.board
+
     async def close(self) -> None:
         if self._refresh is not None:
             self._refresh.cancel()
