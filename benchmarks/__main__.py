@@ -6,7 +6,7 @@ from pathlib import Path
 
 from rich.progress import Progress
 
-from benchmarks import arena, dualrate, policies, serving, sim
+from benchmarks import arena, dualrate, leaderboard, policies, serving, sim
 from benchmarks.common import machine_description
 
 SECTIONS = {
@@ -15,6 +15,7 @@ SECTIONS = {
     "sim": sim.run,
     "dualrate": dualrate.run,
     "arena": arena.run,
+    "leaderboard": leaderboard.run,
 }
 HEADER = (
     "# Benchmarks\n\nWritten by `make bench`; medians and ratios come from one run on one "
