@@ -105,10 +105,25 @@ def test_the_remote_model_list_and_contracts_are_cached_for_the_ttl() -> None:
     with pytest.raises(UnavailableError):
         remote.names()
     server.up = True
+    with pytest.raises(UnavailableError):  # a failure is remembered for a moment...
+        remote.names()
+    now[0] = 7.5  # ...then asked again
     server.served = {}
     assert remote.names() == ()
     with pytest.raises(UnknownNameError):
         remote.info("far")
+
+
+def test_a_model_served_since_the_list_was_fetched_is_found_at_once() -> None:
+    info = FlowVLAPolicy.create(PRESETS["tiny"], "new").info
+    server, now = FakeServer({}), [0.0]
+    catalog = ModelCatalog(ExecutionSettings(presets="", shipped_models=False))
+    catalog._remote = RemoteModels(server, ttl_s=5.0, clock=lambda: now[0])  # type: ignore[arg-type]
+    with pytest.raises(UnknownNameError):
+        catalog.info("new")
+    server.served = {"new": info}
+    now[0] = 1.0  # well inside the list's TTL
+    assert catalog.info("new") == info
 
 
 def test_unknown_remote_models_and_models_that_do_not_fit_are_refused_by_check() -> None:

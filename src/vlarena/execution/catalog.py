@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar, cast
 
 from vlarena.errors import (
     InvalidRequestError,
@@ -25,6 +26,9 @@ from vlarena.types import ModelInfo
 
 EXPERT = "scripted-expert"
 REMOTE_TTL_S = 5.0  # how long the inference server's model list and contracts are trusted
+T = TypeVar("T")
+FAILURE_TTL_S = 1.0  # how long a failed ask of the inference server is remembered
+MISS_MAX_AGE_S = 0.5  # a name not in the list asks again if the list is older than this
 
 
 @dataclass(frozen=True)
@@ -38,7 +42,8 @@ class Entry:
 
 class RemoteModels:
     """What an inference server serves, cached for `ttl_s`: its model names (HealthCheck) and
-    each model's contract (GetModelInfo). Unreachable, it raises UnavailableError (retry)."""
+    each model's contract (GetModelInfo). Unreachable, it raises UnavailableError (retry); a
+    failed ask is remembered for FAILURE_TTL_S, so a dead server is not asked once per request."""
 
     def __init__(
         self, client: VLAClient, ttl_s: float, clock: Callable[[], float] = time.monotonic
@@ -46,28 +51,40 @@ class RemoteModels:
         self.client = client
         self._ttl_s = ttl_s
         self._clock = clock
-        self._names: tuple[float, tuple[str, ...]] | None = None
-        self._infos: dict[str, tuple[float, ModelInfo]] = {}
-        self._lock = threading.Lock()  # one refresh at a time; readers of a fresh cache skip it
+        # key → (fetched at, expires at, answer or the domain error it raised)
+        self._cache: dict[str, tuple[float, float, object]] = {}
+        self._lock = threading.Lock()  # one ask at a time; readers of a fresh answer skip it
 
-    def names(self) -> tuple[str, ...]:
-        """The served model names."""
-        with self._lock:
-            if self._names is None or self._stale(self._names[0]):
-                self._names = (self._clock(), tuple(self.client.health().models))
-            return self._names[1]
+    def names(self, max_age_s: float | None = None) -> tuple[str, ...]:
+        """The served model names, asked again if older than `max_age_s` (default: the TTL)."""
+        return self._get("", lambda: tuple(self.client.health().models), max_age_s)
 
     def info(self, name: str) -> ModelInfo:
         """A served model's contract (UnknownNameError if the server does not serve it)."""
-        with self._lock:
-            cached = self._infos.get(name)
-            if cached is None or self._stale(cached[0]):
-                cached = (self._clock(), RemotePolicy(self.client, name).info)
-                self._infos[name] = cached  # at most one per served name
-            return cached[1]
+        return self._get(f"info:{name}", lambda: RemotePolicy(self.client, name).info, None)
 
-    def _stale(self, fetched_at: float) -> bool:
-        return self._clock() - fetched_at > self._ttl_s
+    def _get(self, key: str, ask: Callable[[], T], max_age_s: float | None) -> T:
+        hit = self._cache.get(key)
+        if not self._fresh(hit, max_age_s):
+            with self._lock:
+                hit = self._cache.get(key)
+                if not self._fresh(hit, max_age_s):  # nobody asked while this thread waited
+                    now = self._clock()
+                    try:
+                        hit = (now, now + self._ttl_s, ask())
+                    except VLArenaError as exc:
+                        hit = (now, now + FAILURE_TTL_S, exc)
+                    self._cache[key] = hit  # one per served name, plus the list
+        assert hit is not None
+        if isinstance(hit[2], VLArenaError):
+            raise hit[2]
+        return cast(T, hit[2])
+
+    def _fresh(self, hit: tuple[float, float, object] | None, max_age_s: float | None) -> bool:
+        if hit is None:
+            return False
+        now = self._clock()
+        return now <= hit[1] and (max_age_s is None or now - hit[0] <= max_age_s)
 
 
 class ModelCatalog:
@@ -123,6 +140,8 @@ class ModelCatalog:
         if self._remote is None:
             raise UnknownNameError("model", name, self._entries)
         served = self._remote.names()
+        if name not in served:  # perhaps served since the list was fetched: look once more
+            served = self._remote.names(max_age_s=MISS_MAX_AGE_S)
         if name not in served:
             raise UnknownNameError("model", name, [*self._entries, *served])
         return self._remote.info(name)
