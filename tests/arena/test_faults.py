@@ -124,12 +124,17 @@ def test_the_queue_is_bounded_and_shows_positions(
     battles = [
         client.post("/api/battles", json={}, headers=auth).json()["battle_id"] for _ in range(3)
     ]
-    first, second, third = (turn(client, b, auth) for b in battles)
+    first = turn(client, battles[0], auth)
+    second = turn(client, battles[1], auth, key="second")
+    third = turn(client, battles[2], auth)
     assert first.status_code == second.status_code == 202
     assert second.json()["turns"][0]["queue_position"] == 1
     assert second.json()["status"] == "queued"
     assert third.status_code == 503
     assert third.json()["error"] == "busy"
+    repeat = turn(client, battles[1], auth, key="second")  # full, but a repeat is not a new turn
+    assert repeat.status_code == 200
+    assert len(repeat.json()["turns"]) == 1
     assert client.get("/api/health").json()["turns"] == {"running": 1, "queued": 1}
     deadline = time.monotonic() + 30  # the running turn reports steps done per side
     while not (

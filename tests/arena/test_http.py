@@ -74,12 +74,14 @@ async def test_every_answer_carries_the_security_headers(tmp_path: Path) -> None
     async with asgi_client(arena(tmp_path, web_dir=web)) as client:
         replies = [
             await client.get("/"),
+            await client.head("/"),  # load balancers' health probes
             await client.get("/api/health"),
             await client.post("/api/battles", json={}),  # 401
             await client.get("/api/nowhere"),  # 404
         ]
     async with asgi_client(execution()) as client:
         replies += [await client.get("/health"), await client.post("/execute", json={})]
+    assert replies[1].status_code == 200
     for reply in replies:
         for name, value in SECURITY_HEADERS.items():
             assert reply.headers[name] == value, (reply.request.url, name)

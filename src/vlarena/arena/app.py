@@ -51,7 +51,7 @@ def serve_ui(app: FastAPI, web: Path) -> None:
     take every path, so a wrong method on an API route is 405 with its Allow, not static's."""
     page = web / "index.html"
 
-    @app.get("/", include_in_schema=False)
+    @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)  # HEAD: health probes
     async def index() -> FileResponse:
         return FileResponse(page)
 

@@ -53,9 +53,10 @@ class Turns(UseCase):
     async def add(self, request: TurnRequest, ip: str) -> tuple[BattleOut, bool]:
         """Queue a turn; with an idempotency key, a repeat returns the first (created=False).
 
-        While every turn place is taken it is refused first, before any database read (a
-        repeat too: it may retry later)."""
-        self.runner.queue.check_room()
+        While every turn place is taken, a request without a key is refused first, before any
+        database read; one with a key is looked up first (a repeat gets its turn back)."""
+        if request.key is None:
+            self.runner.queue.check_room()
         async with self.db() as s:
             battle = await crud.get_battle(s, request.battle_id)
         check_owner(battle, request.session_id)
