@@ -17,12 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from vlarena.errors import (
-    InvalidRequestError,
-    UnknownNameError,
-    VLArenaError,
-    from_wire,
-)
+from vlarena.errors import InvalidRequestError, UnknownNameError, VLArenaError, from_wire
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +86,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:
-        return error_response(exc)
+        response = error_response(exc)  # answered outside every middleware (Starlette's
+        response.headers.update(SECURITY_HEADERS)  # ServerErrorMiddleware): add them here
+        return response
 
 
 class BodyLimit:

@@ -15,7 +15,7 @@ from vlarena.arena.app import create_app as create_arena
 from vlarena.arena.settings import ArenaSettings
 from vlarena.execution.app import create_app as create_execution
 from vlarena.execution.settings import ExecutionSettings
-from vlarena.httpjson import SECURITY_HEADERS
+from vlarena.httpjson import SECURITY_HEADERS, install_error_handlers, install_middleware
 
 PEER = "127.0.0.1"  # the TCP peer every request comes from here (a proxy, or a client)
 FORGED = {"X-Forwarded-For": "10.66.0.1"}
@@ -90,6 +90,24 @@ async def test_every_answer_carries_the_security_headers(tmp_path: Path) -> None
     assert "frame-ancestors 'none'" in policy
     assert "'wasm-unsafe-eval'" in policy
     assert "'unsafe-inline'" not in policy  # no inline script: the UI's own files only
+
+
+async def test_an_unexpected_error_carries_the_security_headers_too() -> None:
+    app = FastAPI()
+    install_error_handlers(app)
+    install_middleware(app, 1024, "")
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise RuntimeError("a bug")
+
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        reply = await client.get("/boom")
+    assert reply.status_code == 500
+    assert reply.json() == {"error": "internal_error", "detail": "see the server log"}
+    for name, value in SECURITY_HEADERS.items():
+        assert reply.headers[name] == value
 
 
 async def test_http_errors_keep_their_headers() -> None:
