@@ -28,7 +28,6 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from vlarena.arena.board import Board
-from vlarena.arena.ranking import Vote, leaderboard
 from vlarena.arena.storage.database import make_engine, migrate, session_factory
 from vlarena.arena.storage.tables import BattleRow, EpisodeRow, SessionRow, TurnRow, VoteRow
 from vlarena.arena.usecases.sessions import token_hash
@@ -45,7 +44,7 @@ RUNNING_TURNS, QUEUED_TURNS = 1, 4  # the overloaded arena's turn places
 RUNNING_EPISODES, WAITING_EPISODES = 1, 1  # the overloaded execution service's episode slots
 
 
-def _votes(n: int, rng: random.Random) -> list[tuple[str, str, str]]:
+def tournament(n: int, rng: random.Random) -> list[tuple[str, str, str]]:
     """Votes of a tournament with known strengths (Davidson, nu = 0.3)."""
     out = []
     for _ in range(n):
@@ -90,7 +89,7 @@ async def _seed(url: str) -> list[str]:
     await migrate(engine)
     rng = random.Random(0)
     start = datetime(2026, 1, 1, tzinfo=UTC)
-    voted = _votes(VOTES, rng)
+    voted = tournament(VOTES, rng)
     battle_ids = [uuid.uuid4().hex for _ in range(VOTES + OPEN_BATTLES)]
     pairs = [(a, b) for a, b, _ in voted] + [
         tuple(rng.sample(MODELS, 2)) for _ in range(OPEN_BATTLES)
@@ -438,13 +437,8 @@ def _databases() -> Iterator[list[tuple[str, str]]]:
 def run(samples: int, progress: Progress) -> str:
     """Markdown section for the arena backend."""
     requests = max(10 * samples, 500)
-    votes = [Vote(a, b, c) for a, b, c in _votes(VOTES, random.Random(1))]
-    task = progress.add_task("arena", total=4)
+    task = progress.add_task("arena", total=3)
     overload_rows = _overload(max(samples, 5))
-    progress.advance(task)
-    started = time.perf_counter()
-    board = leaderboard(votes, rounds=1000)
-    fit_s = time.perf_counter() - started
     progress.advance(task)
     api_rows, compute_rows = [], []
     with _databases() as databases:
@@ -456,7 +450,6 @@ def run(samples: int, progress: Progress) -> str:
                 rows = asyncio.run(_api(base, open_ids, requests))
             api_rows += [row.replace("| ", f"| {name}: ", 1) for row in rows]
             progress.advance(task)
-    recovered = [r.model for r in board.ratings] == sorted(MODELS, key=lambda m: -STRENGTH[m])
     return "\n".join(
         [
             "## Arena backend (HTTP over loopback, arena in its own process)",
@@ -474,11 +467,10 @@ def run(samples: int, progress: Progress) -> str:
             *api_rows,
             "",
             f"Leaderboard computation at {VOTES:,} votes, {len(MODELS)} models, 1000 bootstrap "
-            f"rounds: the fit alone (in-process) takes {fit_s:.2f} s; order recovered: "
-            f"{'yes' if recovered else 'no'}. With the database queries (votes, sim success, "
-            "agreement), in the worker process the arena uses from 1000 votes on:",
+            "rounds, with the database queries (votes, sim success, agreement), on the arena's "
+            "fit thread (the fit alone: the leaderboard section):",
             "",
-            "| database | first computation (starts the worker) | later ones |",
+            "| database | first computation | later ones |",
             "|---|---:|---:|",
             *compute_rows,
             "",

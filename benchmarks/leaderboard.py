@@ -9,7 +9,7 @@ from functools import partial
 import numpy as np
 from rich.progress import Progress
 
-from benchmarks.arena import MODELS, _votes
+from benchmarks.arena import MODELS, STRENGTH, tournament
 from benchmarks.common import time_calls
 from vlarena.arena.ranking import PairCounts, Vote, fit, leaderboard
 
@@ -43,11 +43,16 @@ def run(samples: int, progress: Progress) -> str:
     rows = []
     task = progress.add_task("leaderboard", total=len(VOTES))
     for n in VOTES:
-        votes = [Vote(a, b, c) for a, b, c in _votes(n, random.Random(n))]
+        votes = [Vote(a, b, c) for a, b, c in tournament(n, random.Random(n))]
         point = time_calls(partial(_point_estimate, votes), samples)
         full = time_calls(partial(leaderboard, votes, ROUNDS), samples)
         lag = asyncio.run(_loop_lag_ms(votes, min(samples, 10)))
-        rows.append(f"| {n:,} | {point.p50:.1f} | {full.p50:.1f} | {full.p99:.1f} | {lag:.1f} |")
+        ranked = [r.model for r in leaderboard(votes, ROUNDS).ratings]
+        recovered = "yes" if ranked == sorted(MODELS, key=lambda m: -STRENGTH[m]) else "no"
+        rows.append(
+            f"| {n:,} | {point.p50:.1f} | {full.p50:.1f} | {full.p99:.1f} | {lag:.1f} "
+            f"| {recovered} |"
+        )
         progress.advance(task)
     return "\n".join(
         [
@@ -58,10 +63,12 @@ def run(samples: int, progress: Progress) -> str:
             "multinomial bootstrap replicates fitted together (batched Newton over a "
             f"(replicates, models + 1) array), {samples} calls after 3 warm-up calls. Loop lag: "
             "the longest stall of a 1 ms asyncio timer beyond its period while the full fit "
-            "runs on a worker thread, as the arena runs it.",
+            "runs on a worker thread, as the arena runs it. Order recovered: the ratings rank "
+            "the models as their simulated strengths do.",
             "",
-            "| votes | point estimate p50 ms | with bootstrap p50 ms | p99 ms | loop lag max ms |",
-            "|---:|---:|---:|---:|---:|",
+            "| votes | point estimate p50 ms | with bootstrap p50 ms | p99 ms | loop lag max ms "
+            "| order recovered |",
+            "|---:|---:|---:|---:|---:|---|",
             *rows,
         ]
     )
