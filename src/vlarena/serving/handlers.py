@@ -24,7 +24,6 @@ from vlarena.serving.status import abort
 Refused = Callable[[], None]  # told of each request that could not be parsed
 
 _STREAMING = {  # (request streaming, response streaming) → handler factory
-    (False, False): grpc.unary_unary_rpc_method_handler,
     (False, True): grpc.unary_stream_rpc_method_handler,
     (True, False): grpc.stream_unary_rpc_method_handler,
     (True, True): grpc.stream_stream_rpc_method_handler,
@@ -50,7 +49,7 @@ def _handler(
     parse = GetMessageClass(method.input_type).FromString
     serialize = GetMessageClass(method.output_type).SerializeToString
     streaming = (method.client_streaming, method.server_streaming)
-    if streaming != (False, False):
+    if streaming in _STREAMING:
         return _STREAMING[streaming](
             behavior, request_deserializer=parse, response_serializer=serialize
         )
