@@ -75,7 +75,7 @@ bench: install ## Run the benchmarks and write docs/benchmarks.md
 	$(BIN)/python -m benchmarks
 
 # The pipeline behind the shipped checkpoints (docs/models.md): about an hour of training on two
-# CPU cores (66 min measured), then about 15 minutes of evaluation. Stage wall times go to times.txt.
+# CPU cores (66.5 min measured), then about 5 minutes of evaluation. Stage wall times go to times.txt.
 SHIP_DATA ?= data/demos
 SHIP_RUNS ?= runs/ship
 SHIP_TASKS := touch,push_left,push_right,lift,lift,stack,stack,next_to,next_to,bin,bin

@@ -50,11 +50,11 @@ def test_flow_is_deterministic_under_a_seed(make_obs: MakeObs) -> None:
     np.testing.assert_array_equal(first, same_init.predict(obs, seeds=[7])[0].actions)
 
 
-def test_ar_greedy_is_deterministic_and_sampling_follows_seed(make_obs: MakeObs) -> None:
-    greedy = AutoregressiveVLAPolicy.create(TINY, "ar", seed=0)
-    obs = [make_obs(greedy.info)]
+def test_ar_median_decoding_is_deterministic_and_sampling_follows_seed(make_obs: MakeObs) -> None:
+    median = AutoregressiveVLAPolicy.create(TINY, "ar", seed=0)
+    obs = [make_obs(median.info)]
     np.testing.assert_array_equal(
-        greedy.predict(obs, seeds=[1])[0].actions, greedy.predict(obs, seeds=[2])[0].actions
+        median.predict(obs, seeds=[1])[0].actions, median.predict(obs, seeds=[2])[0].actions
     )
     hot = dataclasses.replace(TINY, expert=dataclasses.replace(TINY.expert, temperature=5.0))
     sampler = AutoregressiveVLAPolicy.create(hot, "ar-hot", seed=0)
@@ -195,7 +195,7 @@ def test_sensor_window_input(family: str, make_obs: MakeObs) -> None:
     )
     features = policy.extract_features([obs])
     other = policy.predict_from_features(features, [louder], seeds=[0])[0]
-    # Greedy AR decoding may keep its argmax bins; its confidence still moves.
+    # Median AR decoding may keep its bins; its confidence still moves.
     assert not np.array_equal(chunk.actions, other.actions) or chunk.confidence != other.confidence
     no_sensor = RobotState(obs.state.joint_positions, obs.state.joint_velocities)
     with pytest.raises(InvalidObservationError, match="needs a sensor_window"):

@@ -8,12 +8,12 @@ from vlarena.policies.shipped import SHIPPED, shipped_checkpoint, shipped_checkp
 
 # Floors on the first 10 fixed eval seeds of each task: (success, correct-target rate), set below
 # what was measured on this machine on 2026-12-02 (flow: touch 10/10, lift 8/10, targets 10/10;
-# AR: touch 6/10 with 6/7 on target, push left 5/10 with 10/10; docs/models.md), leaving room for
+# AR: touch 8/10 with 8/8 on target, lift 6/10 with 10/10; docs/models.md), leaving room for
 # CPU floating point that differs across machines, and far above random weights (0/10: the
 # last test).
 FLOORS = {
     "vla-flow-small": {"touch": (0.8, 0.9), "lift": (0.6, 0.9)},
-    "vla-ar-small": {"touch": (0.4, 0.7), "push_left": (0.3, 0.8)},
+    "vla-ar-small": {"touch": (0.6, 0.8), "lift": (0.4, 0.8)},
 }
 
 
@@ -47,6 +47,6 @@ def test_shipped_checkpoints_do_their_tasks_on_the_named_cube(name: str) -> None
 
 @pytest.mark.slow
 def test_the_floors_fail_a_model_with_random_weights() -> None:
-    lowest = {t: min(f[t][0] for f in FLOORS.values() if t in f) for t in ("touch", "push_left")}
+    lowest = {t: min(f[t][0] for f in FLOORS.values() if t in f) for t in ("touch", "lift")}
     scores = _scores("vla-flow:film", tuple(lowest))
     assert all(success < lowest[task] for task, (success, _) in scores.items())

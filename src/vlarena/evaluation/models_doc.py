@@ -16,6 +16,13 @@ from vlarena.data.paraphrases import TASK_NAMES
 from vlarena.evaluation.report import TaskSummary
 from vlarena.policies.shipped import SHIPPED, shipped_checkpoint
 
+# The loss plot of each stage `make ship` runs: (run directory under RUNS, image under docs/img).
+LOSS_PLOTS = (
+    ("flow/pretrain", "flow-pretrain-loss.png"),
+    ("flow/full", "flow-loss.png"),
+    ("ar/expert", "ar-head-loss.png"),
+)
+
 # The competence the shipped models are held to: success per task, and correct target overall.
 TARGETS: dict[str, tuple[dict[str, float], float]] = {
     "vla-flow-small": (
@@ -162,7 +169,7 @@ def write(runs: Path, docs: Path) -> str:
     img = docs / "img"
     img.mkdir(parents=True, exist_ok=True)
     plot(results, img / "shipped-success.png")
-    for stage, name in (("flow/full", "flow-loss.png"), ("ar/expert", "ar-head-loss.png")):
+    for stage, name in LOSS_PLOTS:
         if (runs / stage / "loss.png").exists():
             shutil.copy(runs / stage / "loss.png", img / name)
     times = runs / "times.txt"
@@ -222,7 +229,7 @@ and the execution service serve them by default. How they are built and why:
 Both read the front and wrist cameras at 64x64 through a FiLM CNN conditioned on the
 instruction's words, with the 9 joint positions and velocities, and return 8-action chunks
 (7 joint targets + gripper, predicted relative to the current joints) at 10 Hz. The AR model
-shares the flow model's trunk and has its own token head.
+shares the flow model's trunk and has its own token head, decoded one chunk step at a time.
 
 ## Training time (2-core CPU, no GPU)
 
@@ -231,7 +238,9 @@ shares the flow model's trunk and has its own token head.
 {times}
 | **total** | **{total} min** |
 
-![flow model: loss](img/flow-loss.png) ![AR head: loss](img/ar-head-loss.png)
+![flow model, grounding pretraining: loss](img/flow-pretrain-loss.png)
+![flow model, full stage: loss](img/flow-loss.png)
+![AR head: loss](img/ar-head-loss.png)
 
 ## Scores
 

@@ -111,7 +111,7 @@ class ExpertConfig:
     mlp_ratio: int = 4  # feed-forward width = mlp_ratio · d_model
     flow_steps: int = 10  # flow family: Euler steps from noise to actions
     n_bins: int = 256  # autoregressive family: bins per action dimension
-    temperature: float = 0.0  # autoregressive family: 0 decodes greedily, > 0 samples
+    temperature: float = 0.0  # autoregressive family: 0 decodes medians, > 0 samples
 
     def __post_init__(self) -> None:
         _check_transformer("expert", self.d_model, self.n_layers, self.n_heads, self.mlp_ratio)

@@ -376,7 +376,7 @@ class FlowVLAPolicy(NativeVLAPolicy):
 
 @register_policy
 class AutoregressiveVLAPolicy(NativeVLAPolicy):
-    """Autoregressive VLA: decodes binned action tokens one at a time."""
+    """Autoregressive VLA: decodes binned action chunks one step at a time."""
 
     policy_type = "vla-ar"
     head_type = TokenDecoder

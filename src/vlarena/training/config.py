@@ -102,7 +102,7 @@ RECIPES: dict[str, tuple[TrainConfig, ...]] = {
         TrainConfig(
             preset="film",
             stage="full",
-            steps=10000,
+            steps=12000,
             batch_size=64,
             lr=1e-3,
             warmup_steps=200,
@@ -116,7 +116,7 @@ RECIPES: dict[str, tuple[TrainConfig, ...]] = {
         TrainConfig(
             preset="film",
             stage="expert",
-            steps=5000,
+            steps=16000,
             batch_size=64,
             lr=1e-3,
             warmup_steps=200,

@@ -1,5 +1,7 @@
 """Network-level checks: tokenizer, KV-cached decoding, flow sampling."""
 
+from dataclasses import replace
+
 import torch
 
 from vlarena.policies import PRESETS
@@ -32,13 +34,34 @@ def test_kv_cached_decoding_matches_teacher_forcing() -> None:
     torch.manual_seed(0)
     head = TokenDecoder(CFG).eval()
     cond = _conditioning(head)
-    actions, confidence = head.sample(cond, torch.zeros(2, head.num_tokens))  # type: ignore[arg-type]
-    tokens = head.to_bins(actions)
-    bos = torch.full((2, 1), head.bos)
-    logits = head(cond, torch.cat([bos, tokens[:, :-1]], dim=1))
-    assert torch.equal(logits.argmax(-1), tokens)
-    probs = logits.softmax(-1).gather(2, tokens[..., None])[..., 0].mean(1)
+    noise = torch.zeros(2, CFG.chunk_size, CFG.action_dim)
+    actions, confidence = head.sample(cond, noise)  # type: ignore[arg-type]
+    bins = head.to_bins(actions)
+    assert bins.shape == (2, CFG.chunk_size, CFG.action_dim)
+    probs = head(cond, bins[:, :-1]).softmax(-1)
+    medians = (probs.cumsum(-1) <= 0.5).sum(-1)  # the first bin whose CDF passes one half
+    assert torch.equal(medians, bins)
+    probs = probs.gather(3, bins[..., None])[..., 0].flatten(1).mean(1)
     torch.testing.assert_close(probs, confidence, atol=1e-5, rtol=1e-4)
+
+
+@torch.inference_mode()
+def test_sampling_follows_each_steps_noise_and_each_step_sees_the_ones_before() -> None:
+    torch.manual_seed(0)
+    head = TokenDecoder(replace(CFG, expert=replace(CFG.expert, temperature=1.0))).eval()
+    cond = _conditioning(head)
+    noise = torch.rand(2, CFG.chunk_size, CFG.action_dim)
+    actions, _ = head.sample(cond, noise)  # type: ignore[arg-type]
+    bins = head.to_bins(actions)
+    cdf = head(cond, bins[:, :-1]).softmax(-1).cumsum(-1)
+    # Every step and dimension took the inverse-CDF bin of its own draw.
+    assert torch.equal((cdf <= noise[..., None] * cdf[..., -1:]).sum(-1), bins)
+    # Changing step 0's bins changes what step 1 is predicted to be (causal, not parallel).
+    other = bins.clone()
+    other[:, 0] = (other[:, 0] + CFG.expert.n_bins // 2) % CFG.expert.n_bins
+    logits, moved = head(cond, bins[:, :1]), head(cond, other[:, :1])
+    torch.testing.assert_close(logits[:, 0], moved[:, 0])
+    assert not torch.allclose(logits[:, 1], moved[:, 1])
 
 
 @torch.inference_mode()

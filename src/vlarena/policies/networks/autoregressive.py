@@ -1,7 +1,9 @@
-"""Autoregressive token decoder (the OpenVLA / RT-2 family).
+"""Autoregressive token decoder (the RT-1 / OpenVLA family, decoded step by step).
 
-Each normalized action value in [-1, 1] is discretized into `n_bins` bins; the H·D tokens of a
-chunk are decoded one at a time, causally, cross-attending to the vision-language features.
+Each normalized action value in [-1, 1] is discretized into `n_bins` bins. The H steps of a
+chunk are decoded one at a time, causally, cross-attending to the vision-language features; the
+D bins of one step are chosen together from that step's output (as RT-1 does within a step), so
+a chunk is H decoder steps rather than H·D.
 """
 
 import torch
@@ -13,75 +15,88 @@ from vlarena.policies.networks.heads import ActionHead, Conditioning
 
 
 class TokenDecoder(ActionHead):
-    """Decodes an HxD action chunk token by token; confidence = mean chosen-token probability."""
+    """Decodes an HxD action chunk step by step; confidence = mean chosen-bin probability."""
 
     unit_actions = True
 
     def __init__(self, cfg: VLAConfig) -> None:
         super().__init__(cfg)
-        e, n_bins = cfg.expert.d_model, cfg.expert.n_bins
-        self.num_tokens = cfg.chunk_size * cfg.action_dim
-        self.bos = n_bins  # the start token follows the bin tokens
-        self.token_emb = nn.Embedding(n_bins + 1, e)
-        self.token_pos = nn.Parameter(torch.randn(1, self.num_tokens, e) * 0.02)
-        self.logits_out = nn.Linear(e, n_bins)
+        e, n_bins, dims = cfg.expert.d_model, cfg.expert.n_bins, cfg.action_dim
+        self.bos = nn.Parameter(torch.randn(1, 1, e) * 0.02)  # stands before the first step
+        self.bin_emb = nn.Embedding(dims * n_bins, e)  # row j·n_bins + b: bin b of dimension j
+        self.step_pos = nn.Parameter(torch.randn(1, cfg.chunk_size, e) * 0.02)
+        self.logits_out = nn.Linear(e, dims * n_bins)
 
-    def forward(self, cond: Conditioning, tokens_in: torch.Tensor) -> torch.Tensor:
-        """Teacher-forced logits (B, m, n_bins) for the token after each of `tokens_in` (B, m)."""
+    def forward(self, cond: Conditioning, steps_in: torch.Tensor) -> torch.Tensor:
+        """Teacher-forced logits (B, m + 1, D, n_bins) for steps 0..m, given the bins of steps
+        0..m-1 (B, m, D)."""
         out, _ = self.decoder(
-            self._prefixed(cond, tokens_in), cond.memory, cond.memory_mask, causal=True
+            torch.cat([cond.prefix, self._inputs(steps_in)], dim=1),
+            cond.memory,
+            cond.memory_mask,
+            causal=True,
         )
-        return self.logits_out(out[:, cond.prefix.shape[1] :])
+        return self._logits(out[:, cond.prefix.shape[1] :])
 
-    def _prefixed(self, cond: Conditioning, tokens_in: torch.Tensor) -> torch.Tensor:
-        embedded = self.token_emb(tokens_in) + self.token_pos[:, : tokens_in.shape[1]]
-        return torch.cat([cond.prefix, embedded], dim=1)
+    def _inputs(self, steps_in: torch.Tensor) -> torch.Tensor:
+        """The start token and the embedded steps (B, m, D), with their positions (B, m + 1, e)."""
+        bos = self.bos.expand(steps_in.shape[0], -1, -1)
+        embedded = torch.cat([bos, self._embed(steps_in)], dim=1)
+        return embedded + self.step_pos[:, : embedded.shape[1]]
+
+    def _embed(self, bins: torch.Tensor) -> torch.Tensor:
+        """Each step's D bins (..., D) → the sum of their embeddings (..., e)."""
+        offset = torch.arange(self.cfg.action_dim, device=bins.device) * self.cfg.expert.n_bins
+        return self.bin_emb(bins + offset).sum(-2)
+
+    def _logits(self, out: torch.Tensor) -> torch.Tensor:
+        return self.logits_out(out).unflatten(-1, (self.cfg.action_dim, self.cfg.expert.n_bins))
 
     def to_bins(self, actions: torch.Tensor) -> torch.Tensor:
-        """(B, H, D) float32 values in [-1, 1] (clipped) → (B, H·D) bin indices."""
+        """(B, H, D) float32 values in [-1, 1] (clipped) → (B, H, D) bin indices."""
         top = self.cfg.expert.n_bins - 1
-        return ((actions.flatten(1).clamp(-1, 1) + 1) / 2 * top).round().long()
+        return ((actions.clamp(-1, 1) + 1) / 2 * top).round().long()
 
     def from_bins(self, bins: torch.Tensor) -> torch.Tensor:
-        """(B, H·D) bin indices → (B, H, D) float32 values in [-1, 1] (bin centres)."""
-        values = bins.float() / (self.cfg.expert.n_bins - 1) * 2 - 1
-        return values.view(-1, self.cfg.chunk_size, self.cfg.action_dim)
+        """(B, H, D) bin indices → (B, H, D) float32 values in [-1, 1] (bin centres)."""
+        return bins.float() / (self.cfg.expert.n_bins - 1) * 2 - 1
 
     def draw_noise(self, generator: torch.Generator) -> torch.Tensor:
-        return torch.rand(self.num_tokens, generator=generator)
+        return torch.rand(self.cfg.chunk_size, self.cfg.action_dim, generator=generator)
 
     def loss(self, cond: Conditioning, actions: torch.Tensor) -> torch.Tensor:
         targets = self.to_bins(actions)
-        bos = torch.full_like(targets[:, :1], self.bos)
-        logits = self(cond, torch.cat([bos, targets[:, :-1]], dim=1))
-        return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
+        logits = self(cond, targets[:, :-1])
+        return F.cross_entropy(logits.flatten(0, 2).float(), targets.flatten())
 
     def sample(self, cond: Conditioning, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Greedy at temperature 0, else inverse-CDF sampling driven by `noise` (B, H·D).
+        """At temperature 0 each dimension's median bin (the mode would pick a sharp "hold" over
+        a spread "move" that has more mass), else inverse-CDF sampling driven by `noise` (B, H, D).
 
         Decodes with a KV cache: each step feeds one token through the decoder.
         """
         temperature = self.cfg.expert.temperature
-        bos = torch.full((noise.shape[0], 1), self.bos, device=noise.device, dtype=torch.long)
-        out, cache = self.decoder(
-            self._prefixed(cond, bos), cond.memory, cond.memory_mask, causal=True
+        start = self._inputs(
+            noise.new_zeros(noise.shape[0], 0, self.cfg.action_dim, dtype=torch.long)
         )
-        tokens, chosen_probs = [], []
-        for k in range(self.num_tokens):
-            logits = self.logits_out(out[:, -1]).float()
-            if temperature == 0:
-                probs = logits.softmax(-1)
-                nxt = probs.argmax(-1)
-            else:
-                probs = (logits / temperature).softmax(-1)
-                cdf = probs.cumsum(-1)
-                u = noise[:, k : k + 1] * cdf[:, -1:]
-                nxt = torch.searchsorted(cdf, u, right=True)[:, 0]
-                nxt = nxt.clamp(max=probs.shape[-1] - 1)
-            tokens.append(nxt)
-            chosen_probs.append(probs.gather(1, nxt[:, None])[:, 0])
-            if k + 1 < self.num_tokens:
-                step_in = self.token_emb(nxt)[:, None] + self.token_pos[:, k + 1 : k + 2]
-                out, cache = self.decoder(step_in, cond.memory, cond.memory_mask, past=cache)
-        confidence = torch.stack(chosen_probs, dim=1).mean(1)
-        return self.from_bins(torch.stack(tokens, dim=1)), confidence
+        out, cache = self.decoder(
+            torch.cat([cond.prefix, start], dim=1), cond.memory, cond.memory_mask, causal=True
+        )
+        steps, chosen_probs = [], []
+        for k in range(self.cfg.chunk_size):
+            probs = (self._logits(out[:, -1]).float() / (temperature or 1.0)).softmax(-1)
+            cdf = probs.cumsum(-1)  # (B, D, n_bins)
+            u = (noise[:, k, :, None] if temperature else 0.5) * cdf[..., -1:]
+            nxt = torch.searchsorted(cdf, u, right=True)[..., 0].clamp(max=probs.shape[-1] - 1)
+            steps.append(nxt)
+            chosen_probs.append(probs.gather(-1, nxt[..., None])[..., 0])
+            if k + 1 < self.cfg.chunk_size:
+                step_in = self._embed(nxt[:, None])
+                out, cache = self.decoder(
+                    step_in + self.step_pos[:, k + 1 : k + 2],
+                    cond.memory,
+                    cond.memory_mask,
+                    past=cache,
+                )
+        confidence = torch.stack(chosen_probs, dim=1).flatten(1).mean(1)
+        return self.from_bins(torch.stack(steps, dim=1)), confidence
