@@ -254,7 +254,7 @@ async def _api(base: str, open_ids: list[str], requests: int) -> list[str]:
 
 
 async def _board_compute(url: str) -> tuple[float, float]:
-    """Seconds for the first computation (starts the fit's worker process) and a later one."""
+    """Seconds for the first computation (starts the fit thread) and a later one."""
     engine = make_engine(url)
     board = Board(session_factory(engine), rounds=1000, ttl_s=0)
     times = []
