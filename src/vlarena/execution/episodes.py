@@ -22,6 +22,7 @@ from vlarena.httpjson import ErrorBody
 from vlarena.sim import ROBOTS, SCENES, Episode, Task, parse_instruction, run_episode
 from vlarena.sim.controllers import check_fits
 from vlarena.sim.tasks import check_scene
+from vlarena.sim.world import shared_world
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,7 @@ class EpisodeService:
         """The model exists and can drive the robot in the scene (blocking)."""
         info = self.catalog.info(request.model_id)
         if info is not None:
-            check_fits(info, self._worlds.reference(request.scene_id))
+            check_fits(info, shared_world(request.scene_id))  # only its model is read
 
     async def run(self, admitted: Admitted, job: Job | None = None) -> Episode:
         """Simulate an admitted request on a worker thread, then free its slot."""

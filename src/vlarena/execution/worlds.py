@@ -11,8 +11,6 @@ class WorldCache:
 
     def __init__(self) -> None:
         self._local = threading.local()
-        self._shared: dict[str, FrankaWorld] = {}
-        self._lock = threading.Lock()
 
     def get(self, scene_id: str) -> FrankaWorld:
         """The calling thread's world of this scene (blocking the first time: it builds it)."""
@@ -20,11 +18,3 @@ class WorldCache:
         if scene_id not in worlds:
             worlds[scene_id] = FrankaWorld(scene_id)
         return worlds[scene_id]
-
-    def reference(self, scene_id: str) -> FrankaWorld:
-        """A world of this scene that any thread may read what never changes from (its model),
-        to check requests against; never stepped or rendered."""
-        with self._lock:
-            if scene_id not in self._shared:
-                self._shared[scene_id] = FrankaWorld(scene_id)
-            return self._shared[scene_id]

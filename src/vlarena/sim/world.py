@@ -155,5 +155,5 @@ class FrankaWorld:
 @functools.cache
 def shared_world(scene_id: str) -> FrankaWorld:
     """One world per scene and process, reused across episodes (worker processes; one episode
-    at a time: not for threads)."""
+    at a time: stepped by one thread only, though any thread may read its model)."""
     return FrankaWorld(scene_id)
