@@ -25,6 +25,10 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq $(GL_PACKAGES); }
 	$(BIN)/pip install --quiet $(TORCH_SPEC)
 	$(BIN)/pip install --quiet -e '.[dev]'
+	@# The tests drive the websocket server with openpi's own client, unmodified. It pins numpy<2
+	@# for openpi's JAX stack; its client code runs on numpy 2, so it is installed without its pins
+	@# (msgpack and websockets, all it imports besides numpy, come with vlarena).
+	$(BIN)/pip install --quiet --no-deps openpi-client==0.1.2
 	touch $@
 
 # The web UI (Vite + TypeScript), built into the package; the arena serves it (no Node at run time).

@@ -57,7 +57,8 @@ def check_name_length(kind: str, name: str) -> None:
         )
 
 
-def _image(camera: str, value: Any) -> ImageArray:
+def as_image(camera: str, value: Any) -> ImageArray:
+    """`value` as an RGB uint8 HxWx3 image (InvalidObservationError if it is not one)."""
     arr = np.asarray(value)
     if arr.dtype != np.uint8:
         raise InvalidObservationError(f"image {echo(camera)} must be uint8, got {arr.dtype}")
@@ -150,7 +151,7 @@ class Observation:
         for name in self.images:
             check_name_length("camera", name)
         check_name_length("embodiment", self.embodiment)
-        images = {name: _image(name, img) for name, img in self.images.items()}
+        images = {name: as_image(name, img) for name, img in self.images.items()}
         object.__setattr__(self, "images", MappingProxyType(images))
         if not isinstance(self.instruction, str) or not self.instruction.strip():
             raise InvalidObservationError("instruction must be a non-empty string")

@@ -15,7 +15,7 @@ from vlarena.errors import ConfigError, UnknownNameError
 from vlarena.policies import DeviceConfig
 from vlarena.policies.base import SplitPolicy
 from vlarena.policies.specs import parse_spec, resolve_policy
-from vlarena.serving.client import RemotePolicy
+from vlarena.serving import remote
 from vlarena.sim import (
     Controller,
     ExpertController,
@@ -111,13 +111,14 @@ def check_model(model: str) -> None:
 
 
 def make_controller(model: str, feature_reuse: int = 1) -> Controller:
-    """A controller for scripted-expert or a model spec (a shipped name, a checkpoint directory,
-    TYPE:PRESET for random weights, or grpc://HOST:PORT/MODEL); with `feature_reuse` > 1 a
-    split policy refreshes its features every that many calls."""
+    """A controller for scripted-expert or a model spec (`vlarena.policies.specs`: a shipped
+    name, a checkpoint directory, TYPE:PRESET, grpc://HOST:PORT/MODEL or an openpi server's
+    ws:// URL); with `feature_reuse` > 1 a split policy refreshes its features every that many
+    calls."""
     if model == EXPERT:
         return ExpertController()
     # A remote model's server may want the token `vlarena predict` and `health` use too.
-    connect = partial(RemotePolicy.connect, token=os.environ.get("VLA_AUTH_TOKEN"))
+    connect = partial(remote.connect, token=os.environ.get("VLA_AUTH_TOKEN"))
     policy = resolve_policy(model, DeviceConfig(), connect)
     if feature_reuse == 1:
         return PolicyController(policy)

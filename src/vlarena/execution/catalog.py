@@ -1,15 +1,18 @@
-"""The models the execution service can run: the scripted expert, checkpoints, presets, and
-models of a gRPC inference server. Every one but the expert is a model spec
-(`vlarena.policies.specs`); local models load lazily, once; what the inference server serves
-is asked again after `REMOTE_TTL_S`."""
+"""The models the execution service can run: the scripted expert, checkpoints, presets, models
+of a gRPC inference server, and policy servers entered as contestants (`RemoteModel`: our gRPC
+or openpi's websocket protocol). Every one but the expert is a model spec
+(`vlarena.policies.specs`); local models load lazily, once; what a remote server serves is
+asked again after `REMOTE_TTL_S`, and a contestant is connected once per episode."""
 
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from functools import partial
 from typing import TypeVar, cast
 
 from vlarena.errors import (
+    ConfigError,
     InvalidRequestError,
     ModelLoadError,
     PolicyOutputError,
@@ -18,11 +21,12 @@ from vlarena.errors import (
     VLArenaError,
 )
 from vlarena.execution.settings import ExecutionSettings
-from vlarena.policies import DeviceConfig, Policy
-from vlarena.policies.specs import ModelSpec, resolve_policy
+from vlarena.policies import DeviceConfig, Policy, Seeds
+from vlarena.policies.specs import REMOTE_KINDS, Connect, ModelSpec, resolve_policy
 from vlarena.serving.client import ClientOptions, RemotePolicy, VLAClient
+from vlarena.serving.remote import connect
 from vlarena.sim import Controller, ExpertController, PolicyController
-from vlarena.types import ModelInfo
+from vlarena.types import ActionChunk, ModelInfo, Observation
 
 EXPERT = "scripted-expert"
 REMOTE_TTL_S = 5.0  # how long the inference server's model list and contracts are trusted
@@ -40,30 +44,19 @@ class Entry:
     source: str  # checkpoint path, type:preset, or the inference server
 
 
-class RemoteModels:
-    """What an inference server serves, cached for `ttl_s`: its model names (HealthCheck) and
-    each model's contract (GetModelInfo). Unreachable, it raises UnavailableError (retry); a
-    failed ask is remembered for FAILURE_TTL_S, so a dead server is not asked once per request."""
+class TimedAnswers:
+    """Answers of a remote peer, each trusted for `ttl_s`; a failed ask (a domain error) is
+    remembered for FAILURE_TTL_S, so a dead peer is not asked once per request."""
 
-    def __init__(
-        self, client: VLAClient, ttl_s: float, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self.client = client
+    def __init__(self, ttl_s: float, clock: Callable[[], float] = time.monotonic) -> None:
         self._ttl_s = ttl_s
         self._clock = clock
         # key → (fetched at, expires at, answer or the domain error it raised)
         self._cache: dict[str, tuple[float, float, object]] = {}
         self._lock = threading.Lock()  # one ask at a time; readers of a fresh answer skip it
 
-    def names(self, max_age_s: float | None = None) -> tuple[str, ...]:
-        """The served model names, asked again if older than `max_age_s` (default: the TTL)."""
-        return self._get("", lambda: tuple(self.client.health().models), max_age_s)
-
-    def info(self, name: str) -> ModelInfo:
-        """A served model's contract (UnknownNameError if the server does not serve it)."""
-        return self._get(f"info:{name}", lambda: RemotePolicy(self.client, name).info, None)
-
-    def _get(self, key: str, ask: Callable[[], T], max_age_s: float | None) -> T:
+    def get(self, key: str, ask: Callable[[], T], max_age_s: float | None = None) -> T:
+        """The answer under `key`, asked again if expired or older than `max_age_s`."""
         hit = self._cache.get(key)
         if not self._fresh(hit, max_age_s):
             with self._lock:
@@ -74,7 +67,7 @@ class RemoteModels:
                         hit = (now, now + self._ttl_s, ask())
                     except VLArenaError as exc:
                         hit = (now, now + FAILURE_TTL_S, exc)
-                    self._cache[key] = hit  # one per served name, plus the list
+                    self._cache[key] = hit  # one per key the peer's answers are kept under
         assert hit is not None
         if isinstance(hit[2], VLArenaError):
             raise hit[2]
@@ -85,6 +78,46 @@ class RemoteModels:
             return False
         now = self._clock()
         return now <= hit[1] and (max_age_s is None or now - hit[0] <= max_age_s)
+
+
+class RemoteModels:
+    """What an inference server serves, cached (`TimedAnswers`): its model names (HealthCheck)
+    and each model's contract (GetModelInfo). Unreachable, it raises UnavailableError (retry)."""
+
+    def __init__(
+        self, client: VLAClient, ttl_s: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.client = client
+        self._answers = TimedAnswers(ttl_s, clock)
+
+    def names(self, max_age_s: float | None = None) -> tuple[str, ...]:
+        """The served model names, asked again if older than `max_age_s` (default: the TTL)."""
+        return self._answers.get("", lambda: tuple(self.client.health().models), max_age_s)
+
+    def info(self, name: str) -> ModelInfo:
+        """A served model's contract (UnknownNameError if the server does not serve it)."""
+        return self._answers.get(f"info:{name}", lambda: RemotePolicy(self.client, name).info)
+
+
+class Listed(Policy):
+    """A contestant's remote policy under the name the catalog lists it by."""
+
+    def __init__(self, policy: Policy, name: str) -> None:
+        self._policy = policy
+        self._info = replace(policy.info, name=name)
+
+    @property
+    def info(self) -> ModelInfo:
+        return self._info
+
+    def predict(
+        self, observations: Sequence[Observation], seeds: Seeds = None
+    ) -> list[ActionChunk]:
+        chunks = self._policy.predict(observations, seeds)
+        return [replace(chunk, model_id=self._info.name) for chunk in chunks]
+
+    def close(self) -> None:
+        self._policy.close()
 
 
 class ModelCatalog:
@@ -112,6 +145,13 @@ class ModelCatalog:
             token = secret.get_secret_value() if secret else None
             client = VLAClient(ClientOptions(target=settings.inference_target, token=token))
             self._remote = RemoteModels(client, REMOTE_TTL_S)
+        # Policy servers entered as contestants: connected per episode, contracts cached.
+        self._contestants = {m.name: m for m in settings.remote_models}
+        self._contracts = TimedAnswers(REMOTE_TTL_S)
+        for model in settings.remote_models:
+            if model.name in self._entries:
+                raise ConfigError(f"remote model {model.name!r} has the name of another model")
+            self._entries[model.name] = Entry(model.name, "remote", model.url.split("#")[0])
 
     def _add(self, entry: Entry, spec: ModelSpec) -> None:
         self._entries[entry.name] = entry
@@ -137,6 +177,8 @@ class ModelCatalog:
             return None
         if name in self._specs:
             return self._local(name).info
+        if name in self._contestants:
+            return self._contracts.get(name, lambda: self._contract(name))
         if self._remote is None:
             raise UnknownNameError("model", name, self._entries)
         served = self._remote.names()
@@ -150,9 +192,27 @@ class ModelCatalog:
         """A fresh controller for one episode (blocking: may load a model or ask the server)."""
         if name == EXPERT:
             return ExpertController()
+        if name in self._contestants:
+            return PolicyController(self._contestant(name))
         if name not in self._specs:
             return PolicyController(self._remote_policy(name))
         return PolicyController(self._local(name))
+
+    def _contestant(self, name: str) -> Policy:
+        """A contestant's policy server, on a connection of its own (the episode closes it)."""
+        model = self._contestants[name]
+        token = model.token.get_secret_value() if model.token else None
+        return Listed(
+            self._open(name, model.spec, partial(connect, token=token, timeout_s=model.timeout_s)),
+            name,
+        )
+
+    def _contract(self, name: str) -> ModelInfo:
+        policy = self._contestant(name)
+        try:
+            return policy.info
+        finally:
+            policy.close()
 
     def _local(self, name: str) -> Policy:
         with self._lock:  # local models load once
@@ -170,13 +230,13 @@ class ModelCatalog:
         except UnknownNameError:
             raise UnknownNameError("model", name, [e.name for e in self.entries()]) from None
 
-    def _open(self, name: str, spec: ModelSpec) -> Policy:
+    def _open(self, name: str, spec: ModelSpec, remote: Connect | None = None) -> Policy:
         try:
-            return resolve_policy(spec, self._device, self._connect)
+            return resolve_policy(spec, self._device, remote or self._connect)
         except (InvalidRequestError, PolicyOutputError, RetryLaterError):
             raise  # the inference server's answer: a bad request, a failure, or unreachable
         except UnknownNameError as exc:
-            if spec.kind == "remote":
+            if spec.kind in REMOTE_KINDS:
                 raise
             raise ModelLoadError(f"failed to load {name}: {exc}") from None
         except (VLArenaError, KeyError, OSError) as exc:

@@ -117,16 +117,19 @@ class EpisodeService:
                 job.steps_done = steps
 
         seed = request.seed if request.seed is not None else int(uuid.uuid4().int % 2**31)
-        return run_episode(
-            world,
-            controller,
-            request.instruction,
-            seed,
-            valid.max_steps,
-            self.settings.horizon,
-            progress,
-            task=valid.task,
-        )
+        try:
+            return run_episode(
+                world,
+                controller,
+                request.instruction,
+                seed,
+                valid.max_steps,
+                self.settings.horizon,
+                progress,
+                task=valid.task,
+            )
+        finally:
+            controller.close()
 
     def submit(self, admitted: Admitted) -> str:
         """Start an admitted episode in the background; returns the id to poll it by."""

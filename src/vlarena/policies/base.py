@@ -47,6 +47,9 @@ class Policy(ABC):
     ) -> list[ActionChunk]:
         """Predict one action chunk per observation."""
 
+    def close(self) -> None:  # noqa: B027 (a no-op unless the policy holds something open)
+        """Release what the policy holds open (a connection); a local policy holds nothing."""
+
 
 class CheckpointPolicy(Policy):
     """A policy implementation that loads from a checkpoint directory (registered by type)."""

@@ -5,8 +5,12 @@ A spec is one of
 - a checkpoint directory (`runs/flow/full/checkpoint`);
 - `TYPE:PRESET`, a native family at a size preset with random weights (`vla-flow:small`);
 - a model of a remote inference server, `grpc://HOST:PORT[/MODEL]` (the server's default model
-  without one). Remote specs need a `connect` function from the transport layer (the gRPC
-  client's `RemotePolicy.connect`), which this layer does not import.
+  without one);
+- a server of openpi's websocket protocol, `ws://HOST:PORT[/PATH][#PROFILE]` (or `wss://`): the
+  path goes to the server (ours reads `/PROFILE/MODEL` from it), the fragment names the
+  observation profile to send (default: the one the server states, else native).
+Remote specs need a `connect` function from the transport layer (`vlarena.serving.remote`),
+which this layer does not import.
 """
 
 import os.path
@@ -14,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from vlarena.errors import ConfigError, UnknownNameError, echo
 from vlarena.policies.base import Policy
@@ -25,7 +30,9 @@ from vlarena.policies.registry import load_policy
 from vlarena.policies.shipped import shipped_checkpoint
 
 REMOTE_SCHEME = "grpc://"
-SpecKind = Literal["shipped", "checkpoint", "preset", "remote"]
+OPENPI_SCHEMES = ("ws://", "wss://")
+SpecKind = Literal["shipped", "checkpoint", "preset", "remote", "openpi"]
+REMOTE_KINDS = ("remote", "openpi")
 
 
 @dataclass(frozen=True)
@@ -33,15 +40,16 @@ class ModelSpec:
     """A parsed, checked model spec; nothing is loaded until `resolve_policy`."""
 
     kind: SpecKind
-    source: str  # checkpoint directory, TYPE:PRESET, or HOST:PORT
+    source: str  # checkpoint directory, TYPE:PRESET, HOST:PORT, or the websocket URL
     model: str = ""  # remote: the served model's name ("" for the server's default)
+    profile: str = ""  # openpi: the observation profile ("" for the server's, else native)
 
     @property
     def name(self) -> str:
         """The model id it will have (remote: as the server names it; known once connected)."""
         if self.kind == "preset":
             return self.source.replace(":", "-") + "-random"
-        if self.kind == "remote":
+        if self.kind in REMOTE_KINDS:
             return self.model
         return read_metadata(Path(self.source)).name
 
@@ -54,6 +62,8 @@ def parse_spec(text: str) -> ModelSpec:
         if not host or not port.isdigit():
             raise ConfigError(f"remote spec {echo(text)} must be {REMOTE_SCHEME}HOST:PORT[/MODEL]")
         return ModelSpec("remote", target, model)
+    if text.startswith(OPENPI_SCHEMES):
+        return _openpi_spec(text)
     shipped = shipped_checkpoint(text)
     if shipped is not None:
         return ModelSpec("shipped", str(shipped))
@@ -68,6 +78,18 @@ def parse_spec(text: str) -> ModelSpec:
     return ModelSpec("checkpoint", text)
 
 
+def _openpi_spec(text: str) -> ModelSpec:
+    url, _, profile = text.partition("#")
+    parts = urlsplit(url)
+    try:
+        has_port = parts.port is not None
+    except ValueError:  # not a number, or out of range
+        has_port = False
+    if not parts.hostname or not has_port:
+        raise ConfigError(f"openpi spec {echo(text)} must be ws://HOST:PORT[/PATH][#PROFILE]")
+    return ModelSpec("openpi", url, profile=profile)
+
+
 Connect = Callable[[ModelSpec], Policy]  # opens a remote spec (the transport layer's client)
 
 
@@ -76,9 +98,9 @@ def resolve_policy(
 ) -> Policy:
     """The policy a spec names, loaded (or connected) now."""
     parsed = parse_spec(spec) if isinstance(spec, str) else spec
-    if parsed.kind == "remote":
+    if parsed.kind in REMOTE_KINDS:
         if connect is None:
-            raise ConfigError(f"remote models ({REMOTE_SCHEME}...) cannot be used here")
+            raise ConfigError(f"remote models ({parsed.kind}) cannot be used here")
         return connect(parsed)
     if parsed.kind == "preset":
         kind, preset = parsed.source.split(":")

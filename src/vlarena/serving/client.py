@@ -215,16 +215,21 @@ class RemotePolicy(Policy):
     kind, anything else is a PolicyOutputError naming the server.
     """
 
-    def __init__(self, client: VLAClient, model: str = "") -> None:
+    def __init__(self, client: VLAClient, model: str = "", owns_client: bool = False) -> None:
         self._client = client
         self._model = model
+        self._owns_client = owns_client  # close() closes the channel (it is this policy's own)
         with self._failures():
             self._info = client.model_info(model)
 
     @classmethod
-    def connect(cls, spec: ModelSpec, token: str | None = None) -> "RemotePolicy":
+    def connect(cls, spec: ModelSpec, options: ClientOptions) -> "RemotePolicy":
         """A remote spec (`grpc://HOST:PORT[/MODEL]`) as a policy, over a channel of its own."""
-        return cls(VLAClient(ClientOptions(target=spec.source, token=token)), spec.model)
+        return cls(VLAClient(replace(options, target=spec.source)), spec.model, owns_client=True)
+
+    def close(self) -> None:
+        if self._owns_client:
+            self._client.close()
 
     @property
     def info(self) -> ModelInfo:

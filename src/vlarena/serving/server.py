@@ -24,6 +24,7 @@ from vlarena.runtime import DualRateConfig, DynamicBatcher, warmup
 from vlarena.serving.auth import TokenAuthInterceptor
 from vlarena.serving.handlers import add_service
 from vlarena.serving.metrics import ServerMetrics
+from vlarena.serving.openpi.server import WebsocketListener
 from vlarena.serving.servicer import InferenceServicer, Pools, ServedModel, ServerState
 from vlarena.serving.settings import ServerSettings
 from vlarena.serving.v1 import inference_pb2 as pb
@@ -108,6 +109,8 @@ class InferenceServer:
         self.metrics_port: int | None = None
         self._server: grpc.aio.Server | None = None
         self._metrics_http: WSGIServer | None = None
+        self._websocket: WebsocketListener | None = None
+        self.websocket_port: int | None = None
         self._warmup: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -139,9 +142,12 @@ class InferenceServer:
                 "precision": self.settings.precision,
             }
         )
-        self._server = self._build_server(next(iter(self.models)))
+        servicer = self._servicer(next(iter(self.models)))
+        self._server = self._build_server(servicer)
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         await self._server.start()
+        if self.settings.websocket_port is not None:
+            await self._start_websocket(servicer)
         self.state.started = time.monotonic()
         if self.settings.metrics_enabled:
             self._metrics_http, _ = start_http_server(
@@ -153,26 +159,22 @@ class InferenceServer:
         self._warmup = asyncio.create_task(self._warm_up())
         self._warmup.add_done_callback(self._warmup_done)
         log.info(
-            "listening on %s:%d (metrics %s)", self.settings.host, self.port, self.metrics_port
+            "listening on %s:%d (websocket %s, metrics %s)",
+            self.settings.host,
+            self.port,
+            self.websocket_port,
+            self.metrics_port,
         )
 
-    def _build_server(self, default_model: str) -> grpc.aio.Server:
+    def _servicer(self, default_model: str) -> InferenceServicer:
         s = self.settings
-        options = [
-            ("grpc.max_receive_message_length", s.max_message_bytes),
-            ("grpc.max_send_message_length", s.max_message_bytes),
-        ]
-        interceptors = (
-            [TokenAuthInterceptor(s.auth_token.get_secret_value())] if s.auth_token else []
-        )
-        server = grpc.aio.server(options=options, interceptors=interceptors)
         dual_rate = DualRateConfig(
             vlm_update_hz=s.dual_rate_vlm_hz,
             max_feature_age_s=s.dual_rate_max_feature_age_s,
             vlm_threads=None,
             expert_threads=None,
         )
-        servicer = InferenceServicer(
+        return InferenceServicer(
             self.models,
             default_model,
             self.state,
@@ -183,6 +185,27 @@ class InferenceServer:
             s.precision,
             dual_rate,
         )
+
+    async def _start_websocket(self, servicer: InferenceServicer) -> None:
+        s = self.settings
+        token = s.auth_token.get_secret_value() if s.auth_token else None
+        self._websocket = WebsocketListener(
+            servicer, self.state, s.websocket_profile, token, s.max_message_bytes
+        )
+        assert s.websocket_port is not None
+        await self._websocket.start(s.host, s.websocket_port)
+        self.websocket_port = self._websocket.port
+
+    def _build_server(self, servicer: InferenceServicer) -> grpc.aio.Server:
+        s = self.settings
+        options = [
+            ("grpc.max_receive_message_length", s.max_message_bytes),
+            ("grpc.max_send_message_length", s.max_message_bytes),
+        ]
+        interceptors = (
+            [TokenAuthInterceptor(s.auth_token.get_secret_value())] if s.auth_token else []
+        )
+        server = grpc.aio.server(options=options, interceptors=interceptors)
         add_service(servicer, SERVICE, server, servicer.refused)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
@@ -240,6 +263,8 @@ class InferenceServer:
         if self._warmup is not None and not self._warmup.done():
             self._warmup.cancel()
         await self._health.enter_graceful_shutdown()
+        if self._websocket is not None:
+            await self._websocket.stop()
         if self._server is not None:
             grace = self.settings.drain_timeout_s if grace_s is None else grace_s
             await self._server.stop(grace)

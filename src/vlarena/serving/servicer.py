@@ -28,10 +28,12 @@ from vlarena.serving.metrics import ServerMetrics
 from vlarena.serving.status import abort
 from vlarena.serving.v1 import inference_pb2 as pb
 from vlarena.serving.v1 import inference_pb2_grpc as pb_grpc
-from vlarena.types import Observation, check_name_length
+from vlarena.types import ActionChunk, ModelInfo, Observation, check_name_length
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+# Decodes a request against the model it names: the observation and its noise seed.
+Decode = Callable[[ModelInfo], tuple[Observation, int | None]]
 UNKNOWN_LABEL = "unknown"  # the metric label of requests for a model this server does not serve
 
 
@@ -94,7 +96,12 @@ class InferenceServicer(pb_grpc.VLAInferenceServicer):
         name = name or self._default
         return name if name in self._models else UNKNOWN_LABEL
 
-    def _model(self, name: str) -> ServedModel:
+    @property
+    def model_names(self) -> list[str]:
+        return sorted(self._models)
+
+    def model(self, name: str) -> ServedModel:
+        """A served model by name ("" for the default); UnknownNameError lists the served ones."""
         check_name_length("model", name)
         try:
             return self._models[name or self._default]
@@ -105,42 +112,54 @@ class InferenceServicer(pb_grpc.VLAInferenceServicer):
         """Count a request that could not be parsed (so names no model)."""
         self._metrics.requests.labels(UNKNOWN_LABEL, InvalidRequestError.wire.grpc_code).inc()
 
+    async def counted(self, model: str, call: Callable[[], Awaitable[T]]) -> T:
+        """Run `call`, counting its outcome under the model it names (any transport); an
+        unexpected exception is logged and raised as an opaque internal error."""
+        label = self._label(model)
+        try:
+            result = await call()
+        except VLArenaError as exc:
+            self._metrics.requests.labels(label, exc.wire.grpc_code).inc()
+            if isinstance(exc, NonFiniteActionsError):  # a model fault: the operator must know
+                self._metrics.nonfinite_actions.labels(label).inc()
+                log.error("%s", exc)
+            raise
+        except asyncio.CancelledError:
+            self._metrics.requests.labels(label, "CANCELLED").inc()
+            raise
+        except Exception as exc:
+            log.exception("unexpected error serving %s", label)
+            internal = VLArenaError("internal error (see the server log)")
+            self._metrics.requests.labels(label, internal.wire.grpc_code).inc()
+            raise internal from exc
+        self._metrics.requests.labels(label, "OK").inc()
+        return result
+
     async def _guard(
         self,
         context: grpc.aio.ServicerContext[Any, Any],
         model: str,
         call: Callable[[], Awaitable[T]],
     ) -> T:
-        """Run `call`; a domain error aborts with its status, anything else with INTERNAL."""
+        """Run `call` counted; a failure aborts the call with its error's status."""
         try:
-            result = await call()
+            return await self.counted(model, call)
         except VLArenaError as exc:
-            self._metrics.requests.labels(model, exc.wire.grpc_code).inc()
-            if isinstance(exc, NonFiniteActionsError):  # a model fault: the operator must know
-                self._metrics.nonfinite_actions.labels(model).inc()
-                log.error("%s", exc)
             await abort(context, exc)
-        except asyncio.CancelledError:
-            self._metrics.requests.labels(model, "CANCELLED").inc()
-            raise
-        except Exception:
-            log.exception("unexpected error serving %s", model)
-            internal = VLArenaError("internal error (see the server log)")
-            self._metrics.requests.labels(model, internal.wire.grpc_code).inc()
-            await abort(context, internal)
-        self._metrics.requests.labels(model, "OK").inc()
-        return result
 
     def _deadline(self, context: grpc.aio.ServicerContext[Any, Any]) -> float:
         """Event-loop time by which the answer is due: the client's deadline or VLA_TIMEOUT_MS."""
-        remaining = context.time_remaining()
-        budget = self._timeout_s if remaining is None else min(remaining, self._timeout_s)
-        return asyncio.get_running_loop().time() + budget
+        return self.deadline_after(context.time_remaining())
 
-    def _ready_model(self, request: pb.Observation) -> ServedModel:
+    def _ready_model(self, name: str) -> ServedModel:
         if not self._state.ready:
             raise UnavailableError(f"server is {self._state.status.lower()}, not serving")
-        return self._model(request.model)
+        return self.model(name)
+
+    def deadline_after(self, budget_s: float | None) -> float:
+        """Event-loop time by which an answer is due: `budget_s` (None: none) or VLA_TIMEOUT_MS."""
+        budget = self._timeout_s if budget_s is None else min(budget_s, self._timeout_s)
+        return asyncio.get_running_loop().time() + budget
 
     async def _decode(self, served: ServedModel, request: pb.Observation) -> Observation:
         """The request's observation, decoded and checked against the model it names."""
@@ -149,28 +168,39 @@ class InferenceServicer(pb_grpc.VLAInferenceServicer):
             self._pools.decode, codec.decode_observation, request, served.policy.info
         )
 
-    async def _predict(self, request: pb.Observation, deadline: float) -> pb.ActionChunk:
-        received = time.perf_counter()
-        served = self._ready_model(request)
+    async def infer(
+        self, model: str, decode: Decode, deadline: float, received: float
+    ) -> ActionChunk:
+        """One observation through the named model's batcher, the step every transport shares:
+        `decode` runs on the decode threads once a queue place is taken (so overload is refused
+        before any work); the chunk comes back timed up to the server layer."""
+        served = self._ready_model(model)
         info = served.policy.info
-        # A queue place is taken before decoding, so overload is refused before any work.
         with served.batcher.admit() as place:
-            obs = await self._decode(served, request)
-            chunk = await place.submit(obs, _seed(request), deadline)
+            loop = asyncio.get_running_loop()
+            obs, seed = await loop.run_in_executor(self._pools.decode, decode, info)
+            chunk = await place.submit(obs, seed, deadline)
         queue_s = chunk.timing_ms["queue"] / 1000.0
         self._metrics.queue_time.labels(info.name).observe(queue_s)
         self._metrics.latency.labels(info.name, obs.embodiment).observe(
             queue_s + chunk.timing_ms["policy"] / 1000.0
         )
-        return codec.encode_chunk(chunk.timed("server", _elapsed_ms(received)), request)
+        return chunk.timed("server", _elapsed_ms(received))
+
+    async def _predict(self, request: pb.Observation, deadline: float) -> pb.ActionChunk:
+        received = time.perf_counter()
+
+        def decode(info: ModelInfo) -> tuple[Observation, int | None]:
+            return codec.decode_observation(request, info), _seed(request)
+
+        chunk = await self.infer(request.model, decode, deadline, received)
+        return codec.encode_chunk(chunk, request)
 
     async def Predict(  # noqa: N802 (gRPC method name)
         self, request: pb.Observation, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ActionChunk:
         deadline = self._deadline(context)
-        return await self._guard(
-            context, self._label(request.model), lambda: self._predict(request, deadline)
-        )
+        return await self._guard(context, request.model, lambda: self._predict(request, deadline))
 
     async def StreamControl(  # noqa: N802
         self,
@@ -213,7 +243,7 @@ class InferenceServicer(pb_grpc.VLAInferenceServicer):
                     call = partial(self._predict_dual, dual, request, deadline)
                 else:
                     call = partial(self._predict, request, deadline)
-                yield await self._guard(context, self._label(request.model), call)
+                yield await self._guard(context, request.model, call)
             error = await asyncio.gather(reader, return_exceptions=True)
             if isinstance(error[0], Exception):
                 log.warning("stream message could not be read: %r", error[0])
@@ -228,7 +258,7 @@ class InferenceServicer(pb_grpc.VLAInferenceServicer):
     ) -> pb.ActionChunk:
         """Answer at once from this stream's newest features, refreshing them in the background."""
         received = time.perf_counter()
-        served = self._ready_model(request)
+        served = self._ready_model(request.model)
         obs = await self._decode(served, request)
         if not dual:
             dual.append(
@@ -254,12 +284,12 @@ class InferenceServicer(pb_grpc.VLAInferenceServicer):
         self, request: pb.ModelInfoRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ModelInfo:
         async def info() -> pb.ModelInfo:
-            policy = self._model(request.model).policy
+            policy = self.model(request.model).policy
             return codec.encode_model_info(
                 policy.info, self._device, self._precision, sorted(self._models)
             )
 
-        return await self._guard(context, self._label(request.model), info)
+        return await self._guard(context, request.model, info)
 
     async def HealthCheck(  # noqa: N802
         self, request: pb.HealthRequest, context: grpc.aio.ServicerContext[Any, Any]

@@ -2,8 +2,10 @@
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from vlarena.serving.openpi.profiles import PROFILES
 
 
 class ServerSettings(BaseSettings):
@@ -36,6 +38,9 @@ class ServerSettings(BaseSettings):
     auth_token: SecretStr | None = Field(None, min_length=1)  # clients send "Bearer <token>"
     tls_cert: Path | None = None  # PEM certificate; with tls_key, the server speaks TLS
     tls_key: Path | None = None
+    # openpi's websocket protocol (vlarena.serving.openpi), in front of the same batchers
+    websocket_port: int | None = Field(None, ge=0, le=65535)  # unset: off; 0 picks a free port
+    websocket_profile: str = "native"  # observation profile of connections to "/"
     drain_timeout_s: float = Field(10.0, ge=0)  # SIGTERM: time to finish in-flight requests
     # Dual-rate streams (StreamControl with dual_rate set)
     dual_rate_vlm_hz: float = Field(3.33, gt=0, le=1000)  # feature refreshes per second
@@ -49,6 +54,13 @@ class ServerSettings(BaseSettings):
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("VLA_TLS_CERT and VLA_TLS_KEY must be set together")
         return self
+
+    @field_validator("websocket_profile")
+    @classmethod
+    def _known_profile(cls, value: str) -> str:
+        if value not in PROFILES:
+            raise ValueError(f"unknown observation profile {value!r}; valid: {', '.join(PROFILES)}")
+        return value
 
     @property
     def max_message_bytes(self) -> int:

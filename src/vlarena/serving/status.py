@@ -1,7 +1,7 @@
 """Domain errors over gRPC: the catalogue's code and message, plus the wire name and retry
 hint as trailing metadata, so a client raises exactly the error the server raised."""
 
-from typing import Any
+from typing import Any, NoReturn
 
 import grpc
 
@@ -14,7 +14,7 @@ RETRY_AFTER_KEY = "vlarena-retry-after-s"
 MAX_DETAIL_BYTES = 2048
 
 
-async def abort(context: grpc.aio.ServicerContext[Any, Any], exc: VLArenaError) -> None:
+async def abort(context: grpc.aio.ServicerContext[Any, Any], exc: VLArenaError) -> NoReturn:
     """End the call with the error's code and message, naming it in the trailing metadata."""
     meta = [(NAME_KEY, exc.wire.name)]
     if exc.retry_after_s is not None:

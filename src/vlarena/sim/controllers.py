@@ -44,6 +44,9 @@ class Controller(ABC):
         """The actions to run next, now (executed open-loop up to the runner's horizon)."""
         return self.prepare(world, instruction, step)()
 
+    def close(self) -> None:  # noqa: B027 (a no-op unless the controller holds something open)
+        """Release what the controller holds open (a remote policy's connection)."""
+
 
 class PolicyController(Controller):
     """Renders the model's cameras and asks a policy, in-process or remote (`RemotePolicy`)."""
@@ -63,6 +66,9 @@ class PolicyController(Controller):
 
     def _act(self, obs: Observation, seed: int) -> ActionChunk:
         return self._policy.predict([obs], [seed])[0]
+
+    def close(self) -> None:
+        self._policy.close()
 
 
 def observe(world: FrankaWorld, info: ModelInfo, instruction: str) -> Observation:
