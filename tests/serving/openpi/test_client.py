@@ -66,9 +66,11 @@ def assumed_observation() -> Any:
 def test_a_foreign_openpi_server_is_a_policy() -> None:
     with openpi_server(chunk_of(8)) as url:
         policy = remote.connect(parse_spec(f"{url}#libero"))
-        assert policy.info.action_dim == 8 and policy.info.camera_names == ("front", "wrist")
+        assert policy.info.action_dim == 8
+        assert policy.info.camera_names == ("front", "wrist")
         (chunk,) = policy.predict([assumed_observation()])
-        assert chunk.actions.shape == (5, 8) and chunk.actions[0, 0] == pytest.approx(0.25)
+        assert chunk.actions.shape == (5, 8)
+        assert chunk.actions[0, 0] == pytest.approx(0.25)
         assert set(chunk.timing_ms) == {"policy"}
         policy.close()
 
@@ -86,9 +88,11 @@ def test_foreign_failures_are_the_catalogues() -> None:
         policy = OpenPIPolicy(OpenPIOptions(url, "libero", timeout_s=0.3))
         with pytest.raises(DeadlineExceededError):
             policy.predict([assumed_observation()])
-    with openpi_server(chunk_of(8), metadata={"model_info": {"name": "x"}}) as url:
-        with pytest.raises(PolicyOutputError, match="invalid contract"):
-            OpenPIPolicy(OpenPIOptions(url))
+    with (
+        openpi_server(chunk_of(8), metadata={"model_info": {"name": "x"}}) as url,
+        pytest.raises(PolicyOutputError, match="invalid contract"),
+    ):
+        OpenPIPolicy(OpenPIOptions(url))
     with pytest.raises(UnavailableError, match="unreachable"):
         OpenPIPolicy(OpenPIOptions(url, timeout_s=1))  # the server is gone
 
@@ -109,7 +113,7 @@ async def test_our_endpoint_through_the_client_matches_grpc(start_server: StartS
             if profile == "native":  # the same observation and seed: the same chunk
                 np.testing.assert_array_equal(ws_chunk.actions, grpc_chunk.actions)
             one_camera = type(obs)({"front": obs.images["front"]}, obs.state, obs.instruction)
-            with pytest.raises(InvalidRequestError, match="cameras|wrist_image"):  # the server's
+            with pytest.raises(InvalidRequestError, match=r"cameras|wrist_image"):  # the server's
                 policy.predict([one_camera])
             assert policy.predict([obs])[0].model_id == "ar-tiny"  # reconnected after the close
             policy.close()

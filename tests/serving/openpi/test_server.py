@@ -57,9 +57,11 @@ async def test_openpi_client_drives_each_profile(ws_server: InferenceServer) -> 
     def drive() -> None:
         native = WebsocketClientPolicy("127.0.0.1", ws_server.websocket_port)
         metadata = native.get_server_metadata()
-        assert metadata["profile"] == "native" and metadata["models"] == ["ar-tiny", "flow-tiny"]
+        assert metadata["profile"] == "native"
+        assert metadata["models"] == ["ar-tiny", "flow-tiny"]
         info = metadata["model_info"]
-        assert info["name"] == "flow-tiny" and info["action_dim"] == 8
+        assert info["name"] == "flow-tiny"
+        assert info["action_dim"] == 8
         reply = native.infer(native_observation(info, seed=3))
         assert reply["actions"].shape == (info["chunk_size"], 8)
         assert set(reply["server_timing"]) == {"infer_ms", "queue_ms", "server_ms"}
@@ -98,7 +100,8 @@ async def test_eight_robots_are_batched_together(ws_server: InferenceServer) -> 
     loop = asyncio.get_running_loop()
     with ThreadPoolExecutor(8) as pool:  # one thread per robot (the default pool is smaller)
         await asyncio.gather(*(loop.run_in_executor(pool, robot) for _ in range(8)))
-    assert len(sizes) == 24 and max(sizes) > 1
+    assert len(sizes) == 24
+    assert max(sizes) > 1
 
 
 async def test_health_answers_while_ready(start_server: StartServer) -> None:
@@ -108,7 +111,8 @@ async def test_health_answers_while_ready(start_server: StartServer) -> None:
         assert (await http.get(health)).status_code in (200, 503)
         await server.wait_ready()
         reply = await http.get(health)
-        assert reply.status_code == 200 and reply.json() == {"status": "SERVING"}
+        assert reply.status_code == 200
+        assert reply.json() == {"status": "SERVING"}
         await server.stop(grace_s=0)
     assert server.state.status == "DRAINING"
 
@@ -151,11 +155,13 @@ async def test_bad_frames_get_an_error_and_a_close_code(
             ws.recv()  # metadata
             ws.send(frame)
             reply = ws.recv()
-            assert isinstance(reply, str) and f'"error":"{error}"' in reply
+            assert isinstance(reply, str)
+            assert f'"error":"{error}"' in reply
             assert "Traceback" not in reply
             with pytest.raises(websockets.ConnectionClosed) as closed:
                 ws.recv()
-            assert closed.value.rcvd is not None and closed.value.rcvd.code == code
+            assert closed.value.rcvd is not None
+            assert closed.value.rcvd.code == code
         # and the server serves the next robot as before
         assert WebsocketClientPolicy(url(ws_server, "/libero")).infer(libero_observation())
 
@@ -169,7 +175,8 @@ async def test_size_limit_and_unknown_paths(ws_server: InferenceServer) -> None:
             ws.send(b"\0" * (2 * 1024 * 1024))  # the server's limit is 1 MiB
             with pytest.raises(websockets.ConnectionClosed) as closed:
                 ws.recv()
-            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+            assert closed.value.rcvd is not None
+            assert closed.value.rcvd.code == 1009
         for path, listed in (("/aloha", b"droid, libero, native"), ("/libero/nope", b"ar-tiny")):
             with pytest.raises(websockets.InvalidStatus) as refused:
                 connect(url(ws_server, path))

@@ -19,9 +19,11 @@ def test_openpi_client_frames_decode_and_ours_decode_there() -> None:
     ours = wire.unpackb(msgpack_numpy.packb(message))
     np.testing.assert_array_equal(ours["observation/image"], message["observation/image"])
     np.testing.assert_array_equal(ours["observation/state"], message["observation/state"])
-    assert ours["scalar"] == np.float32(0.5) and ours["prompt"] == "lift the red cube"
+    assert ours["scalar"] == np.float32(0.5)
+    assert ours["prompt"] == "lift the red cube"
     theirs = msgpack_numpy.unpackb(wire.packb({"actions": np.ones((4, 8), np.float32)}))
-    assert theirs["actions"].shape == (4, 8) and theirs["actions"].dtype == np.float32
+    assert theirs["actions"].shape == (4, 8)
+    assert theirs["actions"].dtype == np.float32
 
 
 def _array_map(dtype: str, shape: list[int], data: bytes) -> bytes:
