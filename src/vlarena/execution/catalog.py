@@ -6,10 +6,12 @@ asked again after `REMOTE_TTL_S`, and a contestant is connected once per episode
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from functools import partial
 from typing import TypeVar, cast
+from urllib.parse import urlsplit
 
 from vlarena.errors import (
     ConfigError,
@@ -100,11 +102,16 @@ class RemoteModels:
 
 
 class Listed(Policy):
-    """A contestant's remote policy under the name the catalog lists it by."""
+    """A contestant's remote policy under the name the catalog lists it by; its failures name
+    that, not its server's address (the arena shows them to voters, who must not learn which
+    owner's server a side is)."""
 
-    def __init__(self, policy: Policy, name: str) -> None:
-        self._policy = policy
-        self._info = replace(policy.info, name=name)
+    def __init__(self, connect: Callable[[], Policy], name: str, address: str) -> None:
+        self._name = name
+        self._address = address
+        with self._masked():
+            self._policy = connect()
+        self._info = replace(self._policy.info, name=name)
 
     @property
     def info(self) -> ModelInfo:
@@ -113,11 +120,23 @@ class Listed(Policy):
     def predict(
         self, observations: Sequence[Observation], seeds: Seeds = None
     ) -> list[ActionChunk]:
-        chunks = self._policy.predict(observations, seeds)
-        return [replace(chunk, model_id=self._info.name) for chunk in chunks]
+        with self._masked():
+            chunks = self._policy.predict(observations, seeds)
+        return [replace(chunk, model_id=self._name) for chunk in chunks]
 
     def close(self) -> None:
         self._policy.close()
+
+    @contextmanager
+    def _masked(self) -> Iterator[None]:
+        try:
+            yield
+        except VLArenaError as exc:
+            host = urlsplit(self._address if "//" in self._address else f"//{self._address}")
+            detail = str(exc)
+            for shown in (self._address, host.netloc, f"{host.hostname}:{host.port}"):
+                detail = detail.replace(shown, f"{self._name}'s server")
+            raise type(exc).from_detail(detail, exc.retry_after_s) from None
 
 
 class ModelCatalog:
@@ -202,10 +221,8 @@ class ModelCatalog:
         """A contestant's policy server, on a connection of its own (the episode closes it)."""
         model = self._contestants[name]
         token = model.token.get_secret_value() if model.token else None
-        return Listed(
-            self._open(name, model.spec, partial(connect, token=token, timeout_s=model.timeout_s)),
-            name,
-        )
+        remote = partial(connect, token=token, timeout_s=model.timeout_s)
+        return Listed(partial(self._open, name, model.spec, remote), name, model.spec.source)
 
     def _contract(self, name: str) -> ModelInfo:
         policy = self._contestant(name)

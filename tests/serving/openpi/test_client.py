@@ -16,6 +16,7 @@ from tests.serving.conftest import StartServer
 from tests.serving.openpi.test_profiles import observation
 from vlarena.errors import (
     AuthError,
+    ConfigError,
     DeadlineExceededError,
     InvalidRequestError,
     PolicyOutputError,
@@ -118,6 +119,8 @@ async def test_our_endpoint_through_the_client_matches_grpc(start_server: StartS
             assert policy.predict([obs])[0].model_id == "ar-tiny"  # reconnected after the close
             policy.close()
         grpc_policy.close()
+        with pytest.raises(ConfigError, match="reads profile 'native', not 'libero'"):
+            remote.connect(parse_spec(f"{ws_url}#libero"), token="t0ken")
         with pytest.raises(AuthError):
             remote.connect(parse_spec(ws_url), token="wrong")
         with pytest.raises(UnknownNameError, match="flow-tiny"):

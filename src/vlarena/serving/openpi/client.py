@@ -21,6 +21,7 @@ import websockets
 from websockets.sync.client import ClientConnection, connect
 
 from vlarena.errors import (
+    ConfigError,
     DeadlineExceededError,
     InvalidRequestError,
     PolicyOutputError,
@@ -81,7 +82,14 @@ class OpenPIPolicy(Policy):
         self._ws: ClientConnection | None = None
         metadata = self._connect()
         self._ours = metadata.get("server") == "vlarena"  # knows our extensions (seeds)
-        self.profile = get_profile(self.options.profile or metadata.get("profile") or "native")
+        stated = metadata.get("profile")
+        self.profile = get_profile(self.options.profile or stated or "native")
+        if stated is not None and stated != self.profile.name:
+            self.close()
+            raise ConfigError(
+                f"the server at {self._address} reads profile {echo(stated)}, not "
+                f"{self.profile.name!r} (a vlarena server takes it from the path: /PROFILE)"
+            )
         self._info = self._contract(metadata)
 
     @property
