@@ -6,12 +6,13 @@ from pathlib import Path
 
 from rich.progress import Progress
 
-from benchmarks import arena, dualrate, leaderboard, policies, serving, sim
+from benchmarks import arena, dualrate, leaderboard, openpi, policies, serving, sim
 from benchmarks.common import machine_description
 
 SECTIONS = {
     "policies": policies.run,
     "serving": serving.run,
+    "openpi": openpi.run,
     "sim": sim.run,
     "dualrate": dualrate.run,
     "arena": arena.run,

@@ -38,6 +38,10 @@ from vlarena.serving.servicer import InferenceServicer, ServerState
 from vlarena.types import ActionChunk, ModelInfo, Observation
 
 log = logging.getLogger(__name__)
+# websockets' own connection log: warnings and errors only (the server logs its one
+# "listening on" line itself).
+_websockets_log = logging.getLogger(f"{__name__}.websockets")
+_websockets_log.setLevel(logging.WARNING)
 HEALTH_PATH = "/healthz"
 MAX_SEED = 2**63 - 1
 CLOSE_REASON_BYTES = 120  # a close frame's reason is at most 123 bytes
@@ -100,6 +104,7 @@ class WebsocketListener:
             max_size=self._max_message_bytes,
             compression=None,  # no permessage-deflate: a small frame cannot inflate to a huge one
             server_header=f"vlarena/{__version__}",
+            logger=_websockets_log,
         )
         self.port = next(iter(self._server.sockets)).getsockname()[1]
 
