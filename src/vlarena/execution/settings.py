@@ -17,7 +17,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from vlarena.errors import UnknownNameError
 from vlarena.httpjson import TrustedProxies
 from vlarena.policies.shipped import shipped_checkpoints
-from vlarena.policies.specs import REMOTE_KINDS, ModelSpec, parse_spec
+from vlarena.policies.specs import REMOTE_PREFIXES, ModelSpec, parse_spec
 from vlarena.serving.openpi.profiles import get_profile
 from vlarena.sim.runner import MAX_STEPS_CAP
 from vlarena.types import MAX_NAME_CHARS
@@ -37,8 +37,9 @@ class RemoteModel(BaseModel):
     @field_validator("url")
     @classmethod
     def _remote_url(cls, value: str) -> str:
-        if parse_spec(value).kind not in REMOTE_KINDS:
+        if not value.startswith(REMOTE_PREFIXES):
             raise ValueError("must be grpc://HOST:PORT[/MODEL] or ws://HOST:PORT[/PATH]")
+        parse_spec(value)  # ConfigError (a ValueError) says what is wrong with it
         return value
 
     @field_validator("profile")

@@ -33,6 +33,7 @@ REMOTE_SCHEME = "grpc://"
 OPENPI_SCHEMES = ("ws://", "wss://")
 SpecKind = Literal["shipped", "checkpoint", "preset", "remote", "openpi"]
 REMOTE_KINDS = ("remote", "openpi")
+REMOTE_PREFIXES = (REMOTE_SCHEME, *OPENPI_SCHEMES)  # how a remote spec starts
 
 
 @dataclass(frozen=True)
