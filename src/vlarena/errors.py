@@ -209,6 +209,16 @@ class BusyError(RetryLaterError):
     default_retry_after_s = 10.0
 
 
+def remote_failure(exc: VLArenaError, peer: str) -> VLArenaError:
+    """A remote policy's failure as its caller sees it: request errors and retryable ones keep
+    their kind; anything else is the policy's PolicyOutputError, naming the peer (`peer`)."""
+    if isinstance(
+        exc, InvalidRequestError | UnknownNameError | RetryLaterError | PolicyOutputError
+    ):
+        return exc
+    return PolicyOutputError(f"{peer} failed: {exc}")
+
+
 # Decoding: by wire name first; a peer that sends none (a foreign server, a proxy, the transport
 # itself) is decoded by its bare status code.
 CATALOGUE: tuple[type[VLArenaError], ...] = (

@@ -132,9 +132,11 @@ class Listed(Policy):
         try:
             yield
         except VLArenaError as exc:
-            host = urlsplit(self._address if "//" in self._address else f"//{self._address}")
+            # The URL first, then its HOST:PORT (a gRPC target is only that; gRPC's own
+            # messages quote it bare).
+            netloc = urlsplit(self._address if "//" in self._address else f"//{self._address}")
             detail = str(exc)
-            for shown in (self._address, host.netloc, f"{host.hostname}:{host.port}"):
+            for shown in (self._address, netloc.netloc):
                 detail = detail.replace(shown, f"{self._name}'s server")
             raise type(exc).from_detail(detail, exc.retry_after_s) from None
 

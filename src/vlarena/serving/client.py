@@ -16,11 +16,8 @@ from typing import Self, TypedDict
 import grpc
 
 from vlarena.errors import (
-    InvalidRequestError,
-    PolicyOutputError,
-    RetryLaterError,
-    UnknownNameError,
     VLArenaError,
+    remote_failure,
 )
 from vlarena.policies.base import Policy, Seeds
 from vlarena.policies.specs import ModelSpec
@@ -251,7 +248,8 @@ class RemotePolicy(Policy):
     def _failures(self) -> Iterator[None]:
         try:
             yield
-        except (InvalidRequestError, UnknownNameError, RetryLaterError):
-            raise
         except VLArenaError as exc:
-            raise PolicyOutputError(f"the inference server failed: {exc}") from exc
+            failure = remote_failure(exc, "the inference server")
+            if failure is exc:
+                raise
+            raise failure from exc

@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -25,17 +25,16 @@ from vlarena.errors import (
     DeadlineExceededError,
     InvalidRequestError,
     PolicyOutputError,
-    RetryLaterError,
     UnavailableError,
-    UnknownNameError,
     VLArenaError,
     clip,
     echo,
+    remote_failure,
 )
 from vlarena.httpjson import ErrorBody
 from vlarena.policies.base import Policy, Seeds
 from vlarena.serving.openpi import wire
-from vlarena.serving.openpi.profiles import ObservationProfile, get_profile
+from vlarena.serving.openpi.profiles import get_profile
 from vlarena.sim.controllers import ACTION_DIM, STATE_DIM
 from vlarena.sim.world import CAMERAS
 from vlarena.types import ActionChunk, ModelInfo, Observation
@@ -56,10 +55,10 @@ class OpenPIOptions:
     max_message_mb: int = 16  # the largest frame accepted from the server
 
 
-def assumed_contract(name: str, profile: ObservationProfile) -> ModelInfo:
+def assumed_contract(name: str) -> ModelInfo:
     """The contract of a server whose metadata states none: the simulated Panda's (7 joint
-    targets and the gripper; 9 joints), the profile's cameras at openpi's 224x224."""
-    info = ModelInfo(
+    targets and the gripper; 9 joints; its two cameras) at openpi's 224x224."""
+    return ModelInfo(
         name=name,
         version="unknown",
         policy_type="openpi-remote",
@@ -70,7 +69,6 @@ def assumed_contract(name: str, profile: ObservationProfile) -> ModelInfo:
         image_width=ASSUMED_IMAGE_PX,
         state_dim=STATE_DIM,
     )
-    return replace(info, camera_names=profile.cameras(info))
 
 
 class OpenPIPolicy(Policy):
@@ -149,7 +147,7 @@ class OpenPIPolicy(Policy):
     def _contract(self, metadata: dict[Any, Any]) -> ModelInfo:
         stated = metadata.get("model_info")
         if stated is None:
-            return assumed_contract(self._address, self.profile)
+            return assumed_contract(self._address)
         try:
             return _INFO.validate_python(stated)
         except (pydantic.ValidationError, VLArenaError) as exc:
@@ -203,10 +201,10 @@ def _error(text: str) -> VLArenaError:
 
 
 def _domain_error(exc: BaseException, address: str) -> BaseException:
-    if isinstance(exc, InvalidRequestError | UnknownNameError | RetryLaterError):
+    if isinstance(exc, PolicyOutputError):  # says already what the server did wrong
         return exc
     if isinstance(exc, VLArenaError):
-        return exc if isinstance(exc, PolicyOutputError) else PolicyOutputError(str(exc))
+        return remote_failure(exc, f"the openpi server at {address}")
     if isinstance(exc, websockets.InvalidStatus):
         body = exc.response.body or b""
         try:
