@@ -78,25 +78,38 @@ test: install lint $(CHROMIUM) ## Lint, then run the whole test suite (Python, T
 bench: install ## Run the benchmarks and write docs/benchmarks.md
 	$(BIN)/python -m benchmarks
 
-# The pipeline behind the shipped checkpoints (docs/models.md): about an hour of training on two
-# CPU cores (66.5 min measured), then about 5 minutes of evaluation. Stage wall times go to times.txt.
+# The pipeline behind the shipped checkpoints (docs/models.md): about 70 minutes of training on
+# two CPU cores, then about 10 minutes of evaluation. Stage wall times go to times.txt.
+# The flow model learns from the expert's demonstrations, then in two DAgger rounds it drives
+# and the expert's takeovers from the states it reached are added to the data (docs/training.md);
+# the AR head learns last, on the final trunk and all of the data.
 SHIP_DATA ?= data/demos
 SHIP_RUNS ?= runs/ship
 SHIP_TASKS := touch,push_left,push_right,lift,lift,stack,stack,next_to,next_to,bin,bin
+DAGGER_TASKS := push_left,push_right,lift,stack,stack,stack,next_to,next_to,bin
 SHIPPED := src/vlarena/policies/checkpoints
 SHIP_EVAL := $(BIN)/vlarena eval --episodes 50
 TIMED = start=$$(date +%s); $(2) && echo "$(1) $$(( $$(date +%s) - start )) s" >> $(SHIP_RUNS)/times.txt
+# Round $(1): the flow checkpoint $(2) drives on data $(3); writes $(SHIP_DATA)-dagger$(1) and
+# trains $(SHIP_RUNS)/dagger$(1) from $(2) on it.
+DAGGER_ROUND = $(call TIMED,dagger$(1),$(BIN)/vlarena dagger $(3) $(SHIP_DATA)-dagger$(1) \
+	  --model $(2) --seed $$(( 400000 + 100000 * $(1) )) --episodes 300 --takeovers 3 --tasks $(DAGGER_TASKS)) && \
+	$(call TIMED,flow-dagger$(1),$(BIN)/vlarena train $(SHIP_DATA)-dagger$(1) \
+	  $(SHIP_RUNS)/dagger$(1) --recipe ship-dagger --family vla-flow --init $(2) --name vla-flow-small)
 
 ship: install ## Regenerate the shipped checkpoints: datagen, both families, eval, docs/models.md
-	rm -rf $(SHIP_DATA) $(SHIP_RUNS) && mkdir -p $(SHIP_RUNS)
+	rm -rf $(SHIP_DATA) $(SHIP_DATA)-dagger* $(SHIP_RUNS) && mkdir -p $(SHIP_RUNS)
 	$(call TIMED,datagen,$(BIN)/vlarena datagen $(SHIP_DATA) --episodes 2750 --seed 100000 \
 	  --image-size 64 --tasks $(SHIP_TASKS))
 	$(call TIMED,flow,$(BIN)/vlarena train $(SHIP_DATA) $(SHIP_RUNS)/flow --recipe ship \
 	  --family vla-flow --name vla-flow-small)
-	$(call TIMED,ar,$(BIN)/vlarena train $(SHIP_DATA) $(SHIP_RUNS)/ar --recipe ship-head \
-	  --family vla-ar --init $(SHIP_RUNS)/flow/full/checkpoint --name vla-ar-small)
+	$(call DAGGER_ROUND,1,$(SHIP_RUNS)/flow/full/checkpoint,$(SHIP_DATA))
+	$(call DAGGER_ROUND,2,$(SHIP_RUNS)/dagger1/full/checkpoint,$(SHIP_DATA)-dagger1)
+	rm -rf $(SHIP_DATA)-dagger1
+	$(call TIMED,ar,$(BIN)/vlarena train $(SHIP_DATA)-dagger2 $(SHIP_RUNS)/ar --recipe ship-head \
+	  --family vla-ar --init $(SHIP_RUNS)/dagger2/full/checkpoint --name vla-ar-small)
 	rm -rf $(SHIPPED)/vla-flow-small $(SHIPPED)/vla-ar-small
-	cp -r $(SHIP_RUNS)/flow/full/checkpoint $(SHIPPED)/vla-flow-small
+	cp -r $(SHIP_RUNS)/dagger2/full/checkpoint $(SHIPPED)/vla-flow-small
 	cp -r $(SHIP_RUNS)/ar/expert/checkpoint $(SHIPPED)/vla-ar-small
 	for w in trained held-out; do for m in vla-flow-small vla-ar-small; do \
 	  $(SHIP_EVAL) --model $$m --wordings $$w --out $(SHIP_RUNS)/eval/$$m-$$w || exit 1; done; done

@@ -343,6 +343,47 @@ def datagen(
     )
 
 
+@app.command()
+def dagger(
+    base: Annotated[Path, typer.Argument(help="dataset to extend (vlarena datagen)")],
+    out: Annotated[Path, typer.Argument(help="dataset directory to write: BASE + recovery")],
+    model: Annotated[str, typer.Option(help="the learning policy: checkpoint or model spec")],
+    episodes: Annotated[int, typer.Option(min=1, help="policy episodes to roll out")] = 300,
+    tasks: Annotated[str, typer.Option(help="comma-separated; repeat one to weight it")] = "all",
+    takeovers: Annotated[int, typer.Option(min=1, help="expert takeovers per episode")] = 3,
+    horizon: Annotated[int, typer.Option(min=1, help="policy actions run per chunk")] = 4,
+    workers: Annotated[int, typer.Option(min=0, help="rollout processes")] = 2,
+    seed: Annotated[int, typer.Option(min=0, help="first policy episode seed")] = 500_000,
+) -> None:
+    """Recovery data: the policy drives, the scripted expert takes over from states it reached
+    and is recorded; writes BASE plus the successful takeovers (DAgger-style aggregation)."""
+    from rich.progress import Progress
+
+    from vlarena.data import TASK_NAMES
+    from vlarena.training.dagger import DaggerConfig, collect
+
+    try:
+        cfg = DaggerConfig(
+            model=model,
+            episodes=episodes,
+            tasks=_names(tasks, TASK_NAMES),
+            takeovers=takeovers,
+            horizon=horizon,
+            seed=seed,
+            workers=workers,
+        )
+        with Progress(console=console) as bar:
+            job = bar.add_task("policy episodes", total=episodes)
+            report = collect(cfg, base, out, lambda n: bar.update(job, completed=n))
+    except VLArenaError as exc:
+        raise _fail(exc) from None
+    rates = ", ".join(f"{t} {done}/{run}" for t, (done, run) in report.policy_success.items())
+    console.print(
+        f"policy success: {rates}; {report.episodes} recovery episodes, {report.frames} frames "
+        f"({report.failed_takeovers} failed takeovers dropped) → {out}"
+    )
+
+
 def _names(text: str, valid: tuple[str, ...]) -> tuple[str, ...]:
     """'all' or a comma-separated list of names."""
     return valid if text == "all" else tuple(n.strip() for n in text.split(",") if n.strip())

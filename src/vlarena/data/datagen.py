@@ -49,7 +49,7 @@ class DatagenConfig:
             )
 
 
-class _RecordingExpert(ExpertController):
+class RecordingExpert(ExpertController):
     """The scripted expert, also recording what a policy would have seen before each action."""
 
     def __init__(self, image_size: int) -> None:
@@ -72,6 +72,28 @@ class _RecordingExpert(ExpertController):
         self.targets.append(grounding_target(world, self._color))
         return super().next_chunk(world, instruction, step)
 
+    def record(
+        self,
+        task: str,
+        instruction: str,
+        scene_id: str,
+        seed: int,
+        actions: list[NDArray[np.float64]],
+        takeover: int = 0,
+    ) -> EpisodeRecord:
+        """What was recorded, with the actions applied after each observation."""
+        return EpisodeRecord(
+            task=task,
+            instruction=instruction,
+            scene_id=scene_id,
+            seed=seed,
+            images={c: np.stack(frames) for c, frames in self.frames.items()},
+            states=np.stack(self.states),
+            actions=np.array(actions, dtype=np.float32),
+            targets=np.stack(self.targets),
+            takeover=takeover,
+        )
+
 
 def grounding_target(world: FrankaWorld, color: str) -> NDArray[np.float32]:
     """What the backbone learns to see: the named cube (xyz, sin/cos of 4·yaw) and the grip xyz."""
@@ -87,20 +109,12 @@ def rollout(task: str, seed: int, image_size: int, max_steps: int) -> EpisodeRec
     rng = np.random.default_rng(seed)
     scene, instruction = draw_instruction(rng, task)
     world = shared_world(scene)
-    recorder = _RecordingExpert(image_size)
+    recorder = RecordingExpert(image_size)
     episode = run_episode(world, recorder, instruction, seed, max_steps=max_steps)
     if not episode.success:
         return None
-    return EpisodeRecord(
-        task=task,
-        instruction=instruction,
-        scene_id=scene,
-        seed=seed,
-        images={c: np.stack(frames) for c, frames in recorder.frames.items()},
-        states=np.stack(recorder.states),
-        actions=np.array([s.action for s in episode.steps], dtype=np.float32),
-        targets=np.stack(recorder.targets),
-    )
+    actions = [np.array(s.action) for s in episode.steps]
+    return recorder.record(task, instruction, scene, seed, actions)
 
 
 def _rollout_job(job: tuple[str, int, int, int]) -> tuple[str, EpisodeRecord | None]:

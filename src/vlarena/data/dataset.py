@@ -14,6 +14,7 @@ Layout of a dataset directory (no pickle anywhere; `np.load(..., allow_pickle=Fa
 Frames of an episode are contiguous and in time order.
 """
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -45,6 +46,7 @@ class EpisodeRecord:
     states: NDArray[np.float32]  # (T, 18)
     actions: NDArray[np.float32]  # (T, 8)
     targets: NDArray[np.float32]  # (T, 8)
+    takeover: int = 0  # recovery data: policy steps before the expert took over (0: a demo)
 
 
 class EpisodeMeta(BaseModel):
@@ -57,6 +59,7 @@ class EpisodeMeta(BaseModel):
     seed: int
     start: int  # first frame
     length: int  # frames
+    takeover: int = 0  # recovery data: policy steps before the expert took over (0: a demo)
 
 
 class DatasetMeta(BaseModel):
@@ -97,6 +100,7 @@ def write_dataset(
                 seed=r.seed,
                 start=start,
                 length=len(r.actions),
+                takeover=r.takeover,
             )
         )
         start += len(r.actions)
@@ -171,6 +175,22 @@ class DemoDataset:
 
     def __len__(self) -> int:
         return self.meta.frames
+
+    def records(self) -> Iterator[EpisodeRecord]:
+        """Each episode as a record whose arrays are views of the memory-mapped files."""
+        for e in self.meta.episodes:
+            rows = slice(e.start, e.start + e.length)
+            yield EpisodeRecord(
+                task=e.task,
+                instruction=e.instruction,
+                scene_id=e.scene_id,
+                seed=e.seed,
+                images={c: np.asarray(self.images[c][rows], np.uint8) for c in self.meta.cameras},
+                states=np.asarray(self.state[rows], np.float32),  # views: no copy of the same dtype
+                actions=np.asarray(self.action[rows], np.float32),
+                targets=np.asarray(self.target[rows], np.float32),
+                takeover=e.takeover,
+            )
 
     def action_chunks(self, frames: NDArray[np.int64], chunk: int) -> NDArray[np.float32]:
         """(B, chunk, D) actions from each frame on; past the episode's end its last one repeats."""

@@ -226,11 +226,11 @@ def evaluate(
         return _evaluate_on_ray(jobs, progress)
     if cfg.workers == 0:
         return _collect(map(evaluate_episode, jobs), progress)
-    with mp.get_context("spawn").Pool(cfg.workers, initializer=_one_thread) as pool:
+    with mp.get_context("spawn").Pool(cfg.workers, initializer=one_torch_thread) as pool:
         return _collect(pool.imap(evaluate_episode, jobs), progress)
 
 
-def _one_thread() -> None:
+def one_torch_thread() -> None:
     """Worker processes share the cores: one torch thread each, not one per core each."""
     import torch
 

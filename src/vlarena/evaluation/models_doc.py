@@ -2,7 +2,8 @@
 
     python -m vlarena.evaluation.models_doc RUNS DOCS
 
-RUNS is the ship run directory (times.txt, flow/, ar/, eval/<model>-<wordings>/results.json);
+RUNS is the ship run directory (times.txt, flow/, dagger<round>/, ar/,
+eval/<model>-<wordings>/results.json);
 DOCS the docs directory (models.md and img/ are written there).
 """
 
@@ -20,6 +21,8 @@ from vlarena.policies.shipped import SHIPPED, shipped_checkpoint
 LOSS_PLOTS = (
     ("flow/pretrain", "flow-pretrain-loss.png"),
     ("flow/full", "flow-loss.png"),
+    ("dagger1/full", "flow-dagger1-loss.png"),
+    ("dagger2/full", "flow-dagger2-loss.png"),
     ("ar/expert", "ar-head-loss.png"),
 )
 
@@ -240,6 +243,8 @@ shares the flow model's trunk and has its own token head, decoded one chunk step
 
 ![flow model, grounding pretraining: loss](img/flow-pretrain-loss.png)
 ![flow model, full stage: loss](img/flow-loss.png)
+![flow model, DAgger round 1: loss](img/flow-dagger1-loss.png)
+![flow model, DAgger round 2: loss](img/flow-dagger2-loss.png)
 ![AR head: loss](img/ar-head-loss.png)
 
 ## Scores

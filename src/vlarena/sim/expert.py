@@ -1,4 +1,10 @@
-"""A scripted expert per task: Cartesian waypoints, inverse kinematics on MuJoCo Jacobians."""
+"""A scripted expert per task: Cartesian waypoints, inverse kinematics on MuJoCo Jacobians.
+
+The expert plans from whatever state the world is in, not only from the start state: a cube
+already held is carried on, a gripper already above its cube goes straight down, a pusher
+already behind its cube pushes. So it can take over from a learning policy mid-episode and
+label the states that policy reaches (DAgger-style recovery data, `vlarena.data.recovery`).
+"""
 
 from dataclasses import dataclass
 
@@ -7,7 +13,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from vlarena.sim.tasks import Task
-from vlarena.sim.world import ARM_JOINTS, CUBE_HALF_M, FrankaWorld
+from vlarena.sim.world import ARM_JOINTS, CUBE_HALF_M, HOME_QPOS, FrankaWorld
 
 OPEN, CLOSED = 1.0, 0.0
 SAFE_Z = 0.16  # travel height of the grip point
@@ -15,6 +21,10 @@ MAX_STEP_M = 0.05  # Cartesian speed limit per control step (0.5 m/s at 10 Hz)
 CARRY_STEP_M = 0.03  # slower while holding a cube
 REACHED_M = 0.012  # a waypoint counts as reached within this distance
 SETTLE_LIMIT = 8  # ...or after this many steps at it (contact can keep the grip point off)
+ABOVE_M = 0.015  # the grip point is above a spot when this close to it in x and y
+HELD_OPENING_M = (
+    0.06  # fingers touching a cube and closer than this hold it (4 cm wide, 5.7 across)
+)
 
 
 @dataclass(frozen=True)
@@ -38,7 +48,13 @@ class InverseKinematics:
         self._damping = damping
         self._jacp = np.zeros((3, world.model.nv))
         self._jacr = np.zeros((3, world.model.nv))
-        self._down = world.data.site_xmat[self._site].reshape(3, 3).copy()  # at home: pointing down
+        self._down = self._home_rotation()  # at home the grip points down
+
+    def _home_rotation(self) -> NDArray[np.float64]:
+        """The grip site's orientation at the home pose, whatever pose the arm is in now."""
+        self._data.qpos[: len(HOME_QPOS)] = HOME_QPOS
+        mujoco.mj_kinematics(self._model, self._data)
+        return self._data.site_xmat[self._site].reshape(3, 3).copy()
 
     def solve(
         self, q: NDArray[np.float64], position: NDArray[np.float64], yaw: float
@@ -78,25 +94,40 @@ def plan(world: FrankaWorld, task: Task) -> list[Waypoint]:
     cube = world.cube(task.color)
     x, y, _ = cube.position
     yaw = _grasp_yaw(cube.yaw)
+    grip = world.grip_position
     if task.kind == "touch":
-        return [Waypoint((x, y, SAFE_Z), yaw, OPEN), Waypoint((x, y, 0.05), yaw, OPEN, 3)]
+        return _skip_done_approach(
+            grip, [Waypoint((x, y, SAFE_Z), yaw, OPEN), Waypoint((x, y, 0.05), yaw, OPEN, 3)]
+        )
     if task.kind == "push":
         side = 1.0 if task.side == "left" else -1.0
         start, end = y - side * 0.075, y + side * 0.13
-        return [
+        push = [
             Waypoint((x, start, SAFE_Z), 0.0, CLOSED),
             Waypoint((x, start, 0.022), 0.0, CLOSED),
             Waypoint((x, end, 0.022), 0.0, CLOSED, 2),
             Waypoint((x, end, SAFE_Z), 0.0, CLOSED),
         ]
-    pick = [
-        Waypoint((x, y, SAFE_Z), yaw, OPEN),
-        Waypoint((x, y, CUBE_HALF_M), yaw, OPEN, 1),
-        Waypoint((x, y, CUBE_HALF_M), yaw, CLOSED, 5),
-        Waypoint((x, y, 0.2), yaw, CLOSED),
-    ]
+        behind = side * (y - grip[1])  # how far the grip point is behind the cube's centre
+        if grip[2] < 0.05 and abs(grip[0] - x) < ABOVE_M and 0.02 < behind < 0.1:
+            return push[2:]  # low, behind the cube, in line with it: push
+        return _skip_done_approach(grip, push)
+    if _holding(world, task.color):
+        # Carried on: straight up from where it is held, then on to the place.
+        pick = [Waypoint((grip[0], grip[1], 0.2), yaw, CLOSED)] if grip[2] < 0.15 else []
+    else:
+        pick = _skip_done_approach(
+            grip,
+            [
+                Waypoint((x, y, SAFE_Z), yaw, OPEN),
+                Waypoint((x, y, CUBE_HALF_M), yaw, OPEN, 1),
+                Waypoint((x, y, CUBE_HALF_M), yaw, CLOSED, 5),
+                Waypoint((x, y, 0.2), yaw, CLOSED),
+            ],
+        )
     if task.kind == "lift":
-        return [*pick, Waypoint((x, y, 0.2), yaw, CLOSED, 3)]
+        hold_x, hold_y = pick[-1].position[:2] if pick else grip[:2]
+        return [*pick, Waypoint((float(hold_x), float(hold_y), 0.2), yaw, CLOSED, 3)]
     if task.kind == "bin":
         bx, by = world.data.body("bin").xpos[:2]
         return [
@@ -120,6 +151,28 @@ def plan(world: FrankaWorld, task: Task) -> list[Waypoint]:
         Waypoint(place, place_yaw, OPEN, 4),
         Waypoint((place[0], place[1], SAFE_Z), place_yaw, OPEN),
     ]
+
+
+def _holding(world: FrankaWorld, color: str) -> bool:
+    """Whether the fingers hold the cube: closed on it, touching it."""
+    return world.gripper_opening_m < HELD_OPENING_M and world.touching(color)
+
+
+def _skip_done_approach(grip: NDArray[np.float64], points: list[Waypoint]) -> list[Waypoint]:
+    """Drop the first waypoint (travel height above a spot) when the grip point is already
+    above that spot, between the table and travel height: the next one goes straight down.
+    From anywhere else the plan starts by rising straight up, so the arm does not sweep a
+    cube off the table on a diagonal."""
+    above, then = points[0].position, points[1].position
+    over = np.hypot(grip[0] - above[0], grip[1] - above[1]) < ABOVE_M
+    if over and then[2] < grip[2] <= above[2] + REACHED_M:
+        return points[1:]
+    if grip[2] < above[2] - 0.03 and not over:
+        rise = Waypoint(
+            (float(grip[0]), float(grip[1]), above[2]), points[0].yaw, points[0].gripper
+        )
+        return [rise, *points]
+    return points
 
 
 def _free_spot_beside(world: FrankaWorld, task: Task) -> tuple[float, float]:

@@ -102,10 +102,25 @@ RECIPES: dict[str, tuple[TrainConfig, ...]] = {
         TrainConfig(
             preset="film",
             stage="full",
-            steps=12000,
+            steps=9000,
             batch_size=64,
             lr=1e-3,
             warmup_steps=200,
+            grounding_weight=0.5,
+            log_every=50,
+            checkpoint_every=1000,
+        ),
+    ),
+    # ...then, once per DAgger round, the same end to end on the demonstrations plus the expert's
+    # takeovers from the states the model reached (`vlarena dagger`), from its last checkpoint.
+    "ship-dagger": (
+        TrainConfig(
+            preset="film",
+            stage="full",
+            steps=2000,
+            batch_size=64,
+            lr=3e-4,
+            warmup_steps=100,
             grounding_weight=0.5,
             log_every=50,
             checkpoint_every=1000,

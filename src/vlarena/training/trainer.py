@@ -19,10 +19,15 @@ from tqdm import tqdm
 
 from vlarena.data.dataset import DemoDataset
 from vlarena.errors import ConfigError, UnknownNameError
-from vlarena.policies.checkpoint import read_weights, write_checkpoint
+from vlarena.policies.checkpoint import (
+    NORM_STATS_FILE,
+    read_section,
+    read_weights,
+    write_checkpoint,
+)
 from vlarena.policies.config import VLA_CONFIG_JSON, get_preset
 from vlarena.policies.native import NativeVLA, native_policy_types
-from vlarena.policies.normalization import NORM_STATS_JSON
+from vlarena.policies.normalization import NORM_STATS_JSON, NormStats
 from vlarena.training.batches import Batch, BatchSampler, augment
 from vlarena.training.config import TrainConfig
 from vlarena.training.modules import TrainModule, add_lora, plain_state_dict
@@ -96,13 +101,19 @@ def train(
     data = DemoDataset(dataset)
     with torch.random.fork_rng(devices=[]):  # the caller's global RNG is left as it was
         torch.manual_seed(cfg.seed)  # LoRA and grounding-head init draw from the global RNG
-        run = _Run(cfg, data, out, ctx, name or f"{cfg.family}-{cfg.preset}")
+        run = _Run(cfg, data, out, ctx, name or f"{cfg.family}-{cfg.preset}", init)
         return run.run(init, resume, progress, min(stop_at or cfg.steps, cfg.steps))
 
 
 class _Run:
     def __init__(
-        self, cfg: TrainConfig, data: DemoDataset, out: Path, ctx: _Dist, name: str
+        self,
+        cfg: TrainConfig,
+        data: DemoDataset,
+        out: Path,
+        ctx: _Dist,
+        name: str,
+        init: Path | None,
     ) -> None:
         self.cfg, self.data, self.out, self.ctx = cfg, data, out, ctx
         config = get_preset(cfg.preset)
@@ -110,6 +121,8 @@ class _Run:
             raise ConfigError(f"preset {cfg.preset!r} needs a sensor stream; the dataset has none")
         policy_cls = native_policy_types()[cfg.family]
         stats = data.action_stats(config.chunk_size, config.relative_dims)
+        if init is not None:
+            stats = _init_stats(init, stats)
         self.policy = policy_cls.create(config, name, norm_stats=stats, seed=cfg.seed)
         self.model: NativeVLA = self.policy.model
         reuse = 1 if cfg.stage == "pretrain" else cfg.vlm_reuse_count
@@ -326,6 +339,18 @@ def _load_init(model: NativeVLA, path: Path) -> None:
             f"{path} does not fit this model's backbone (missing or reshaped: {missing[:3]}...)"
         )
     model.load_state_dict(matched, strict=False)
+
+
+def _init_stats(init: Path, fitted: NormStats) -> NormStats:
+    """A run started from a checkpoint keeps that checkpoint's normalization when it has the
+    same layout: its weights were trained in those units (fine-tuning on more data, e.g.
+    recovery episodes, must not shift them). Otherwise the stats fitted to the dataset."""
+    stats = read_section(init, NORM_STATS_FILE, NORM_STATS_JSON)
+    same = all(
+        np.shape(getattr(stats, f.name)) == np.shape(getattr(fitted, f.name))
+        for f in dataclasses.fields(stats)
+    )
+    return stats if same else fitted
 
 
 def _carry_grounding(module: TrainModule, init: Path) -> None:

@@ -1,0 +1,97 @@
+"""Recovery data: a real policy drives in MuJoCo, the expert takes over, the dataset grows."""
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from vlarena.cli import app
+from vlarena.data import DemoDataset
+from vlarena.errors import ConfigError
+from vlarena.policies import DeviceConfig, NativeVLAPolicy, load_policy
+from vlarena.sim.world import HOME_QPOS
+from vlarena.training import TrainConfig, train
+from vlarena.training.dagger import DaggerConfig, collect
+
+RANDOM = "vla-flow:tiny"  # random weights: it fails every task, so the expert has work to do
+
+
+@pytest.fixture(scope="module")
+def aggregated(demo_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("dagger") / "aggregated"
+    cfg = DaggerConfig(model=RANDOM, episodes=3, tasks=("lift", "stack"), takeovers=2, workers=0)
+    report = collect(cfg, demo_dataset, out)
+    assert report.policy_success == {"lift": (0, 2), "stack": (0, 1)}
+    assert report.episodes + report.failed_takeovers == 6
+    assert report.episodes >= 3
+    return out
+
+
+def test_recovery_episodes_follow_the_base_demonstrations(
+    demo_dataset: Path, aggregated: Path
+) -> None:
+    base, data = DemoDataset(demo_dataset), DemoDataset(aggregated)
+    n = len(base.meta.episodes)
+    assert data.meta.episodes[:n] == base.meta.episodes
+    np.testing.assert_array_equal(data.action[: len(base)], base.action)
+    np.testing.assert_array_equal(data.images["wrist"][: len(base)], base.images["wrist"])
+    recovered = data.meta.episodes[n:]
+    assert recovered
+    assert all(e.takeover >= 1 for e in recovered)
+    assert {e.task for e in recovered} <= {"lift", "stack"}
+    dagger = data.meta.datagen["dagger"]
+    assert isinstance(dagger, dict)
+    assert (dagger["model"], dagger["takeovers"]) == (RANDOM, 2)
+    for e in recovered:
+        # Each starts where the policy had taken the arm, not at home, and the expert's
+        # actions and recorded frames line up one to one.
+        assert not np.allclose(data.state[e.start][:7], HOME_QPOS[:7], atol=1e-2)
+        assert data.episode[e.start] == data.episode[e.start + e.length - 1]
+    assert len(data) == len(base) + sum(e.length for e in recovered)
+
+
+def test_a_run_from_a_checkpoint_keeps_its_normalization(
+    demo_dataset: Path, aggregated: Path, tmp_path: Path
+) -> None:
+    """Fine-tuning on the aggregated data continues in the units the weights were trained in."""
+    cfg = TrainConfig(preset="tiny", steps=4, batch_size=4, warmup_steps=1, checkpoint_every=4)
+    first = train(cfg, demo_dataset, tmp_path / "bc", progress=False)
+    tuned = train(cfg, aggregated, tmp_path / "dagger", init=first.checkpoint, progress=False)
+    fresh = train(replace(cfg, seed=1), aggregated, tmp_path / "fresh", progress=False)
+
+    def stats(path: Path) -> tuple[float, ...]:
+        policy = load_policy(path, DeviceConfig())
+        assert isinstance(policy, NativeVLAPolicy)
+        return policy.norm_stats.action_std
+
+    assert stats(tuned.checkpoint) == stats(first.checkpoint)
+    assert stats(fresh.checkpoint) != stats(first.checkpoint)  # the recovery data differ
+
+
+def test_cli_collects_a_round_and_reports_how_the_policy_did(
+    demo_dataset: Path, tmp_path: Path
+) -> None:
+    args = ["dagger", str(demo_dataset), str(tmp_path / "out"), "--model", RANDOM]
+    result = CliRunner().invoke(
+        app, [*args, "--episodes", "1", "--tasks", "lift", "--workers", "0"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "policy success: lift 0/1" in result.output
+    assert len(DemoDataset(tmp_path / "out").meta.episodes) > len(
+        DemoDataset(demo_dataset).meta.episodes
+    )
+    bad = CliRunner().invoke(app, [*args[:3], "--model", "no-such-model"])
+    assert bad.exit_code == 2
+    assert "error:" in bad.output
+    assert "Traceback" not in bad.output
+
+
+def test_bad_rounds_fail_clearly(demo_dataset: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="same start states again"):
+        collect(DaggerConfig(model=RANDOM, seed=0, episodes=1, workers=0), demo_dataset, tmp_path)
+    with pytest.raises(ConfigError, match="unknown tasks"):
+        DaggerConfig(model=RANDOM, tasks=("juggle",))
+    with pytest.raises(ConfigError, match="below 1,000,000"):
+        DaggerConfig(model=RANDOM, seed=999_999, episodes=2)
