@@ -89,7 +89,7 @@ SHIP_TASKS := touch,push_left,push_right,lift,lift,stack,stack,next_to,next_to,b
 DAGGER_TASKS := push_left,push_right,lift,stack,stack,stack,next_to,next_to,bin
 SHIPPED := src/vlarena/policies/checkpoints
 SHIP_EVAL := $(BIN)/vlarena eval --episodes 50
-TIMED = start=$$(date +%s); $(2) && echo "$(1) $$(( $$(date +%s) - start )) s" >> $(SHIP_RUNS)/times.txt
+TIMED = start=$$(date +%s) && $(2) && echo "$(1) $$(( $$(date +%s) - start )) s" >> $(SHIP_RUNS)/times.txt
 # Round $(1): the flow checkpoint $(2) drives on data $(3); writes $(SHIP_DATA)-dagger$(1) and
 # trains $(SHIP_RUNS)/dagger$(1) from $(2) on it.
 DAGGER_ROUND = $(call TIMED,dagger$(1),$(BIN)/vlarena dagger $(3) $(SHIP_DATA)-dagger$(1) \

@@ -5,8 +5,14 @@ import numpy as np
 import pytest
 
 from vlarena.sim import ExpertController, FrankaWorld, run_episode
-from vlarena.sim.expert import SAFE_Z, InverseKinematics, ScriptedExpert, plan
-from vlarena.sim.tasks import SuccessChecker, parse_instruction
+from vlarena.sim.expert import (
+    OPEN_DWELL_STEPS,
+    SAFE_Z,
+    InverseKinematics,
+    ScriptedExpert,
+    plan,
+)
+from vlarena.sim.tasks import EXAMPLES, SuccessChecker, parse_instruction
 from vlarena.sim.world import ARM_JOINTS
 
 STATE = mujoco.mjtState.mjSTATE_INTEGRATION
@@ -25,7 +31,9 @@ def _takeover(world: FrankaWorld, checker: SuccessChecker, steps: int = 80) -> b
 @pytest.mark.parametrize(
     ("scene", "instruction"),
     [
+        ("table", "touch the blue cube"),
         ("table", "push the green cube to the left"),
+        ("table", "push the red cube to the right"),
         ("table", "pick up the red cube"),
         ("table", "put the blue cube on the red cube"),
         ("table", "put the red cube next to the green cube"),
@@ -83,6 +91,39 @@ def test_a_grasp_closed_beside_the_cube_is_retried() -> None:
     assert first.position[2] == pytest.approx(SAFE_Z)
     assert first.gripper == 1.0  # reopening on the way
     assert _takeover(world, checker)
+
+
+def test_a_closed_gripper_above_its_cube_opens_before_going_down() -> None:
+    world = FrankaWorld("table")
+    world.reset(7)
+    task = parse_instruction("pick up the red cube")
+    checker = SuccessChecker(task)
+    checker.begin(world)
+    _drive_to(world, world.cube("red").position + np.array([0.0, 0.0, 0.03]), gripper=0.0)
+    first = plan(world, task)[0]
+    np.testing.assert_allclose(first.position[:2], world.grip_position[:2])  # no sideways move
+    assert first.position[2] > world.grip_position[2]  # the closed fingertips rest on the cube
+    assert (first.gripper, first.dwell_steps) == (1.0, OPEN_DWELL_STEPS)
+    assert _takeover(world, checker)
+
+
+@pytest.mark.parametrize(("scene", "template"), EXAMPLES)
+def test_from_the_start_the_plan_is_the_full_one(scene: str, template: str) -> None:
+    """The rules for later states never fire at the start (the demonstrations stay as they
+    were), not even with a cube right under the home grip point."""
+    world = FrankaWorld(scene)
+    lengths = {"touch": 2, "push": 4, "lift": 5, "bin": 7, "stack": 8, "next_to": 8}
+    for seed in range(3):
+        world.reset(seed)
+        task = parse_instruction(template.format(a="red", b="blue"))
+        if seed == 2:  # the named cube under the grip point
+            adr = world.model.joint("red_cube").qposadr[0]
+            world.data.qpos[adr : adr + 2] = world.grip_position[:2]
+            mujoco.mj_forward(world.model, world.data)
+        waypoints = plan(world, task)
+        assert task.kind is not None
+        assert len(waypoints) == lengths[task.kind], (template, seed)
+        assert waypoints[0].position[2] == SAFE_Z
 
 
 def test_a_held_cube_is_carried_on_and_a_gripper_above_its_cube_goes_down() -> None:

@@ -10,8 +10,10 @@ from typer.testing import CliRunner
 from vlarena.cli import app
 from vlarena.data import DemoDataset
 from vlarena.errors import ConfigError
+from vlarena.evaluation import make_controller
 from vlarena.policies import DeviceConfig, NativeVLAPolicy, load_policy
-from vlarena.sim.world import HOME_QPOS
+from vlarena.sim import run_episode
+from vlarena.sim.world import HOME_QPOS, shared_world
 from vlarena.training import TrainConfig, train
 from vlarena.training.dagger import DaggerConfig, collect
 
@@ -39,17 +41,19 @@ def test_recovery_episodes_follow_the_base_demonstrations(
     np.testing.assert_array_equal(data.images["wrist"][: len(base)], base.images["wrist"])
     recovered = data.meta.episodes[n:]
     assert recovered
-    assert all(e.takeover >= 1 for e in recovered)
     assert {e.task for e in recovered} <= {"lift", "stack"}
     dagger = data.meta.datagen["dagger"]
-    assert isinstance(dagger, dict)
-    assert (dagger["model"], dagger["takeovers"]) == (RANDOM, 2)
+    assert isinstance(dagger, list)
+    assert [(r["model"], r["takeovers"]) for r in dagger if isinstance(r, dict)] == [(RANDOM, 2)]
+    # Each starts exactly where the policy had taken the arm after `takeover` steps of its own
+    # episode (the same seed, so the same start and the same noise).
+    controller = make_controller(RANDOM)
     for e in recovered:
-        # Each starts where the policy had taken the arm, not at home, and the expert's
-        # actions and recorded frames line up one to one.
-        assert not np.allclose(data.state[e.start][:7], HOME_QPOS[:7], atol=1e-2)
-        assert data.episode[e.start] == data.episode[e.start + e.length - 1]
-    assert len(data) == len(base) + sum(e.length for e in recovered)
+        world = shared_world(e.scene_id)
+        run_episode(world, controller, e.instruction, e.seed, max_steps=e.takeover, horizon=4)
+        state = np.concatenate([world.qpos, world.qvel])
+        np.testing.assert_allclose(data.state[e.start], state, atol=1e-5)
+        assert not np.allclose(state[:7], HOME_QPOS[:7], atol=1e-2)
 
 
 def test_a_run_from_a_checkpoint_keeps_its_normalization(
@@ -68,6 +72,14 @@ def test_a_run_from_a_checkpoint_keeps_its_normalization(
 
     assert stats(tuned.checkpoint) == stats(first.checkpoint)
     assert stats(fresh.checkpoint) != stats(first.checkpoint)  # the recovery data differ
+    # A new head of another family on the trunk fits its own; a resumed run keeps its own.
+    head = replace(cfg, family="vla-ar", stage="expert")
+    ar = train(head, aggregated, tmp_path / "ar", init=first.checkpoint, progress=False)
+    assert stats(ar.checkpoint) == stats(fresh.checkpoint)
+    more, where = replace(cfg, steps=6, log_every=2), tmp_path / "resumed"
+    train(more, demo_dataset, where, init=tuned.checkpoint, progress=False, stop_at=4)
+    resumed = train(more, demo_dataset, where, resume=True, progress=False)
+    assert stats(resumed.checkpoint) == stats(first.checkpoint)
 
 
 def test_cli_collects_a_round_and_reports_how_the_policy_did(
@@ -89,8 +101,14 @@ def test_cli_collects_a_round_and_reports_how_the_policy_did(
 
 
 def test_bad_rounds_fail_clearly(demo_dataset: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="exists"):
+        collect(DaggerConfig(model=RANDOM, workers=0), demo_dataset, demo_dataset)
     with pytest.raises(ConfigError, match="same start states again"):
-        collect(DaggerConfig(model=RANDOM, seed=0, episodes=1, workers=0), demo_dataset, tmp_path)
+        collect(
+            DaggerConfig(model=RANDOM, seed=0, episodes=1, workers=0),
+            demo_dataset,
+            tmp_path / "out",
+        )
     with pytest.raises(ConfigError, match="unknown tasks"):
         DaggerConfig(model=RANDOM, tasks=("juggle",))
     with pytest.raises(ConfigError, match="below 1,000,000"):

@@ -5,6 +5,7 @@ import multiprocessing as mp
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -168,10 +169,11 @@ def generate(
     finally:
         if pool is not None:
             pool.terminate()
-    write_dataset(out, kept, cfg.image_size, CAMERAS, _config_dict(cfg), dropped)
+    write_dataset(out, kept, cfg.image_size, CAMERAS, config_dict(cfg), dropped)
     return DatagenReport(len(kept), sum(len(r.actions) for r in kept), dropped)
 
 
-def _config_dict(cfg: DatagenConfig) -> dict[str, object]:
-    """What determines the dataset (the worker count does not)."""
+def config_dict(cfg: Any) -> dict[str, object]:
+    """A generator config as stored in meta.json, without the worker count (it changes the
+    speed, not the method: workers run one episode each, in seed order)."""
     return {k: v for k, v in dataclasses.asdict(cfg).items() if k != "workers"}

@@ -231,8 +231,11 @@ and the execution service serve them by default. How they are built and why:
 
 Both read the front and wrist cameras at 64x64 through a FiLM CNN conditioned on the
 instruction's words, with the 9 joint positions and velocities, and return 8-action chunks
-(7 joint targets + gripper, predicted relative to the current joints) at 10 Hz. The AR model
-shares the flow model's trunk and has its own token head, decoded one chunk step at a time.
+(7 joint targets + gripper, predicted relative to the current joints) at 10 Hz. The flow model
+learns from the scripted expert's demonstrations, then in two DAgger rounds from the expert
+taking over from the states the model itself reached (`vlarena dagger`). The AR model shares
+the final flow model's trunk and has its own token head, decoded one chunk step at a time,
+trained on all of that data.
 
 ## Training time (2-core CPU, no GPU)
 

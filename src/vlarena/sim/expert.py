@@ -3,7 +3,7 @@
 The expert plans from whatever state the world is in, not only from the start state: a cube
 already held is carried on, a gripper already above its cube goes straight down, a pusher
 already behind its cube pushes. So it can take over from a learning policy mid-episode and
-label the states that policy reaches (DAgger-style recovery data, `vlarena.data.recovery`).
+label the states that policy reaches (DAgger-style recovery data, `vlarena.training.dagger`).
 """
 
 from dataclasses import dataclass
@@ -17,14 +17,23 @@ from vlarena.sim.world import ARM_JOINTS, CUBE_HALF_M, HOME_QPOS, FrankaWorld
 
 OPEN, CLOSED = 1.0, 0.0
 SAFE_Z = 0.16  # travel height of the grip point
+CARRY_Z = 0.2  # height of the grip point while carrying a cube
 MAX_STEP_M = 0.05  # Cartesian speed limit per control step (0.5 m/s at 10 Hz)
 CARRY_STEP_M = 0.03  # slower while holding a cube
 REACHED_M = 0.012  # a waypoint counts as reached within this distance
 SETTLE_LIMIT = 8  # ...or after this many steps at it (contact can keep the grip point off)
 ABOVE_M = 0.015  # the grip point is above a spot when this close to it in x and y
-HELD_OPENING_M = (
-    0.06  # fingers touching a cube and closer than this hold it (4 cm wide, 5.7 across)
-)
+RISE_BELOW_M = 0.03  # lower than travel height by more than this, away from the spot: rise first
+# Fingers touching a cube hold it when opened about its width: 4 cm across the faces, up to
+# 5.7 cm across a diagonal (a gripper closed on nothing is near 0).
+HELD_OPENING_M = (0.035, 0.06)
+OPENED_M = 0.07  # the fingers count as open wider than this (fully open: 0.08)
+OPEN_DWELL_STEPS = 3  # control steps to open the fingers in place...
+OPEN_CLEAR_M = 0.04  # ...at least this high above the spot (closed fingertips on a cube's top
+# cannot open)
+PUSH_Z = 0.022  # height of the grip point while pushing
+PUSH_BEHIND_M = (0.02, 0.1)  # a grip point at push height this far behind the cube's centre,
+# in line with it, pushes
 
 
 @dataclass(frozen=True)
@@ -97,42 +106,45 @@ def plan(world: FrankaWorld, task: Task) -> list[Waypoint]:
     grip = world.grip_position
     if task.kind == "touch":
         return _skip_done_approach(
-            grip, [Waypoint((x, y, SAFE_Z), yaw, OPEN), Waypoint((x, y, 0.05), yaw, OPEN, 3)]
+            world, [Waypoint((x, y, SAFE_Z), yaw, OPEN), Waypoint((x, y, 0.05), yaw, OPEN, 3)]
         )
     if task.kind == "push":
         side = 1.0 if task.side == "left" else -1.0
         start, end = y - side * 0.075, y + side * 0.13
         push = [
             Waypoint((x, start, SAFE_Z), 0.0, CLOSED),
-            Waypoint((x, start, 0.022), 0.0, CLOSED),
-            Waypoint((x, end, 0.022), 0.0, CLOSED, 2),
+            Waypoint((x, start, PUSH_Z), 0.0, CLOSED),
+            Waypoint((x, end, PUSH_Z), 0.0, CLOSED, 2),
             Waypoint((x, end, SAFE_Z), 0.0, CLOSED),
         ]
         behind = side * (y - grip[1])  # how far the grip point is behind the cube's centre
-        if grip[2] < 0.05 and abs(grip[0] - x) < ABOVE_M and 0.02 < behind < 0.1:
+        in_line = abs(grip[0] - x) < ABOVE_M
+        low = grip[2] < PUSH_Z + REACHED_M
+        if low and in_line and PUSH_BEHIND_M[0] < behind < PUSH_BEHIND_M[1]:
             return push[2:]  # low, behind the cube, in line with it: push
-        return _skip_done_approach(grip, push)
+        return _skip_done_approach(world, push)
     if _holding(world, task.color):
         # Carried on: straight up from where it is held, then on to the place.
-        pick = [Waypoint((grip[0], grip[1], 0.2), yaw, CLOSED)] if grip[2] < 0.15 else []
+        up = Waypoint((float(grip[0]), float(grip[1]), CARRY_Z), yaw, CLOSED)
+        pick = [up] if grip[2] < SAFE_Z else []
     else:
         pick = _skip_done_approach(
-            grip,
+            world,
             [
                 Waypoint((x, y, SAFE_Z), yaw, OPEN),
                 Waypoint((x, y, CUBE_HALF_M), yaw, OPEN, 1),
                 Waypoint((x, y, CUBE_HALF_M), yaw, CLOSED, 5),
-                Waypoint((x, y, 0.2), yaw, CLOSED),
+                Waypoint((x, y, CARRY_Z), yaw, CLOSED),
             ],
         )
     if task.kind == "lift":
         hold_x, hold_y = pick[-1].position[:2] if pick else grip[:2]
-        return [*pick, Waypoint((float(hold_x), float(hold_y), 0.2), yaw, CLOSED, 3)]
+        return [*pick, Waypoint((float(hold_x), float(hold_y), CARRY_Z), yaw, CLOSED, 3)]
     if task.kind == "bin":
         bx, by = world.data.body("bin").xpos[:2]
         return [
             *pick,
-            Waypoint((bx, by, 0.2), 0.0, CLOSED),
+            Waypoint((bx, by, CARRY_Z), 0.0, CLOSED),
             Waypoint((bx, by, 0.12), 0.0, CLOSED),
             Waypoint((bx, by, 0.12), 0.0, OPEN, 4),
         ]
@@ -146,7 +158,7 @@ def plan(world: FrankaWorld, task: Task) -> list[Waypoint]:
         place_yaw = yaw
     return [
         *pick,
-        Waypoint((place[0], place[1], 0.2), place_yaw, CLOSED),
+        Waypoint((place[0], place[1], CARRY_Z), place_yaw, CLOSED),
         Waypoint(place, place_yaw, CLOSED, 1),
         Waypoint(place, place_yaw, OPEN, 4),
         Waypoint((place[0], place[1], SAFE_Z), place_yaw, OPEN),
@@ -154,20 +166,30 @@ def plan(world: FrankaWorld, task: Task) -> list[Waypoint]:
 
 
 def _holding(world: FrankaWorld, color: str) -> bool:
-    """Whether the fingers hold the cube: closed on it, touching it."""
-    return world.gripper_opening_m < HELD_OPENING_M and world.touching(color)
+    """Whether the fingers hold the cube: touching it, closed to about its width."""
+    low, high = HELD_OPENING_M
+    return low < world.gripper_opening_m < high and world.touching(color)
 
 
-def _skip_done_approach(grip: NDArray[np.float64], points: list[Waypoint]) -> list[Waypoint]:
-    """Drop the first waypoint (travel height above a spot) when the grip point is already
-    above that spot, between the table and travel height: the next one goes straight down.
-    From anywhere else the plan starts by rising straight up, so the arm does not sweep a
-    cube off the table on a diagonal."""
+def _skip_done_approach(world: FrankaWorld, points: list[Waypoint]) -> list[Waypoint]:
+    """The approach to a spot from where the grip point is. `points` start at travel height
+    above the spot, and the next one goes down to it.
+
+    Already above the spot, between it and travel height: straight down, opening the fingers
+    first (clear of the cube, rising if need be) if the next waypoint wants them open. Away
+    from the spot and well below travel height: straight up first (opening or closing the
+    fingers on the way), so the arm does not sweep a cube off the table on a diagonal.
+    Otherwise: as planned from the start.
+    """
+    grip = world.grip_position
     above, then = points[0].position, points[1].position
     over = np.hypot(grip[0] - above[0], grip[1] - above[1]) < ABOVE_M
     if over and then[2] < grip[2] <= above[2] + REACHED_M:
+        if points[1].gripper == OPEN and world.gripper_opening_m < OPENED_M:
+            clear = (float(grip[0]), float(grip[1]), max(float(grip[2]), then[2] + OPEN_CLEAR_M))
+            return [Waypoint(clear, points[1].yaw, OPEN, OPEN_DWELL_STEPS), *points[1:]]
         return points[1:]
-    if grip[2] < above[2] - 0.03 and not over:
+    if grip[2] < above[2] - RISE_BELOW_M and not over:
         rise = Waypoint(
             (float(grip[0]), float(grip[1]), above[2]), points[0].yaw, points[0].gripper
         )

@@ -8,7 +8,6 @@ it does from there is recorded as a demonstration if it succeeds. The result is 
 base demonstrations plus these recovery episodes, so training on it aggregates both.
 """
 
-import dataclasses
 import multiprocessing as mp
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ import mujoco
 import numpy as np
 from numpy.typing import NDArray
 
-from vlarena.data.datagen import DATAGEN_SEED_LIMIT, RecordingExpert
+from vlarena.data.datagen import DATAGEN_SEED_LIMIT, RecordingExpert, config_dict
 from vlarena.data.dataset import DemoDataset, EpisodeRecord, write_dataset
 from vlarena.data.paraphrases import TASK_NAMES, draw_instruction
 from vlarena.errors import ConfigError
@@ -94,7 +93,7 @@ def _policy_episode(job: _Job) -> _Outcome:
     scene, instruction = draw_instruction(rng, job.task)
     world = shared_world(scene)
     task = parse_instruction(instruction)
-    world.reset(job.seed)
+    world.reset(job.seed)  # (run_episode resets it again, to the same state)
     checker = SuccessChecker(task)
     checker.begin(world)  # success is judged against the episode's start, as it was for the policy
     states: list[NDArray[np.float64]] = []
@@ -117,7 +116,7 @@ def _policy_episode(job: _Job) -> _Outcome:
         _load(world, states[step])
         if checker(world):
             continue  # already done: nothing to demonstrate
-        record = _takeover(world, checker, job, instruction, step + 1)
+        record = _takeover(world, checker, job, instruction, takeover=step + 1)
         if record is None:
             failed += 1
         else:
@@ -126,9 +125,10 @@ def _policy_episode(job: _Job) -> _Outcome:
 
 
 def _takeover(
-    world: FrankaWorld, checker: SuccessChecker, job: _Job, instruction: str, step: int
+    world: FrankaWorld, checker: SuccessChecker, job: _Job, instruction: str, takeover: int
 ) -> EpisodeRecord | None:
-    """The expert from the world's current state, recorded; None when it fails."""
+    """The expert from the world's current state (after `takeover` policy steps), recorded;
+    None when it fails."""
     expert = RecordingExpert(job.image_size)
     expert.start(world, checker.task, job.seed)  # plans from here
     actions = []
@@ -136,7 +136,7 @@ def _takeover(
         chunk = expert.next_chunk(world, instruction, i)
         actions.append(world.step(chunk.actions[0].astype(np.float64)))
         if checker(world):
-            return expert.record(job.task, instruction, world.scene_id, job.seed, actions, step)
+            return expert.record(job.task, instruction, world.scene_id, job.seed, actions, takeover)
     return None
 
 
@@ -172,6 +172,8 @@ def collect(
     """Roll out `cfg.model`, record the expert's takeovers, and write `out`: the dataset at
     `base` followed by the recovery episodes. `progress(n)` after each policy episode."""
     check_model(cfg.model)  # here: a bad name fails once, not in every worker
+    if out.exists():  # never the base itself: writing would truncate the files being read
+        raise ConfigError(f"{out} exists; recovery data go to a new dataset directory")
     demos = DemoDataset(base)
     reused = {e.seed for e in demos.meta.episodes} & set(range(cfg.seed, cfg.seed + cfg.episodes))
     if reused:
@@ -195,7 +197,9 @@ def collect(
     recovered = [r for o in outcomes for r in o.records]
     if not recovered:
         raise ConfigError("no expert takeover succeeded: nothing to add")
-    datagen = {**demos.meta.datagen, "dagger": _config_dict(cfg)}
+    previous = demos.meta.datagen.get("dagger", [])
+    rounds = previous if isinstance(previous, list) else [previous]
+    datagen = {**demos.meta.datagen, "dagger": [*rounds, config_dict(cfg)]}  # every round so far
     write_dataset(
         out,
         [*demos.records(), *recovered],
@@ -214,8 +218,3 @@ def collect(
         sum(len(r.actions) for r in recovered),
         sum(o.failed_takeovers for o in outcomes),
     )
-
-
-def _config_dict(cfg: DaggerConfig) -> dict[str, object]:
-    """What determines the recovery data (the worker count does not)."""
-    return {k: v for k, v in dataclasses.asdict(cfg).items() if k != "workers"}

@@ -20,12 +20,16 @@ from tqdm import tqdm
 from vlarena.data.dataset import DemoDataset
 from vlarena.errors import ConfigError, UnknownNameError
 from vlarena.policies.checkpoint import (
+    CONFIG_FILE as MODEL_CONFIG_FILE,
+)
+from vlarena.policies.checkpoint import (
     NORM_STATS_FILE,
+    read_metadata,
     read_section,
     read_weights,
     write_checkpoint,
 )
-from vlarena.policies.config import VLA_CONFIG_JSON, get_preset
+from vlarena.policies.config import VLA_CONFIG_JSON, VLAConfig, get_preset
 from vlarena.policies.native import NativeVLA, native_policy_types
 from vlarena.policies.normalization import NORM_STATS_JSON, NormStats
 from vlarena.training.batches import Batch, BatchSampler, augment
@@ -101,7 +105,9 @@ def train(
     data = DemoDataset(dataset)
     with torch.random.fork_rng(devices=[]):  # the caller's global RNG is left as it was
         torch.manual_seed(cfg.seed)  # LoRA and grounding-head init draw from the global RNG
-        run = _Run(cfg, data, out, ctx, name or f"{cfg.family}-{cfg.preset}", init)
+        # A resumed run keeps its own normalization, a run from a checkpoint that one's.
+        kept = out / CHECKPOINT_DIR if resume and (out / CHECKPOINT_DIR).is_dir() else init
+        run = _Run(cfg, data, out, ctx, name or f"{cfg.family}-{cfg.preset}", kept)
         return run.run(init, resume, progress, min(stop_at or cfg.steps, cfg.steps))
 
 
@@ -113,7 +119,7 @@ class _Run:
         out: Path,
         ctx: _Dist,
         name: str,
-        init: Path | None,
+        stats_from: Path | None,
     ) -> None:
         self.cfg, self.data, self.out, self.ctx = cfg, data, out, ctx
         config = get_preset(cfg.preset)
@@ -121,8 +127,8 @@ class _Run:
             raise ConfigError(f"preset {cfg.preset!r} needs a sensor stream; the dataset has none")
         policy_cls = native_policy_types()[cfg.family]
         stats = data.action_stats(config.chunk_size, config.relative_dims)
-        if init is not None:
-            stats = _init_stats(init, stats)
+        if stats_from is not None:
+            stats = _kept_stats(stats_from, cfg.family, config, stats)
         self.policy = policy_cls.create(config, name, norm_stats=stats, seed=cfg.seed)
         self.model: NativeVLA = self.policy.model
         reuse = 1 if cfg.stage == "pretrain" else cfg.vlm_reuse_count
@@ -341,16 +347,16 @@ def _load_init(model: NativeVLA, path: Path) -> None:
     model.load_state_dict(matched, strict=False)
 
 
-def _init_stats(init: Path, fitted: NormStats) -> NormStats:
-    """A run started from a checkpoint keeps that checkpoint's normalization when it has the
-    same layout: its weights were trained in those units (fine-tuning on more data, e.g.
-    recovery episodes, must not shift them). Otherwise the stats fitted to the dataset."""
-    stats = read_section(init, NORM_STATS_FILE, NORM_STATS_JSON)
-    same = all(
-        np.shape(getattr(stats, f.name)) == np.shape(getattr(fitted, f.name))
-        for f in dataclasses.fields(stats)
+def _kept_stats(checkpoint: Path, family: str, config: VLAConfig, fitted: NormStats) -> NormStats:
+    """The checkpoint's normalization when it holds a model of the same family and action layout:
+    its weights were trained in those units, and fine-tuning on more data (recovery episodes)
+    must not shift them. Otherwise (a new head on a borrowed trunk) the dataset's, `fitted`."""
+    theirs = read_section(checkpoint, MODEL_CONFIG_FILE, VLA_CONFIG_JSON)
+    layout = ("action_dim", "chunk_size", "state_dim", "sensor_dim", "action_space")
+    same = read_metadata(checkpoint).policy_type == family and all(
+        getattr(theirs, f) == getattr(config, f) for f in layout
     )
-    return stats if same else fitted
+    return read_section(checkpoint, NORM_STATS_FILE, NORM_STATS_JSON) if same else fitted
 
 
 def _carry_grounding(module: TrainModule, init: Path) -> None:
