@@ -78,7 +78,7 @@ test: install lint $(CHROMIUM) ## Lint, then run the whole test suite (Python, T
 bench: install ## Run the benchmarks and write docs/benchmarks.md
 	$(BIN)/python -m benchmarks
 
-# The pipeline behind the shipped checkpoints (docs/models.md): about 70 minutes of training on
+# The pipeline behind the shipped checkpoints (docs/models.md): 76-83 minutes of training on
 # two CPU cores, then about 10 minutes of evaluation. Stage wall times go to times.txt.
 # The flow model learns from the expert's demonstrations, then in two DAgger rounds it drives
 # and the expert's takeovers from the states it reached are added to the data (docs/training.md);
