@@ -28,6 +28,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from vlarena.arena.board import Board
+from vlarena.arena.settings import ArenaSettings
 from vlarena.arena.storage.database import make_engine, migrate, session_factory
 from vlarena.arena.storage.tables import BattleRow, EpisodeRow, SessionRow, TurnRow, VoteRow
 from vlarena.arena.usecases.sessions import token_hash
@@ -256,7 +257,14 @@ async def _api(base: str, open_ids: list[str], requests: int) -> list[str]:
 async def _board_compute(url: str) -> tuple[float, float]:
     """Seconds for the first computation (starts the fit thread) and a later one."""
     engine = make_engine(url)
-    board = Board(session_factory(engine), rounds=1000, ttl_s=0)
+    settings = ArenaSettings()
+    board = Board(
+        session_factory(engine),
+        rounds=settings.bootstrap_rounds,
+        ttl_s=0,
+        scene_ids=settings.scene_ids,
+        provisional_votes=settings.provisional_votes,
+    )
     times = []
     for _ in range(2):
         started = time.perf_counter()

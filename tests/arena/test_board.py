@@ -13,6 +13,7 @@ from vlarena.arena.board import Board, fit_board
 from vlarena.arena.ranking import Leaderboard, Vote
 from vlarena.arena.storage import results
 from vlarena.arena.storage.database import DbSession
+from vlarena.arena.storage.results import BoardFilter
 
 
 async def test_the_fit_runs_on_one_worker_while_the_event_loop_goes_on(
@@ -23,29 +24,35 @@ async def test_the_fit_runs_on_one_worker_while_the_event_loop_goes_on(
     async def vote_count(_: DbSession) -> int:
         return len(votes)
 
-    async def all_votes(_: DbSession) -> list[Vote]:
+    async def all_votes(_: DbSession, where: BoardFilter) -> list[Vote]:
         return list(votes)
 
-    async def nothing(_: DbSession) -> dict[str, tuple[int, int]]:
+    async def nothing(_: DbSession, where: BoardFilter) -> dict[str, tuple[int, int]]:
         return {}
+
+    async def no_kinds(_: DbSession) -> list[str]:
+        return []
 
     monkeypatch.setattr(results, "vote_count", vote_count)
     monkeypatch.setattr(results, "votes", all_votes)
     monkeypatch.setattr(results, "sim_success", nothing)
     monkeypatch.setattr(results, "side_successes", nothing)
+    monkeypatch.setattr(results, "task_kinds", no_kinds)
 
     started, release = threading.Event(), threading.Event()
     fits: list[tuple[int, bool]] = []  # per fit: its thread, and whether the loop released it
 
-    def gated(votes: list[Vote], rounds: int) -> tuple[Leaderboard, dict[str, float]]:
+    def gated(
+        votes: list[Vote], rounds: int, provisional_votes: int
+    ) -> tuple[Leaderboard, dict[str, float]]:
         started.set()
         released = release.wait(timeout=10)  # only a coroutine on the event loop sets it
         fits.append((threading.get_ident(), released))
-        return fit_board(votes, rounds)
+        return fit_board(votes, rounds, provisional_votes)
 
     monkeypatch.setattr(board_module, "fit_board", gated)
     db = cast(async_sessionmaker[DbSession], contextlib.nullcontext)
-    board = Board(db, rounds=50, ttl_s=0)
+    board = Board(db, rounds=50, ttl_s=0, scene_ids=("table",), provisional_votes=20)
     try:
         gets = [asyncio.create_task(board.get()) for _ in range(3)]
         async with asyncio.timeout(10):

@@ -139,3 +139,64 @@ async def test_episodes_are_stored_and_read_back_as_execute_responses(database_u
         assert episodes[0].data.states[1].scene_qpos == [0.2] * 16
     finally:
         await engine.dispose()
+
+
+def _upgrade(connection: Connection, revision: str) -> None:
+    config = alembic_config()
+    config.attributes["connection"] = connection
+    command.upgrade(config, revision)
+
+
+async def test_episodes_stored_before_get_their_task_kind_and_latency(database_url: str) -> None:
+    engine = make_engine(database_url)
+    written = _response(3).model_copy(
+        update={
+            "states": [
+                _response().states[0].model_copy(update={"inference_ms": ms})
+                for ms in (0.0, 4.0, 8.0, 0.0, 30.0)
+            ]
+        }
+    )
+    common = {"turn_id": "t", "model_id": "m", "success": True, "num_steps": 5, "duration_ms": 1.0}
+    old_episodes = table(
+        "episodes",
+        *(column(name) for name in ("id", "side", *common)),
+        column("data", Document),
+        column("created_at"),
+    )
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(_upgrade, "0001")  # the schema before task kinds
+            await connection.execute(insert(SessionRow).values(id="s", token_sha256="0", ip="-"))
+            await connection.execute(
+                insert(BattleRow).values(
+                    id="b", session_id="s", scene_id="table", model_a="m", model_b="n"
+                )
+            )
+            await connection.execute(
+                insert(TurnRow).values(
+                    id="t",
+                    battle_id="b",
+                    number=1,
+                    instruction="x",
+                    seed=1,
+                    max_steps=60,
+                    status="done",
+                )
+            )
+            await connection.execute(
+                insert(old_episodes).values(
+                    id="e",
+                    side="a",
+                    data=written.model_dump(mode="json"),
+                    created_at=utcnow(),
+                    **common,
+                )
+            )
+        await migrate(engine)
+        async with session_factory(engine)() as s:
+            episode = await s.get(EpisodeRow, "e")
+        assert episode is not None
+        assert (episode.task_kind, episode.inference_ms) == ("touch", 8.0)  # median of 4, 8, 30
+    finally:
+        await engine.dispose()

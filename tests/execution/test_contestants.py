@@ -79,13 +79,23 @@ def test_a_contestant_runs_under_its_name_and_its_failures_hide_its_address(
     openpi_server: str,
 ) -> None:
     contestants = [
-        RemoteModel(name="owner", url=openpi_server, profile="libero", timeout_s=2),
+        RemoteModel(
+            name="owner",
+            url=openpi_server,
+            profile="libero",
+            timeout_s=2,
+            license="MIT",
+            source="https://example.org/owner",
+        ),
         RemoteModel(name="gone", url="ws://127.0.0.1:1/x", timeout_s=2),
     ]
     catalog = ModelCatalog(settings(remote_models=contestants))
     info = catalog.info("owner")
     assert info is not None
     assert (info.name, info.image_height, info.action_dim) == ("owner", 224, 8)
+    card = catalog.card("owner")
+    assert (card.kind, card.license, card.source) == ("remote", "MIT", "https://example.org/owner")
+    assert openpi_server not in card.model_dump_json()  # its server's address stays private
     controller = catalog.controller("owner")
     world = shared_world("table")
     assert controller.next_chunk(world, "touch the red cube", 0).model_id == "owner"

@@ -11,6 +11,7 @@ import pytest
 
 from tests.execution.conftest import StartService, body
 from tests.serving.conftest import StartServer
+from vlarena.policies.checkpoint import CARD_FILE
 from vlarena.testing import free_port
 
 
@@ -159,3 +160,42 @@ async def test_a_failed_async_episode_keeps_its_error(
     assert status["error"]["error"] == "inference_unavailable"
     assert status["error"]["retry_after_s"] > 0
     assert status["result"] is None
+
+
+def test_model_cards(start_service: StartService, tiny_checkpoint: Path) -> None:
+    client = start_service(presets="vla-ar:tiny")
+    card = client.get("/models/flow-tiny/card").json()
+    assert card["kind"] == "checkpoint"
+    assert card["family"] == "vla-flow"
+    assert card["parameters"] > 1000
+    assert card["evaluation"] == []  # no card file beside it
+    preset = client.get("/models/vla-ar-tiny-random/card").json()
+    assert (preset["kind"], preset["family"]) == ("preset", "vla-ar")
+    assert "random weights" in preset["trained"]
+    expert = client.get("/models/scripted-expert/card").json()
+    assert (expert["kind"], expert["family"], expert["parameters"]) == ("expert", "scripted", None)
+    missing = client.get("/models/nope/card")
+    assert missing.status_code == 404
+    assert "valid: " in missing.json()["detail"]
+
+    shipped = start_service(shipped_models=True, presets="")
+    flow = shipped.get("/models/vla-flow-small/card").json()
+    assert flow["license"] == "Apache-2.0"
+    assert flow["trained"]
+    assert "50 episodes per task" in flow["evaluated"]
+    tasks = {row["task"]: row for row in flow["evaluation"]}
+    assert tasks["touch"]["episodes"] == 50
+    assert (
+        0
+        <= tasks["touch"]["ci_low"]
+        <= tasks["touch"]["successes"] / 50
+        <= tasks["touch"]["ci_high"]
+    )
+
+    (tiny_checkpoint / CARD_FILE).write_text("[1, 2]")
+    try:
+        broken = start_service().get("/models/flow-tiny/card")
+    finally:
+        (tiny_checkpoint / CARD_FILE).unlink()
+    assert broken.status_code == 500
+    assert "must hold a JSON object" in broken.json()["detail"]

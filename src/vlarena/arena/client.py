@@ -12,6 +12,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from pydantic import ValidationError
@@ -32,7 +33,7 @@ from vlarena.errors import (
     VLArenaError,
     from_wire,
 )
-from vlarena.execution.schemas import ExecuteRequest, ExecuteResponse
+from vlarena.execution.schemas import ExecuteRequest, ExecuteResponse, ModelCard
 from vlarena.httpjson import ErrorBody
 
 MODELS_TTL_S = 30.0
@@ -62,6 +63,7 @@ class ExecutionClient:
         )
         self._models: tuple[float, list[str]] | None = None
         self._scenes: list[dict[str, Any]] | None = None
+        self._cards: dict[str, tuple[float, ModelCard]] = {}  # model → (fetched at, card)
         self._files: dict[str, bytes] = {}
 
     async def models(self) -> list[str]:
@@ -74,6 +76,18 @@ class ExecutionClient:
             except (TypeError, KeyError):
                 raise ExecutionFailedError("unexpected /models answer") from None
         return self._models[1]
+
+    async def card(self, model_id: str) -> ModelCard:
+        """A model's card (cached like the model list: a model may be replaced meanwhile)."""
+        now = time.monotonic()
+        cached = self._cards.get(model_id)
+        if cached is None or now - cached[0] > MODELS_TTL_S:
+            answer = await self._call("GET", f"/models/{quote(model_id, safe='')}/card")
+            try:
+                cached = self._cards[model_id] = (now, ModelCard.model_validate(answer))
+            except ValidationError:
+                raise ExecutionFailedError(f"unexpected card of {model_id}") from None
+        return cached[1]
 
     async def scenes(self) -> list[dict[str, Any]]:
         """The service's scenes with their example instructions (cached)."""

@@ -13,6 +13,7 @@ from vlarena.arena.ratelimit import RateLimiter
 from vlarena.arena.settings import ArenaSettings
 from vlarena.arena.storage.database import DbSession, make_engine, session_factory
 from vlarena.arena.usecases.battles import Battles
+from vlarena.arena.usecases.cards import Cards
 from vlarena.arena.usecases.runner import TurnRunner
 from vlarena.arena.usecases.scenes import Scenes
 from vlarena.arena.usecases.sessions import Sessions
@@ -42,6 +43,7 @@ class Arena:
     votes: Votes
     scenes: Scenes
     board: Board
+    cards: Cards
 
     @classmethod
     def build(cls, settings: ArenaSettings) -> "Arena":
@@ -59,6 +61,13 @@ class Arena:
         runner = TurnRunner(settings, db, client)
         views = Views(settings.max_turns_per_battle, runner)
         shared = (settings, db, client, limiter, views, rng)
+        board = Board(
+            db,
+            settings.bootstrap_rounds,
+            settings.leaderboard_ttl_s,
+            settings.scene_ids,
+            settings.provisional_votes,
+        )
         return cls(
             settings=settings,
             engine=engine,
@@ -66,11 +75,12 @@ class Arena:
             client=client,
             runner=runner,
             sessions=Sessions(db, limiter),
-            battles=Battles(*shared),
+            battles=Battles(*shared, board),
             turns=Turns(*shared, runner),
             votes=Votes(db, limiter, views),
             scenes=Scenes(client, settings.scene_ids),
-            board=Board(db, settings.bootstrap_rounds, settings.leaderboard_ttl_s),
+            board=board,
+            cards=Cards(db, client, settings.model_ids, board),
         )
 
     async def close(self) -> None:

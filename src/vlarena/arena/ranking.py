@@ -1,27 +1,34 @@
-"""Bradley-Terry ratings with Davidson ties, fitted by maximum likelihood, with bootstrap CIs.
-
-The fit is a batched Newton method: the point estimate and all bootstrap replicates are rows of
-one (rows, models + 1) array, so a 1000-round bootstrap costs tens of milliseconds.
+"""Bradley-Terry ratings with Davidson ties: a MAP fit under a weak Gaussian prior, with intervals
+that stay honest from the first vote (docs/design/arena-statistics.md).
 
 For models i and j with strengths θ and tie parameter nu = e^η (Davidson 1970):
     P(i beats j) = e^θi / D,   P(tie) = nu e^((θi+θj)/2) / D,   D = e^θi + e^θj + nu e^((θi+θj)/2).
 θ is centred (mean 0) and shown on the Elo-like scale 1000 + 400/ln10 · θ, so 400 points are
-10:1 odds. "Both bad" votes count as ties. A tiny ridge keeps θ finite when a model never
-lost (perfect separation has no maximum-likelihood estimate); it is negligible otherwise.
+10:1 odds. "Both bad" votes count as ties. Each θ has the prior N(0, PRIOR_SD²): the ridge
+1/(2·PRIOR_SD²) of the objective, which also keeps θ finite when a model never lost.
+
+A model's interval is the envelope of two: the Laplace interval (the posterior covariance is
+the inverse Hessian at the MAP), honest at a handful of votes where a bootstrap of them only
+resamples itself, and the bootstrap percentile interval, which guards against a misfitting
+model at many votes. The fit is a batched Newton method: the point estimate and all bootstrap
+replicates are rows of one (rows, models + 1) array, so 1000 rounds cost tens of milliseconds.
 """
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.special import log_softmax
+from scipy.stats import norm
 
 SCALE = 400 / math.log(10)
 BASE = 1000.0
 OUTCOMES = ("a", "b", "tie", "both_bad")
 ETA_BOUNDS = (-12.0, 6.0)  # nu from 6e-6 to 400: no ties at all puts η at the lower bound
 ROUNDING = 1e-12  # relative: how much a line-search step may raise the objective
+PRIOR_SD = 2.0  # θ units (2·SCALE ≈ 347 rating points): the prior sd of each model's strength
+PROVISIONAL_VOTES = 20  # the stated threshold: a model with fewer votes is shown as provisional
 
 
 @dataclass(frozen=True)
@@ -44,13 +51,15 @@ class Rating:
     """One model's row of the leaderboard."""
 
     model: str
-    rating: float  # 1000 + 400/ln10 · θ
-    ci_low: float  # bootstrap percentile interval (95% by default)
+    rating: float  # 1000 + 400/ln10 · θ, θ the MAP estimate (centred)
+    ci_low: float  # envelope of the Laplace and bootstrap percentile intervals (95% by default)
     ci_high: float
     rank: int  # 1 + the number of models whose CI lies wholly above this one's
     wins: int
     ties: int  # ties and both-bad votes
     losses: int
+    sd: float  # rating points: the Laplace posterior sd of the (centred) rating
+    provisional: bool  # fewer votes than the board's `provisional_votes`
 
     @property
     def votes(self) -> int:
@@ -60,9 +69,14 @@ class Rating:
 @dataclass(frozen=True)
 class Leaderboard:
     ratings: list[Rating]  # best first
-    tie_parameter: float  # Davidson's nu
+    tie_parameter: float  # Davidson's nu (its MAP; flat prior within ETA_BOUNDS)
     votes: int
-    bootstrap_rounds: int
+    bootstrap_rounds: int  # 0: Laplace intervals only
+    # rating points²: the Laplace posterior covariance of the centred ratings, rows in `ratings`
+    # order (what pair sampling learns from)
+    covariance: np.ndarray = field(compare=False)
+    prior_sd: float  # θ units: the prior the board was fitted with
+    provisional_votes: int
 
 
 @dataclass(frozen=True)
@@ -103,7 +117,7 @@ class Design:
 
     logits: np.ndarray  # (pairs · 3, models + 1): i wins, j wins, tie per pair
     outer: np.ndarray  # (pairs · 9, (models + 1)²): x_a ⊗ x_b per pair and pair of outcomes
-    penalty: np.ndarray  # (models + 1,): 1 on θ (the ridge), 0 on η
+    penalty: np.ndarray  # (models + 1,): 1 on θ (the prior's ridge), 0 on η
 
     @classmethod
     def of(cls, pairs: PairCounts) -> "Design":
@@ -120,8 +134,9 @@ class Design:
 def objective(
     params: np.ndarray, design: Design, counts: np.ndarray, ridge: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Negative log-likelihood plus ridge of each row of `params` ((rows, models + 1), θ then η)
-    given its `counts` ((rows, pairs, 3)), with its gradient and Hessian."""
+    """Negative log-likelihood plus ridge · |θ|² (the prior N(0, 1/(2·ridge)) on each θ) of each
+    row of `params` ((rows, models + 1), θ then η) given its `counts` ((rows, pairs, 3)), with
+    its gradient and Hessian."""
     rows, size = params.shape
     log_p = log_softmax((params @ design.logits.T).reshape(counts.shape), axis=-1)
     p = np.exp(log_p)
@@ -154,7 +169,7 @@ def newton(
     for _ in range(max_iter):
         eta = x[todo, -1]
         low, high = eta <= ETA_BOUNDS[0], eta >= ETA_BOUNDS[1]
-        pinned = (low & (grad[:, -1] > 0)) | (high & (grad[:, -1] < 0))
+        pinned = (low & (grad[:, -1] >= 0)) | (high & (grad[:, -1] <= 0))  # 0: no votes
         free = np.ones_like(grad)
         free[pinned, -1] = 0.0
         system = hess * free[:, :, None] * free[:, None, :] + gauge
@@ -185,24 +200,53 @@ def newton(
     return x
 
 
+def ridge_of(prior_sd: float) -> float:
+    """The ridge that is the prior N(0, prior_sd²) on each θ (0 for an infinite sd: the MLE)."""
+    return 1 / (2 * prior_sd**2)
+
+
 def fit(
     pairs: PairCounts,
     counts: np.ndarray | None = None,
     start: np.ndarray | None = None,
-    ridge: float = 1e-4,
+    prior_sd: float = PRIOR_SD,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Maximum-likelihood θ (centred; (rows, models)) and nu ((rows,)) for each row of
-    `counts` ((rows, pairs, 3); by default the one row observed), all fitted at once from
-    `start` ((models + 1,), θ then η; zeros by default)."""
+    """MAP θ (centred; (rows, models)) and nu ((rows,)) for each row of `counts` ((rows,
+    pairs, 3); by default the one row observed), all fitted at once from `start` ((models + 1,),
+    θ then η; zeros by default). `prior_sd` = inf gives the maximum-likelihood fit, which
+    diverges when a model never lost."""
     counts = pairs.counts[None] if counts is None else counts
     size = len(pairs.models) + 1
     x0 = np.tile(np.zeros(size) if start is None else start, (len(counts), 1))
     # Without ties the likelihood rises as η falls, without wins as it rises: η is at a bound.
     ties, decided = counts[..., 2].sum(axis=1), counts[..., :2].sum(axis=(1, 2))
     x0[ties == 0, -1], x0[decided == 0, -1] = ETA_BOUNDS
-    x = newton(Design.of(pairs), counts, x0, ridge)
+    x = newton(Design.of(pairs), counts, x0, ridge_of(prior_sd))
     theta = x[:, :-1] - x[:, :-1].mean(axis=1, keepdims=True)
     return theta, np.exp(x[:, -1])
+
+
+def laplace_covariance(
+    pairs: PairCounts, theta: np.ndarray, nu: float, prior_sd: float = PRIOR_SD
+) -> np.ndarray:
+    """The posterior covariance of the centred θ ((models, models), θ units) at the MAP
+    (`theta`, `nu`): the inverse Hessian of the penalized objective in θ and η jointly (in θ
+    alone when η is pinned at a bound), then C Σ Cᵀ with C = I - 11ᵀ/models.
+
+    The shift (1, …, 1, 0) is an eigenvector of the Hessian (the likelihood ignores it), so
+    adding the gauge term along it changes nothing once centred, and makes the maximum-likelihood
+    Hessian (`prior_sd` = inf) invertible: its centred inverse is then the pseudo-inverse.
+    """
+    design = Design.of(pairs)
+    x = np.append(theta, math.log(nu))
+    hess = objective(x[None], design, pairs.counts[None], ridge_of(prior_sd))[2][0]
+    hess += np.outer(design.penalty, design.penalty)
+    models = len(theta)
+    pinned = bool(np.isclose(x[-1], ETA_BOUNDS, atol=1e-9).any())
+    size = models if pinned else models + 1
+    inverse = np.linalg.inv(hess[:size, :size])[:models, :models]
+    centre = np.eye(models) - 1 / models
+    return centre @ inverse @ centre
 
 
 def to_rating(theta: np.ndarray) -> np.ndarray:
@@ -214,24 +258,45 @@ def leaderboard(
     rounds: int = 1000,
     seed: int = 0,
     level: float = 0.95,
-    ridge: float = 1e-4,
+    prior_sd: float = PRIOR_SD,
+    provisional_votes: int = PROVISIONAL_VOTES,
 ) -> Leaderboard:
-    """Fit, then bootstrap: resample the votes `rounds` times (multinomially, seeded) and fit
-    every replicate at once, starting from the point estimate."""
-    if not votes:
-        return Leaderboard([], 0.0, 0, rounds)
-    pairs = PairCounts.from_votes(votes)
-    point, nus = fit(pairs, ridge=ridge)
+    """The board of the models that have votes: `rate` of the votes per pair."""
+    return rate(PairCounts.from_votes(votes), rounds, seed, level, prior_sd, provisional_votes)
+
+
+def rate(
+    pairs: PairCounts,
+    rounds: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+    prior_sd: float = PRIOR_SD,
+    provisional_votes: int = PROVISIONAL_VOTES,
+) -> Leaderboard:
+    """MAP fit and Laplace intervals, then the bootstrap: resample the votes `rounds` times
+    (multinomially, seeded; 0 for none) and fit every replicate at once, starting from the MAP.
+    Each model's interval (at `level`) is the envelope of its Laplace and bootstrap intervals;
+    a model with fewer than `provisional_votes` votes is provisional."""
+    models = len(pairs.models)
+    total = int(pairs.counts.sum())
+    if not models:
+        return Leaderboard([], 0.0, 0, rounds, np.zeros((0, 0)), prior_sd, provisional_votes)
+    point, nus = fit(pairs, prior_sd=prior_sd)
     theta, nu = point[0], float(nus[0])
-    flat = pairs.counts.ravel()
-    total = int(flat.sum())
-    resampled = np.random.default_rng(seed).multinomial(total, flat / total, size=rounds)
-    counts = resampled.reshape(rounds, -1, 3).astype(np.float64)
-    samples = fit(pairs, counts, np.append(theta, math.log(nu)), ridge)[0]
-    tail = (1 - level) / 2 * 100
-    low, high = (to_rating(q) for q in np.percentile(samples, [tail, 100 - tail], axis=0))
-    ratings = to_rating(theta)
-    record = _tally(votes, pairs.models)
+    covariance = laplace_covariance(pairs, theta, nu, prior_sd)
+    sd = np.sqrt(np.diag(covariance))
+    z = float(norm.ppf((1 + level) / 2))
+    low, high = theta - z * sd, theta + z * sd
+    if rounds and total:
+        flat = pairs.counts.ravel()
+        resampled = np.random.default_rng(seed).multinomial(total, flat / total, size=rounds)
+        counts = resampled.reshape(rounds, -1, 3).astype(np.float64)
+        samples = fit(pairs, counts, np.append(theta, math.log(nu)), prior_sd)[0]
+        tail = (1 - level) / 2 * 100
+        boot_low, boot_high = np.percentile(samples, [tail, 100 - tail], axis=0)
+        low, high = np.minimum(low, boot_low), np.maximum(high, boot_high)
+    ratings, low, high = to_rating(theta), to_rating(low), to_rating(high)
+    record = _tally(pairs)
     rows = [
         Rating(
             model,
@@ -239,28 +304,32 @@ def leaderboard(
             float(low[k]),
             float(high[k]),
             1 + int(np.sum(low > high[k])),
-            *record[model],
+            *record[k],
+            sd=float(SCALE * sd[k]),
+            provisional=sum(record[k]) < provisional_votes,
         )
         for k, model in enumerate(pairs.models)
     ]
-    rows.sort(key=lambda row: (row.rank, -row.rating))
-    return Leaderboard(rows, nu, len(votes), rounds)
+    order = sorted(range(models), key=lambda k: (rows[k].rank, -rows[k].rating))
+    return Leaderboard(
+        [rows[k] for k in order],
+        nu,
+        total,
+        rounds,
+        SCALE**2 * covariance[np.ix_(order, order)],
+        prior_sd,
+        provisional_votes,
+    )
 
 
-def _tally(votes: Sequence[Vote], models: list[str]) -> dict[str, tuple[int, int, int]]:
-    """Wins, ties (and both-bad) and losses per model."""
-    tally = {m: [0, 0, 0] for m in models}
-    for vote in votes:
-        if vote.choice in ("tie", "both_bad"):
-            tally[vote.model_a][1] += 1
-            tally[vote.model_b][1] += 1
-        else:
-            winner, loser = (
-                (vote.model_a, vote.model_b) if vote.choice == "a" else (vote.model_b, vote.model_a)
-            )
-            tally[winner][0] += 1
-            tally[loser][2] += 1
-    return {m: (w, t, lo) for m, (w, t, lo) in tally.items()}
+def _tally(pairs: PairCounts) -> list[tuple[int, int, int]]:
+    """Wins, ties (and both-bad) and losses per model, in `pairs.models` order."""
+    record = np.zeros((len(pairs.models), 3), dtype=np.int64)
+    won_i, won_j, tie = pairs.counts.astype(np.int64).T
+    for column, (at_i, at_j) in enumerate([(won_i, won_j), (tie, tie), (won_j, won_i)]):
+        np.add.at(record[:, column], pairs.i, at_i)
+        np.add.at(record[:, column], pairs.j, at_j)
+    return [(int(w), int(t), int(lo)) for w, t, lo in record]
 
 
 def online_elo(votes: Sequence[Vote], k: float = 4.0) -> dict[str, float]:

@@ -3,11 +3,13 @@
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, WrapSerializer
+from pydantic import BaseModel, Field, WrapSerializer, field_validator
 
+from vlarena.execution.schemas import ModelCard
 from vlarena.httpjson import ErrorBody
 
 Choice = Literal["a", "b", "tie", "both_bad"]
+MAX_REASON_CHARS = 280  # a vote's free-text reason
 TurnStatus = Literal["queued", "running", "done", "failed"]
 BattleStatus = Literal["new", "queued", "running", "ready", "failed", "voted"]
 
@@ -38,6 +40,15 @@ class TurnCreate(BaseModel):
 
 class VoteCreate(BaseModel):
     choice: Choice
+    score_a: int | None = Field(None, ge=0, le=100)  # optional: how far side a got, 0-100
+    score_b: int | None = Field(None, ge=0, le=100)  # optional: how far side b got, 0-100
+    reason: str | None = Field(None, max_length=MAX_REASON_CHARS)  # optional, free text
+
+    @field_validator("reason")
+    @classmethod
+    def _trimmed(cls, value: str | None) -> str | None:
+        """Surrounding space dropped; a blank reason is no reason."""
+        return value.strip() or None if value is not None else None
 
 
 class EpisodeOut(BaseModel):
@@ -54,6 +65,7 @@ class TurnOut(BaseModel):
     seed: int
     max_steps: int
     status: TurnStatus
+    task: str | None = None  # the task kind its instruction asks for, once run (null: free-form)
     queue_position: int | None  # 1 = next to run; null unless queued
     progress: dict[str, int] | None = None  # while running: steps done per side ("a", "b")
     error: TurnError | None
@@ -73,6 +85,9 @@ class BattleOut(BaseModel):
     model_a: str | None  # hidden until the vote
     model_b: str | None
     vote: Choice | None
+    score_a: int | None = None  # the vote's progress scores and reason, if it gave them
+    score_b: int | None = None
+    reason: str | None = None
 
 
 class SceneOut(BaseModel):
@@ -100,10 +115,26 @@ class RatingOut(BaseModel):
     ties: int  # ties and both-bad
     losses: int
     sim_success: Interval  # share of its voted episodes that succeeded in simulation (Wilson)
+    agreement: Interval  # its a/b-voted battles whose sim successes differ: vote went with sim
+    provisional: bool  # fewer votes than the board's `provisional_votes`: rating not settled
+
+
+class MatrixOut(BaseModel):
+    """Head to head, in the board's order: row model against column model."""
+
+    models: list[str]
+    battles: list[list[int]]  # voted battles between the two
+    win_rate: list[list[float | None]]  # row's wins plus half its ties, per battle; null: none
 
 
 class LeaderboardOut(BaseModel):
+    task: str | None  # the task kind this board is filtered by (null: every battle)
+    scene: str | None  # the scene it is filtered by (null: every scene)
+    task_kinds: list[str]  # the task filters there are
+    scene_ids: list[str]  # the scene filters there are
+    provisional_votes: int  # a rating with fewer votes than this is provisional
     ratings: list[RatingOut]
+    matrix: MatrixOut
     votes: int
     tie_parameter: float | None  # Davidson's nu
     bootstrap_rounds: int
@@ -131,3 +162,11 @@ class Replay(BaseModel):
     model_id: str | None  # hidden until the vote
     success: bool | None
     revealed: dict[str, Any] | None  # after the vote: metadata and timing
+
+
+class ModelCardOut(ModelCard):
+    """A model's card as the execution service gives it, with its record in this arena."""
+
+    latency_ms: float | None  # median model call over its voted episodes here (null: none)
+    latency_episodes: int
+    rating: RatingOut | None  # its row of the overall leaderboard (null: no vote yet)

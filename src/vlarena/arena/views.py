@@ -53,6 +53,9 @@ class Views:
             model_a=battle.model_a if revealed else None,
             model_b=battle.model_b if revealed else None,
             vote=battle.vote.choice if battle.vote else None,
+            score_a=battle.vote.score_a if battle.vote else None,
+            score_b=battle.vote.score_b if battle.vote else None,
+            reason=battle.vote.reason if battle.vote else None,
         )
 
     def turn(self, battle: BattleRow, turn: TurnRow, revealed: bool) -> TurnOut:
@@ -73,6 +76,7 @@ class Views:
             seed=turn.seed,
             max_steps=turn.max_steps,
             status=turn.status,
+            task=turn.task_kind,
             queue_position=self.live.position(turn.id),
             progress=self.live.progress(turn.id),
             error=ErrorBody.model_validate(turn.error) if turn.error else None,

@@ -1,4 +1,5 @@
-"""docs/models.md from a `make ship` run: scores on both wording splits, targets, time, plots.
+"""docs/models.md from a `make ship` run: scores on both wording splits, targets, time, plots;
+and each shipped checkpoint's card file (its evaluation, license and source, for model cards).
 
     python -m vlarena.evaluation.models_doc RUNS DOCS
 
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from vlarena.data.paraphrases import TASK_NAMES
 from vlarena.evaluation.report import TaskSummary
+from vlarena.policies.checkpoint import CARD_FILE
 from vlarena.policies.shipped import SHIPPED, shipped_checkpoint
 
 # The loss plot of each stage `make ship` runs: (run directory under RUNS, image under docs/img).
@@ -279,5 +281,30 @@ vlarena eval --model vla-flow-small --episodes 50 --wordings held-out --out runs
 """
 
 
+def write_cards(runs: Path) -> list[Path]:
+    """Each shipped checkpoint's card file, from its evaluation on the trained wordings."""
+    written = []
+    for name in SHIPPED:
+        checkpoint, results = shipped_checkpoint(name), runs / "eval" / f"{name}-trained"
+        if checkpoint is None or not (results / "results.json").exists():
+            continue
+        payload = json.loads((results / "results.json").read_text(encoding="utf-8"))
+        config = payload["config"]
+        card = {
+            "license": "Apache-2.0",
+            "source": "trained by VLArena's make ship (docs/models.md)",
+            "evaluated": (
+                f"vlarena eval: {config['episodes']} episodes per task on the fixed evaluation "
+                f"seeds, {config['wordings']} wordings, horizon {config['horizon']}"
+            ),
+            "evaluation": payload["tasks"],
+        }
+        path = checkpoint / CARD_FILE
+        path.write_text(json.dumps(card, indent=1) + "\n", encoding="utf-8")
+        written.append(path)
+    return written
+
+
 if __name__ == "__main__":
     write(Path(sys.argv[1]), Path(sys.argv[2]))
+    write_cards(Path(sys.argv[1]))

@@ -10,9 +10,11 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from functools import partial
+from pathlib import Path
 from typing import TypeVar, cast
 from urllib.parse import urlsplit
 
+from vlarena import __version__
 from vlarena.errors import (
     ConfigError,
     InvalidRequestError,
@@ -22,8 +24,10 @@ from vlarena.errors import (
     UnknownNameError,
     VLArenaError,
 )
+from vlarena.execution.schemas import ModelCard
 from vlarena.execution.settings import ExecutionSettings
 from vlarena.policies import DeviceConfig, Policy, Seeds
+from vlarena.policies.checkpoint import checkpoint_card
 from vlarena.policies.specs import REMOTE_KINDS, Connect, ModelSpec, resolve_policy
 from vlarena.serving.client import ClientOptions, RemotePolicy, VLAClient
 from vlarena.serving.remote import connect
@@ -31,6 +35,11 @@ from vlarena.sim import Controller, ExpertController, PolicyController
 from vlarena.types import ActionChunk, ModelInfo, Observation
 
 EXPERT = "scripted-expert"
+EXPERT_SUMMARY = (
+    "not learned: a planner that reads the simulator's state (not the cameras) and moves the "
+    "arm by inverse kinematics; the demonstrations' teacher"
+)
+PROJECT_LICENSE = "Apache-2.0"  # VLArena's own, and so its shipped checkpoints'
 REMOTE_TTL_S = 5.0  # how long the inference server's model list and contracts are trusted
 T = TypeVar("T")
 FAILURE_TTL_S = 1.0  # how long a failed ask of the inference server is remembered
@@ -208,6 +217,44 @@ class ModelCatalog:
         if name not in served:
             raise UnknownNameError("model", name, [*self._entries, *served])
         return self._remote.info(name)
+
+    def card(self, name: str) -> ModelCard:
+        """A model's card: its contract's family and size, and for a checkpoint its training
+        summary and the card file beside it (blocking, like `info`)."""
+        if name == EXPERT:
+            return ModelCard(
+                model_id=EXPERT,
+                kind="expert",
+                family="scripted",
+                parameters=None,
+                version=__version__,
+                trained=EXPERT_SUMMARY,
+                license=PROJECT_LICENSE,
+                source="built into VLArena",
+            )
+        info = self.info(name)
+        assert info is not None
+        fields: dict[str, object] = {}
+        spec = self._specs.get(name)
+        if spec is not None and spec.kind == "checkpoint":
+            fields = checkpoint_card(Path(spec.source))
+        elif spec is not None:  # a preset: random weights of a registered architecture
+            fields = {"trained": "not trained: random weights", "license": PROJECT_LICENSE}
+        elif name in self._contestants:
+            contestant = self._contestants[name]
+            fields = {"license": contestant.license, "source": contestant.source}
+        kind = spec.kind if spec is not None else "remote"
+        return ModelCard.model_validate(
+            {
+                "model_id": name,
+                "kind": kind,
+                "family": info.policy_type,
+                "parameters": info.num_params or None,
+                "version": info.version,
+                "trained": None,
+            }
+            | fields
+        )
 
     def controller(self, name: str) -> Controller:
         """A fresh controller for one episode (blocking: may load a model or ask the server)."""

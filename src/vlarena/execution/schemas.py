@@ -83,3 +83,28 @@ class EpisodeStatus(BaseModel):
     max_steps: int
     result: ExecuteResponse | None = None
     error: ErrorBody | None = None
+
+
+class TaskScore(BaseModel):
+    """One task of a model's offline evaluation (`vlarena eval`)."""
+
+    task: str
+    successes: int
+    episodes: int
+    ci_low: float  # Wilson 95% interval of the success rate
+    ci_high: float
+
+
+class ModelCard(BaseModel):
+    """What is known of a model the service runs: its contract, training, scores, provenance."""
+
+    model_id: str
+    kind: str  # checkpoint, preset, remote or expert
+    family: str | None  # its policy type, e.g. vla-flow (null: not known)
+    parameters: int | None
+    version: str | None
+    trained: str | None  # the checkpoint's training summary
+    evaluation: list[TaskScore] = []  # its offline evaluation, if one came with it
+    evaluated: str | None = None  # how that evaluation was run
+    license: str | None = None
+    source: str | None = None  # where it comes from: a homepage, a repository, a server

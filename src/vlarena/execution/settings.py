@@ -33,6 +33,8 @@ class RemoteModel(BaseModel):
     token: SecretStr | None = None  # its bearer / Api-Key token, if it needs one
     profile: str | None = None  # openpi servers: observation profile (default: the server's)
     timeout_s: float = Field(10.0, gt=0, le=120)  # to connect, and per action chunk
+    license: str | None = Field(None, max_length=100)  # shown on its model card
+    source: str | None = Field(None, max_length=500)  # its homepage or repository, ditto
 
     @field_validator("url")
     @classmethod

@@ -4,6 +4,7 @@ No pickle anywhere: weights are safetensors, everything else is JSON. Every read
 raises CheckpointError naming the file and the problem.
 """
 
+import json
 import os.path
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -22,6 +23,10 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 NORM_STATS_FILE = "norm_stats.json"
 METADATA_FILE = "metadata.json"
+# Optional, for model cards: {"license", "source", "evaluated": how, "evaluation": per-task
+# summaries as `vlarena eval` writes them}.
+CARD_FILE = "card.json"
+CARD_FIELDS = ("license", "source", "evaluated", "evaluation")
 MAX_JSON_BYTES = 1 << 20  # the JSON files of a checkpoint are small; refuse anything bigger
 
 T = TypeVar("T")
@@ -71,6 +76,25 @@ def read_metadata(directory: Path) -> CheckpointMeta:
             f"this vlarena reads format {FORMAT_VERSION}"
         )
     return meta
+
+
+def checkpoint_card(directory: Path) -> dict[str, object]:
+    """What a model card shows of a checkpoint: its metadata's version and description, and
+    the fields of its card file if it has one (CheckpointError if either is unreadable)."""
+    meta = read_metadata(directory)
+    card: dict[str, object] = {"version": meta.version, "trained": meta.description or None}
+    path = directory / CARD_FILE
+    if not path.is_file():
+        return card
+    try:
+        if path.stat().st_size > MAX_JSON_BYTES:
+            raise CheckpointError(f"{path} is larger than {MAX_JSON_BYTES} bytes")
+        extra = json.loads(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"cannot read {path}: {exc}") from None
+    if not isinstance(extra, dict):
+        raise CheckpointError(f"{path} must hold a JSON object")
+    return card | {k: extra[k] for k in CARD_FIELDS if k in extra}
 
 
 def read_weights(directory: Path) -> dict[str, torch.Tensor]:

@@ -55,8 +55,9 @@ async def new_turn(
 async def vote(
     battle_id: BattleId, body: VoteCreate, session: Session, services: Services, ip: ClientIp
 ) -> BattleOut:
-    """One vote per battle; the answer reveals both models and their sim success."""
-    return await services.votes.cast(session, battle_id, body.choice, ip)
+    """One vote per battle, with optional 0-100 progress scores per side and a short reason;
+    the answer reveals both models and their sim success."""
+    return await services.votes.cast(session, battle_id, body, ip)
 
 
 @router.get("/{battle_id}/turns/{number}/episodes/{side}", response_model=Replay, responses=ERRORS)

@@ -1,13 +1,14 @@
-"""The leaderboard and the export of voted battles."""
+"""The leaderboard, the model cards and the export of voted battles."""
 
 import hmac
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
 from vlarena.arena.deps import ERRORS, Services, Token
-from vlarena.arena.schemas import LeaderboardOut
+from vlarena.arena.schemas import LeaderboardOut, ModelCardOut
+from vlarena.arena.storage.results import BoardFilter
 from vlarena.arena.usecases.export import ExportKind, export_lines
 from vlarena.errors import AuthError
 
@@ -15,10 +16,26 @@ router = APIRouter(prefix="/api", tags=["leaderboard"])
 NDJSON: dict[int | str, dict[str, Any]] = {200: {"content": {"application/x-ndjson": {}}}}
 
 
-@router.get("/leaderboard", response_model=LeaderboardOut)
-async def get_leaderboard(services: Services) -> LeaderboardOut:
-    """Bradley-Terry-Davidson ratings with bootstrap CIs, sim success, vote/sim agreement."""
-    return await services.board.get()
+TaskKind = Annotated[
+    str | None, Query(pattern="^[a-z_]{1,20}$", description="A task kind (see `task_kinds`).")
+]
+SceneId = Annotated[str | None, Query(max_length=50, description="A scene id.")]
+
+
+@router.get("/leaderboard", response_model=LeaderboardOut, responses=ERRORS)
+async def get_leaderboard(
+    services: Services, task: TaskKind = None, scene: SceneId = None
+) -> LeaderboardOut:
+    """Bradley-Terry-Davidson ratings with their 95% intervals, provisional marks, sim success,
+    vote/sim agreement and the head-to-head matrices; overall, or of one task kind or scene."""
+    return await services.board.get(BoardFilter(task, scene))
+
+
+@router.get("/models", response_model=list[ModelCardOut], responses=ERRORS)
+async def model_cards(services: Services) -> list[ModelCardOut]:
+    """A card per model: family, parameters, training, offline evaluation, license and source,
+    its latency and its rating here."""
+    return await services.cards.listed()
 
 
 @router.get("/export/{kind}", responses=ERRORS | NDJSON)

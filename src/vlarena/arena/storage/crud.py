@@ -3,12 +3,14 @@
 Writers take the session of a transaction (`db.begin()`) and leave committing to it.
 """
 
+import statistics
 import uuid
 from typing import Any
 
-from sqlalchemy import func, select, union_all, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import undefer
 
+from vlarena.arena.schemas import VoteCreate
 from vlarena.arena.storage.database import DbSession
 from vlarena.arena.storage.tables import (
     BattleRow,
@@ -55,14 +57,6 @@ def add_battle(
     )
     s.add(battle)
     return battle
-
-
-async def battles_per_model(s: DbSession) -> dict[str, int]:
-    """How many battles each model has played, on either side."""
-    sides = union_all(select(BattleRow.model_a.label("m")), select(BattleRow.model_b))
-    column = sides.subquery().c.m
-    rows = await s.execute(select(column, func.count()).group_by(column))
-    return {model: int(n) for model, n in rows.all()}
 
 
 async def get_battle(s: DbSession, battle_id: str, *, lock: bool = False) -> BattleRow:
@@ -128,6 +122,7 @@ async def finish_turns(
 def add_episode(
     s: DbSession, turn_id: str, side: str, model_id: str, result: ExecuteResponse
 ) -> None:
+    calls = [state.inference_ms for state in result.states if state.inference_ms > 0]
     s.add(
         EpisodeRow(
             id=new_id(),
@@ -137,6 +132,8 @@ def add_episode(
             success=result.success,
             num_steps=result.metadata.num_steps,
             duration_ms=result.duration_ms,
+            task_kind=result.task.kind,
+            inference_ms=statistics.median(calls) if calls else None,
             data=result,
         )
     )
@@ -152,5 +149,13 @@ async def get_episode(s: DbSession, battle_id: str, number: int, side: str) -> E
     )
 
 
-def add_vote(s: DbSession, battle: BattleRow, session_id: str, choice: str) -> None:
-    battle.vote = VoteRow(id=new_id(), battle_id=battle.id, session_id=session_id, choice=choice)
+def add_vote(s: DbSession, battle: BattleRow, session_id: str, vote: VoteCreate) -> None:
+    battle.vote = VoteRow(
+        id=new_id(),
+        battle_id=battle.id,
+        session_id=session_id,
+        choice=vote.choice,
+        score_a=vote.score_a,
+        score_b=vote.score_b,
+        reason=vote.reason,
+    )

@@ -108,6 +108,11 @@ class TurnRow(Base):
         back_populates="turn", order_by="EpisodeRow.side", lazy="joined"
     )
 
+    @property
+    def task_kind(self) -> str | None:
+        """The task kind its instruction asks for, once an episode ran (None: free-form)."""
+        return next((e.task_kind for e in self.episodes if e.task_kind), None)
+
 
 class EpisodeRow(Base):
     """One model's episode of a turn: the execution service's response, kept whole."""
@@ -121,18 +126,23 @@ class EpisodeRow(Base):
     success: Mapped[bool | None]  # None: the instruction matched no task
     num_steps: Mapped[int]
     duration_ms: Mapped[float]
+    task_kind: Mapped[str | None] = mapped_column(String(20), index=True)  # None: free-form
+    inference_ms: Mapped[float | None]  # median model call of the episode (None: no call)
     data: Mapped[ExecuteResponse] = mapped_column(EpisodeDocument(), deferred=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     turn: Mapped[TurnRow] = relationship(back_populates="episodes")
 
 
 class VoteRow(Base):
-    """The one vote of a battle: a, b, tie or both_bad."""
+    """The one vote of a battle: a, b, tie or both_bad, with optional scores and reason."""
 
     __tablename__ = "votes"
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     battle_id: Mapped[str] = mapped_column(ForeignKey("battles.id"), unique=True)
     session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id"), index=True)
     choice: Mapped[str] = mapped_column(String(8))
+    score_a: Mapped[int | None]  # how far side a got, 0-100
+    score_b: Mapped[int | None]
+    reason: Mapped[str | None] = mapped_column(String(280))
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     battle: Mapped[BattleRow] = relationship(back_populates="vote")

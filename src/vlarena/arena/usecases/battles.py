@@ -2,9 +2,11 @@
 
 from dataclasses import dataclass
 
+from vlarena.arena.board import Board
+from vlarena.arena.pairing import draw_pair, pair_probabilities
 from vlarena.arena.schemas import BattleOut, Replay
 from vlarena.arena.storage import crud
-from vlarena.arena.usecases.context import UseCase
+from vlarena.arena.usecases.context import UseCase, available_models
 from vlarena.arena.views import replay
 from vlarena.errors import ExecutionUnavailableError, InvalidRequestError, UnknownNameError
 
@@ -12,6 +14,8 @@ from vlarena.errors import ExecutionUnavailableError, InvalidRequestError, Unkno
 @dataclass(frozen=True, eq=False)
 class Battles(UseCase):
     """Drawing a battle's models, a battle's view, its episodes' replays."""
+
+    board: Board  # the pair draw follows its uncertainty
 
     async def create(self, session_id: str, scene_id: str, ip: str) -> BattleOut:
         await self.limiter.hit("battle", session_id, ip)
@@ -37,25 +41,16 @@ class Battles(UseCase):
         return replay(battle, number, episode)
 
     async def _draw_models(self) -> tuple[str, str]:
-        """Two different models, favouring those with few battles, in random order.
-
-        Weights are 1 / (1 + battles beyond the least-battled model's): random, so the public
-        leaderboard never tells which pair an open battle holds.
-        """
-        served = await self.client.models()
-        wanted = self.settings.model_ids
-        available = [m for m in wanted if m in served] if wanted else list(served)
+        """Two different models, in random order: a pair is drawn with a weight that grows
+        with how much one more vote on it would narrow the leaderboard's intervals, and every
+        pair keeps a floor. Random, so the public leaderboard never tells which pair an open
+        battle holds."""
+        available = await available_models(self.client, self.settings.model_ids)
         if len(available) < 2:
             raise ExecutionUnavailableError(
                 f"a battle needs two models; the execution service offers {len(available)} "
                 "of those configured",
                 retry_after_s=60.0,
             )
-        async with self.db() as s:
-            counts = await crud.battles_per_model(s)
-        low = min(counts.get(m, 0) for m in available)
-        pool = {m: 1 / (1 + counts.get(m, 0) - low) for m in available}
-        first = self.rng.choices(list(pool), list(pool.values()))[0]
-        del pool[first]
-        second = self.rng.choices(list(pool), list(pool.values()))[0]
-        return first, second  # drawn in random order already
+        fit = await self.board.fit()
+        return draw_pair(self.rng, pair_probabilities(available, fit))

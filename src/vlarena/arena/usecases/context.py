@@ -22,3 +22,10 @@ class UseCase:
     limiter: RateLimiter
     views: Views  # rows → responses
     rng: random.Random  # one stream for model draws and turn seeds
+
+
+async def available_models(client: ExecutionClient, wanted: tuple[str, ...]) -> list[str]:
+    """The models battles may draw: those configured (`wanted`; empty: every one) that the
+    execution service runs, in the configured order."""
+    served = await client.models()
+    return [m for m in wanted if m in served] if wanted else list(served)

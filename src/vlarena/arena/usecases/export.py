@@ -30,14 +30,17 @@ def _records(kind: ExportKind, battle: BattleRow) -> list[dict[str, Any]]:
         "model_a": battle.model_a,
         "model_b": battle.model_b,
     }
+    scored = {"score_a": vote.score_a, "score_b": vote.score_b, "reason": vote.reason}
     if kind == "votes":
-        return [base | {"choice": vote.choice, "created_at": aware(vote.created_at).isoformat()}]
+        created = aware(vote.created_at).isoformat()
+        return [base | {"choice": vote.choice} | scored | {"created_at": created}]
     if kind == "battles":
         turns = [
             {
                 "number": t.number,
                 "instruction": t.instruction,
                 "seed": t.seed,
+                "task": t.task_kind,
                 "status": t.status,
                 "error": t.error,
             }
@@ -49,6 +52,7 @@ def _records(kind: ExportKind, battle: BattleRow) -> list[dict[str, Any]]:
             | {
                 "scene_id": battle.scene_id,
                 "vote": vote.choice,
+                **scored,
                 "turns": turns,
                 "created_at": created,
             }

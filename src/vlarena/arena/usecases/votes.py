@@ -4,7 +4,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from vlarena.arena.ratelimit import RateLimiter
-from vlarena.arena.schemas import BattleOut, Choice
+from vlarena.arena.schemas import BattleOut, VoteCreate
 from vlarena.arena.storage import crud
 from vlarena.arena.storage.database import DbSession
 from vlarena.arena.usecases.rules import check_can_vote, check_owner
@@ -20,7 +20,7 @@ class Votes:
         self.limiter = limiter
         self.views = views
 
-    async def cast(self, session_id: str, battle_id: str, choice: Choice, ip: str) -> BattleOut:
+    async def cast(self, session_id: str, battle_id: str, vote: VoteCreate, ip: str) -> BattleOut:
         """Checked under the battle's lock, so a concurrent turn or vote cannot slip past."""
         await self.limiter.hit("vote", session_id, ip)
         try:
@@ -28,7 +28,7 @@ class Votes:
                 battle = await crud.get_battle(s, battle_id, lock=True)
                 check_owner(battle, session_id)
                 check_can_vote(battle)
-                crud.add_vote(s, battle, session_id, choice)
+                crud.add_vote(s, battle, session_id, vote)
         except IntegrityError:  # a concurrent vote committed first
             raise ConflictError("this battle already has a vote") from None
         return self.views.battle(battle)

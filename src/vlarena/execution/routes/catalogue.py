@@ -1,12 +1,15 @@
-"""`GET /health` and `GET /models`: the service's state and the models it can run."""
+"""`GET /health`, `GET /models` and `GET /models/{model_id}/card`: the service's state, the
+models it can run, and what is known of each."""
 
 import asyncio
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Path
 
 from vlarena import __version__
-from vlarena.execution.routes.deps import Service
+from vlarena.execution.routes.deps import ERRORS, Service
+from vlarena.execution.schemas import ModelCard
+from vlarena.types import MAX_NAME_CHARS
 
 router = APIRouter()
 
@@ -25,3 +28,11 @@ async def health(service: Service) -> dict[str, Any]:
 async def models(service: Service) -> list[dict[str, str]]:
     entries = await asyncio.to_thread(service.catalog.entries)  # may ask the inference server
     return [{"model_id": e.name, "kind": e.kind, "source": e.source} for e in entries]
+
+
+@router.get("/models/{model_id}/card", response_model=ModelCard, responses=ERRORS)
+async def card(
+    model_id: Annotated[str, Path(min_length=1, max_length=MAX_NAME_CHARS)], service: Service
+) -> ModelCard:
+    """Family, size, training summary, offline evaluation, license and source of a model."""
+    return await asyncio.to_thread(service.catalog.card, model_id)  # may load it or ask a server
