@@ -248,6 +248,9 @@ class ModelInfo:
     # robot and far outside what the model was trained on (its output would be meaningless).
     state_low: tuple[float, ...] = ()
     state_high: tuple[float, ...] = ()
+    # Its card, a JSON object for people: "trained" (a summary), "license", "source",
+    # "evaluated" and "evaluation" (per-task success); "": none.
+    card: str = ""
 
     def __post_init__(self) -> None:
         sizes = {len(self.state_low), len(self.state_high)}

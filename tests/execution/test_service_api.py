@@ -11,7 +11,9 @@ import pytest
 
 from tests.execution.conftest import StartService, body
 from tests.serving.conftest import StartServer
-from vlarena.policies.checkpoint import CARD_FILE
+from vlarena.policies import DeviceConfig, FlowVLAPolicy
+from vlarena.policies.checkpoint import CARD_FILE, read_metadata
+from vlarena.policies.shipped import shipped_checkpoint
 from vlarena.testing import free_port
 
 
@@ -199,3 +201,16 @@ def test_model_cards(start_service: StartService, tiny_checkpoint: Path) -> None
         (tiny_checkpoint / CARD_FILE).unlink()
     assert broken.status_code == 500
     assert "must hold a JSON object" in broken.json()["detail"]
+
+
+async def test_a_served_models_card_crosses_grpc(
+    start_server: StartServer, start_service: StartService
+) -> None:
+    path = shipped_checkpoint("vla-flow-small")
+    assert path is not None
+    server = await start_server(batch_size=1, policies=[FlowVLAPolicy.load(path, DeviceConfig())])
+    client = start_service(inference_target=f"127.0.0.1:{server.port}", model_paths="")
+    card = (await asyncio.to_thread(client.get, "/models/vla-flow-small/card")).json()
+    assert (card["kind"], card["family"], card["license"]) == ("remote", "vla-flow", "Apache-2.0")
+    assert card["trained"] == read_metadata(path).description
+    assert [row["task"] for row in card["evaluation"]][:2] == ["touch", "push_left"]

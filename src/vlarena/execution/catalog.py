@@ -4,15 +4,18 @@ or openpi's websocket protocol). Every one but the expert is a model spec
 (`vlarena.policies.specs`); local models load lazily, once; what a remote server serves is
 asked again after `REMOTE_TTL_S`, and a contestant is connected once per episode."""
 
+import json
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from functools import partial
-from pathlib import Path
 from typing import TypeVar, cast
 from urllib.parse import urlsplit
+
+from pydantic import ValidationError
 
 from vlarena import __version__
 from vlarena.errors import (
@@ -27,7 +30,7 @@ from vlarena.errors import (
 from vlarena.execution.schemas import ModelCard
 from vlarena.execution.settings import ExecutionSettings
 from vlarena.policies import DeviceConfig, Policy, Seeds
-from vlarena.policies.checkpoint import checkpoint_card
+from vlarena.policies.checkpoint import CARD_FIELDS
 from vlarena.policies.specs import REMOTE_KINDS, Connect, ModelSpec, resolve_policy
 from vlarena.serving.client import ClientOptions, RemotePolicy, VLAClient
 from vlarena.serving.remote import connect
@@ -39,6 +42,7 @@ EXPERT_SUMMARY = (
     "not learned: a planner that reads the simulator's state (not the cameras) and moves the "
     "arm by inverse kinematics; the demonstrations' teacher"
 )
+log = logging.getLogger(__name__)
 PROJECT_LICENSE = "Apache-2.0"  # VLArena's own, and so its shipped checkpoints'
 REMOTE_TTL_S = 5.0  # how long the inference server's model list and contracts are trusted
 T = TypeVar("T")
@@ -219,8 +223,9 @@ class ModelCatalog:
         return self._remote.info(name)
 
     def card(self, name: str) -> ModelCard:
-        """A model's card: its contract's family and size, and for a checkpoint its training
-        summary and the card file beside it (blocking, like `info`)."""
+        """A model's card: its contract's family and size with the card it carries (a
+        checkpoint's, or what its server sends), a contestant's license and source from its
+        settings (blocking, like `info`)."""
         if name == EXPERT:
             return ModelCard(
                 model_id=EXPERT,
@@ -234,27 +239,27 @@ class ModelCatalog:
             )
         info = self.info(name)
         assert info is not None
-        fields: dict[str, object] = {}
         spec = self._specs.get(name)
-        if spec is not None and spec.kind == "checkpoint":
-            fields = checkpoint_card(Path(spec.source))
-        elif spec is not None:  # a preset: random weights of a registered architecture
-            fields = {"trained": "not trained: random weights", "license": PROJECT_LICENSE}
-        elif name in self._contestants:
-            contestant = self._contestants[name]
-            fields = {"license": contestant.license, "source": contestant.source}
-        kind = spec.kind if spec is not None else "remote"
-        return ModelCard.model_validate(
-            {
-                "model_id": name,
-                "kind": kind,
-                "family": info.policy_type,
-                "parameters": info.num_params or None,
-                "version": info.version,
-                "trained": None,
-            }
-            | fields
-        )
+        preset = spec is not None and spec.kind == "preset"  # random weights, our architecture
+        base = {
+            "model_id": name,
+            "kind": spec.kind if spec is not None else "remote",
+            "family": info.policy_type,
+            "parameters": info.num_params or None,
+            "version": info.version,
+            "trained": "not trained: random weights" if preset else None,
+            "license": PROJECT_LICENSE if preset else None,
+        }
+        fields = _card_fields(name, info.card)
+        contestant = self._contestants.get(name)
+        if contestant is not None:  # what its entrant states wins over what its server says
+            stated = {"license": contestant.license, "source": contestant.source}
+            fields |= {k: v for k, v in stated.items() if v is not None}
+        try:
+            return ModelCard.model_validate(base | fields)
+        except ValidationError as exc:
+            log.warning("the card of %s is malformed, shown without it: %s", name, exc)
+            return ModelCard.model_validate(base)
 
     def controller(self, name: str) -> Controller:
         """A fresh controller for one episode (blocking: may load a model or ask the server)."""
@@ -311,3 +316,17 @@ class ModelCatalog:
     def _connect(self, spec: ModelSpec) -> Policy:
         assert self._remote is not None  # remote specs come from the inference target
         return RemotePolicy(self._remote.client, spec.model)
+
+
+def _card_fields(name: str, card: str) -> dict[str, object]:
+    """The card fields of a model's JSON card ({} if it has none or it is not an object)."""
+    if not card:
+        return {}
+    try:
+        parsed = json.loads(card)
+    except ValueError:
+        parsed = None
+    if not isinstance(parsed, dict):
+        log.warning("the card of %s is not a JSON object; shown without it", name)
+        return {}
+    return {k: parsed[k] for k in CARD_FIELDS if k in parsed}

@@ -26,7 +26,7 @@ METADATA_FILE = "metadata.json"
 # Optional, for model cards: {"license", "source", "evaluated": how, "evaluation": per-task
 # summaries as `vlarena eval` writes them}.
 CARD_FILE = "card.json"
-CARD_FIELDS = ("license", "source", "evaluated", "evaluation")
+CARD_FIELDS = ("trained", "license", "source", "evaluated", "evaluation")  # of a model card
 MAX_JSON_BYTES = 1 << 20  # the JSON files of a checkpoint are small; refuse anything bigger
 
 T = TypeVar("T")
@@ -78,23 +78,22 @@ def read_metadata(directory: Path) -> CheckpointMeta:
     return meta
 
 
-def checkpoint_card(directory: Path) -> dict[str, object]:
-    """What a model card shows of a checkpoint: its metadata's version and description, and
-    the fields of its card file if it has one (CheckpointError if either is unreadable)."""
-    meta = read_metadata(directory)
-    card: dict[str, object] = {"version": meta.version, "trained": meta.description or None}
+def read_card(directory: Path, meta: CheckpointMeta) -> str:
+    """A checkpoint's model card (`ModelInfo.card`): its metadata's description as the training
+    summary, and the fields of its card file if it has one (CheckpointError if unreadable)."""
+    card: dict[str, object] = {"trained": meta.description} if meta.description else {}
     path = directory / CARD_FILE
-    if not path.is_file():
-        return card
-    try:
-        if path.stat().st_size > MAX_JSON_BYTES:
-            raise CheckpointError(f"{path} is larger than {MAX_JSON_BYTES} bytes")
-        extra = json.loads(path.read_bytes())
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(f"cannot read {path}: {exc}") from None
-    if not isinstance(extra, dict):
-        raise CheckpointError(f"{path} must hold a JSON object")
-    return card | {k: extra[k] for k in CARD_FIELDS if k in extra}
+    if path.is_file():
+        try:
+            if path.stat().st_size > MAX_JSON_BYTES:
+                raise CheckpointError(f"{path} is larger than {MAX_JSON_BYTES} bytes")
+            extra = json.loads(path.read_bytes())
+        except (OSError, ValueError) as exc:
+            raise CheckpointError(f"cannot read {path}: {exc}") from None
+        if not isinstance(extra, dict):
+            raise CheckpointError(f"{path} must hold a JSON object")
+        card |= {k: extra[k] for k in CARD_FIELDS if k in extra}
+    return json.dumps(card) if card else ""
 
 
 def read_weights(directory: Path) -> dict[str, torch.Tensor]:

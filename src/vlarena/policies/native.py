@@ -16,6 +16,7 @@ from vlarena.policies.checkpoint import (
     CONFIG_FILE,
     NORM_STATS_FILE,
     CheckpointMeta,
+    read_card,
     read_metadata,
     read_section,
     read_weights,
@@ -119,6 +120,7 @@ class NativeVLAPolicy(CheckpointPolicy, SplitPolicy):
         device: DeviceConfig,
         weights: dict[str, torch.Tensor] | None = None,
         seed: int = 0,
+        card: str = "",
     ) -> None:
         _check_stats(config, norm_stats)
         if weights is None:
@@ -161,6 +163,7 @@ class NativeVLAPolicy(CheckpointPolicy, SplitPolicy):
             num_params=sum(p.numel() for p in model.parameters()),
             state_low=state_low,
             state_high=state_high,
+            card=card,
         )
 
     @classmethod
@@ -197,7 +200,8 @@ class NativeVLAPolicy(CheckpointPolicy, SplitPolicy):
             )
         config = read_section(path, CONFIG_FILE, VLA_CONFIG_JSON)
         norm_stats = read_section(path, NORM_STATS_FILE, NORM_STATS_JSON)
-        return cls(config, meta, norm_stats, device, read_weights(path))
+        card = read_card(path, meta)
+        return cls(config, meta, norm_stats, device, read_weights(path), card=card)
 
     def save(self, path: Path) -> None:
         """Write this model as a checkpoint directory."""

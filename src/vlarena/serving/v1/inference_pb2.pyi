@@ -307,6 +307,7 @@ class ModelInfo(_message.Message):
     SERVED_MODELS_FIELD_NUMBER: _builtins.int
     STATE_LOW_FIELD_NUMBER: _builtins.int
     STATE_HIGH_FIELD_NUMBER: _builtins.int
+    CARD_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     version: _builtins.str
     policy_type: _builtins.str
@@ -321,6 +322,10 @@ class ModelInfo(_message.Message):
     num_params: _builtins.int
     device: _builtins.str
     precision: _builtins.str
+    card: _builtins.str
+    """Its card for people, a JSON object: "trained", "license", "source", "evaluated",
+    "evaluation" (per-task success); empty: none.
+    """
     @_builtins.property
     def camera_names(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -359,10 +364,11 @@ class ModelInfo(_message.Message):
         served_models: _abc.Iterable[_builtins.str] | None = ...,
         state_low: _abc.Iterable[_builtins.float] | None = ...,
         state_high: _abc.Iterable[_builtins.float] | None = ...,
+        card: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["action_dim", b"action_dim", "camera_names", b"camera_names", "chunk_size", b"chunk_size", "device", b"device", "embodiments", b"embodiments", "image_height", b"image_height", "image_width", b"image_width", "name", b"name", "num_params", b"num_params", "policy_type", b"policy_type", "precision", b"precision", "sensor_dim", b"sensor_dim", "sensor_window", b"sensor_window", "served_models", b"served_models", "state_dim", b"state_dim", "state_high", b"state_high", "state_low", b"state_low", "supports_split", b"supports_split", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action_dim", b"action_dim", "camera_names", b"camera_names", "card", b"card", "chunk_size", b"chunk_size", "device", b"device", "embodiments", b"embodiments", "image_height", b"image_height", "image_width", b"image_width", "name", b"name", "num_params", b"num_params", "policy_type", b"policy_type", "precision", b"precision", "sensor_dim", b"sensor_dim", "sensor_window", b"sensor_window", "served_models", b"served_models", "state_dim", b"state_dim", "state_high", b"state_high", "state_low", b"state_low", "supports_split", b"supports_split", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
