@@ -10,6 +10,7 @@ from vlarena.errors import (
 from vlarena.types import ActionChunk, ModelInfo, Observation, RobotState, decode_image
 
 __version__ = "0.1.0"
+__license__ = "Apache-2.0"  # VLArena's, and so that of the checkpoints it trains and ships
 
 __all__ = [
     "ActionChunk",

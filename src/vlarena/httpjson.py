@@ -5,6 +5,7 @@ encoded from the error catalogue (`vlarena.errors`); and the middleware in front
 import ipaddress
 import logging
 import math
+import unicodedata
 from collections.abc import Mapping
 from typing import Annotated
 
@@ -38,6 +39,12 @@ class ErrorBody(BaseModel):
     def to_error(self, http_status: int | None = None) -> VLArenaError:
         """The domain error this body describes (as the peer that sent it raised it)."""
         return from_wire(self.error, self.detail, self.retry_after_s, http_status=http_status)
+
+
+def unstorable(text: str) -> bool:
+    """Whether `text` holds control characters other than tab and newline, or lone surrogates:
+    no client text needs them, and PostgreSQL cannot store NUL or a surrogate."""
+    return any(unicodedata.category(c) in ("Cc", "Cs") and c not in "\t\n" for c in text)
 
 
 def error_response(exc: BaseException) -> JSONResponse:

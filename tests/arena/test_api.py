@@ -176,6 +176,7 @@ def test_votes_are_one_per_battle_and_need_the_owner(start_arena: StartArena) ->
             "needs a bin",
         ),
         ("turns", {}, 422, "invalid_request", "instruction: Field required"),
+        ("turns", {"instruction": "touch the\u0000red cube"}, 422, "invalid_request", "control"),
         ("missing", {"instruction": "touch the red cube"}, 404, "not_found", "unknown battle"),
     ],
 )
@@ -354,7 +355,13 @@ def test_votes_carry_progress_scores_and_a_reason(start_arena: StartArena) -> No
     auth = login(client)
     battle = battle_with_turn(client, auth)
     url = f"/api/battles/{battle['battle_id']}/vote"
-    for bad in ({"score_a": 101}, {"score_b": -1}, {"reason": "x" * 281}, {"score_a": "lots"}):
+    for bad in (
+        {"score_a": 101},
+        {"score_b": -1},
+        {"reason": "x" * 281},
+        {"score_a": "lots"},
+        {"reason": "nul\u0000byte"},  # PostgreSQL cannot store it: refused, not a 500
+    ):
         reply = client.post(url, json={"choice": "a"} | bad, headers=auth)
         assert (reply.status_code, reply.json()["error"]) == (422, "invalid_request"), bad
     body = {"choice": "a", "score_a": 80, "score_b": 10, "reason": "  A lifted it; B wandered  "}

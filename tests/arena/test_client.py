@@ -65,6 +65,7 @@ class Flaky:
 
     def __init__(self, failures: int, status: int) -> None:
         self.calls = 0
+        self.card_calls: list[str] = []
         self.error = "x"
         self.app = FastAPI()
 
@@ -75,6 +76,12 @@ class Flaky:
                 body = {"error": self.error, "detail": f"failure {self.calls}"}
                 return JSONResponse(body, status)
             return [{"model_id": "m1"}, {"model_id": "m2"}]
+
+        @self.app.get("/models/{model_id:path}/card")
+        async def card(model_id: str) -> Any:  # its model's server is down
+            self.card_calls.append(model_id)
+            body = {"error": "inference_unavailable", "detail": "down", "retry_after_s": 1}
+            return JSONResponse(body, 503)
 
         @self.app.post("/episodes", status_code=202)
         async def start() -> dict[str, str]:
@@ -249,4 +256,15 @@ async def test_a_saturated_service_is_retried_then_unavailable_with_its_hint(
         await client.models()
     assert flaky.calls == 2
     assert caught.value.retry_after_s == 10.0  # SaturatedError's own, the body gave none
+    await client.aclose()
+
+
+async def test_a_card_that_cannot_be_had_fails_no_battle(flaky_server: Any) -> None:
+    flaky, url = flaky_server(failures=0, status=503)
+    client = ExecutionClient(settings(url, retry_attempts=3, breaker_failures=2))
+    for _ in range(4):  # a dead contestant's card, asked again and again
+        assert await client.card("acme/pi0") is None
+    assert flaky.card_calls == ["acme/pi0"]  # asked once, not retried; the miss is kept
+    assert client.breaker.state == "closed"  # battles go on
+    assert await client.models() == ["m1", "m2"]
     await client.aclose()

@@ -136,17 +136,15 @@ def test_the_queue_is_bounded_and_shows_positions(
     assert repeat.status_code == 200
     assert len(repeat.json()["turns"]) == 1
     assert client.get("/api/health").json()["turns"] == {"running": 1, "queued": 1}
-    deadline = time.monotonic() + 30  # the running turn reports steps done per side
-    while not (
-        progress := client.get(f"/api/battles/{battles[0]}").json()["turns"][0]["progress"] or {}
-    ).get("b"):
-        assert time.monotonic() < deadline, progress
+    deadline = time.monotonic() + 30  # the running turn reports the steps both sides did
+    while not (done := client.get(f"/api/battles/{battles[0]}").json()["turns"][0]["steps_done"]):
+        assert time.monotonic() < deadline, done
         time.sleep(0.05)
-    assert 0 < progress["b"] <= 60
+    assert 0 < done <= 60
     for battle_id in battles[:2]:
-        done = wait_turns(client, battle_id)
-        assert done["status"] == "ready"
-        assert done["turns"][0]["progress"] is None
+        ready = wait_turns(client, battle_id)
+        assert ready["status"] == "ready"
+        assert ready["turns"][0]["steps_done"] is None
     assert client.get(f"/api/battles/{battles[2]}").json()["status"] == "new"
     assert turn(client, battles[2], auth).status_code == 202
 

@@ -8,6 +8,7 @@ import pytest
 
 from vlarena.arena.pairing import (
     EXPLORATION_FLOOR,
+    MAX_SHARE_RATIO,
     draw_pair,
     pair_probabilities,
     simulate,
@@ -79,7 +80,7 @@ def test_draw_pair_follows_the_probabilities_in_random_order() -> None:
 
 def test_active_sampling_narrows_a_newcomer_in_fewer_votes() -> None:
     # Five models with 300 votes between them; a sixth joins. Votes after it joined until the
-    # mean 95% width (over all six) is back to 130 points: active needs half as many.
+    # mean 95% width (over all six) is back to 130 points: active needs at least 25% fewer.
     ratings = {"m0": 1250.0, "m1": 1100.0, "m2": 1000.0, "m3": 900.0, "m4": 750.0, "new": 1050.0}
     after = {}
     for strategy in ("active", "uniform"):
@@ -91,3 +92,13 @@ def test_active_sampling_narrows_a_newcomer_in_fewer_votes() -> None:
             needed.append(reached - 300)
         after[strategy] = float(np.mean(needed))
     assert after["active"] <= 0.75 * after["uniform"]
+
+
+def test_no_model_plays_more_than_twice_its_uniform_share() -> None:
+    known = [Vote(a, b, "a") for a, b in [("A", "B"), ("B", "C"), ("C", "D"), ("D", "E")] * 30]
+    models = ["A", "B", "C", "D", "E", "new"]
+    probabilities = pair_probabilities(models, leaderboard(known, rounds=0))
+    plays = sum(p for pair, p in probabilities.items() if "new" in pair)
+    assert plays == pytest.approx(MAX_SHARE_RATIO * 2 / 6)  # mixed towards uniform just enough
+    assert sum(probabilities.values()) == pytest.approx(1.0)
+    assert min(probabilities.values()) >= EXPLORATION_FLOOR / 15

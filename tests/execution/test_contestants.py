@@ -100,6 +100,8 @@ def test_a_contestant_runs_under_its_name_and_its_failures_hide_its_address(
     world = shared_world("table")
     assert controller.next_chunk(world, "touch the red cube", 0).model_id == "owner"
     controller.close()
+    down = catalog.card("gone")  # its server is down: what its settings say, no error
+    assert (down.kind, down.family, down.parameters) == ("remote", None, None)
     with pytest.raises(UnavailableError) as failed:
         catalog.info("gone")
     assert "gone's server" in str(failed.value)

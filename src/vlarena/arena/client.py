@@ -9,6 +9,7 @@ as it is; anything else becomes ExecutionFailedError.
 """
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -36,6 +37,7 @@ from vlarena.errors import (
 from vlarena.execution.schemas import ExecuteRequest, ExecuteResponse, ModelCard
 from vlarena.httpjson import ErrorBody
 
+log = logging.getLogger(__name__)
 MODELS_TTL_S = 30.0
 POLL_S = 0.25  # how often a running episode's progress is asked for
 
@@ -63,7 +65,7 @@ class ExecutionClient:
         )
         self._models: tuple[float, list[str]] | None = None
         self._scenes: list[dict[str, Any]] | None = None
-        self._cards: dict[str, tuple[float, ModelCard]] = {}  # model → (fetched at, card)
+        self._cards: dict[str, tuple[float, ModelCard | None]] = {}  # model → (asked at, card)
         self._files: dict[str, bytes] = {}
 
     async def models(self) -> list[str]:
@@ -77,17 +79,25 @@ class ExecutionClient:
                 raise ExecutionFailedError("unexpected /models answer") from None
         return self._models[1]
 
-    async def card(self, model_id: str) -> ModelCard:
-        """A model's card (cached like the model list: a model may be replaced meanwhile)."""
+    async def card(self, model_id: str) -> ModelCard | None:
+        """A model's card, None while it cannot be had. Asked once, past the retries and the
+        circuit breaker (a card is not worth failing battles over: a contestant's dead server
+        must not open the breaker); either answer is kept for MODELS_TTL_S."""
         now = time.monotonic()
         cached = self._cards.get(model_id)
         if cached is None or now - cached[0] > MODELS_TTL_S:
-            answer = await self._call("GET", f"/models/{quote(model_id, safe='')}/card")
-            try:
-                cached = self._cards[model_id] = (now, ModelCard.model_validate(answer))
-            except ValidationError:
-                raise ExecutionFailedError(f"unexpected card of {model_id}") from None
+            cached = self._cards[model_id] = (now, await self._fetch_card(model_id))
         return cached[1]
+
+    async def _fetch_card(self, model_id: str) -> ModelCard | None:
+        try:
+            response = await self._http.get(f"/models/{quote(model_id, safe='')}/card")
+            if response.is_error:
+                raise _decoded(response)
+            return ModelCard.model_validate(response.json())
+        except (httpx.HTTPError, ValueError, VLArenaError) as exc:  # ValidationError included
+            log.warning("no card for %s: %s", model_id, exc)
+            return None
 
     async def scenes(self) -> list[dict[str, Any]]:
         """The service's scenes with their example instructions (cached)."""

@@ -5,7 +5,8 @@ precision, so the Laplace covariance Σ of the centred ratings becomes (Sherman-
     Σ' = Σ - I · Σx (Σx)ᵀ / (1 + I · xᵀΣx).
 A pair's weight is the square of the expected shrinkage of the summed interval widths,
 Σ_k (sd_k - sd'_k), at the current fit; the probabilities mix these weights with a uniform
-floor so every pair keeps being drawn (docs/design/arena-statistics.md). A model without votes
+floor so every pair keeps being drawn, and no model plays more than MAX_SHARE_RATIO times as
+often as a uniform draw would have it (docs/design/arena-statistics.md). A model without votes
 has its prior: far from known, it is drawn at once.
 """
 
@@ -20,6 +21,9 @@ from vlarena.arena.ranking import BASE, SCALE, Leaderboard, PairCounts, rate
 
 EXPLORATION_FLOOR = 0.2  # share of the probability spread evenly over all pairs
 SHARPNESS = 2.0  # weights ∝ expected shrinkage^SHARPNESS: 1 stays too close to uniform
+# No model is in a battle more than this many times as often as a uniform draw puts it there:
+# a voter who knows which model is new (the model cards show it) cannot be sure it plays.
+MAX_SHARE_RATIO = 2.0
 
 
 def pair_probabilities(
@@ -43,8 +47,27 @@ def pair_probabilities(
     gain = (np.sqrt(variance) - np.sqrt(np.maximum(after, 0.0))).sum(axis=0)
     weight = gain**SHARPNESS
     share = weight / weight.sum() if weight.sum() > 0 else np.full(len(gain), 1 / len(gain))
-    probabilities = (1 - floor) * share + floor / len(gain)
+    uniform = np.full(len(gain), 1 / len(gain))
+    probabilities = _capped((1 - floor) * share + floor * uniform, uniform, len(names))
     return {pair: float(p) for pair, p in zip(combinations(names, 2), probabilities, strict=True)}
+
+
+def _capped(p: np.ndarray, uniform: np.ndarray, models: int) -> np.ndarray:
+    """`p` (over the pairs of `models` models, in `combinations` order) mixed towards `uniform`
+    just enough that no model's chance to play (the sum over its pairs; linear in the mix)
+    exceeds MAX_SHARE_RATIO times its uniform chance, 2 / models."""
+    cap = min(1.0, MAX_SHARE_RATIO * 2 / models)
+    first, second = (np.array(side) for side in zip(*combinations(range(models), 2), strict=True))
+
+    def plays(q: np.ndarray) -> np.ndarray:
+        return np.bincount(first, q, models) + np.bincount(second, q, models)
+
+    now, even = plays(p), plays(uniform)
+    over = now > cap
+    if not over.any():
+        return p
+    mix = float(np.max((now[over] - cap) / (now[over] - even[over])))
+    return (1 - mix) * p + mix * uniform
 
 
 def draw_pair(

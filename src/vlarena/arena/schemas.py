@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field, WrapSerializer, field_validator
 
 from vlarena.execution.schemas import ModelCard
-from vlarena.httpjson import ErrorBody
+from vlarena.httpjson import ErrorBody, unstorable
 
 Choice = Literal["a", "b", "tie", "both_bad"]
 MAX_REASON_CHARS = 280  # a vote's free-text reason
@@ -48,6 +48,8 @@ class VoteCreate(BaseModel):
     @classmethod
     def _trimmed(cls, value: str | None) -> str | None:
         """Surrounding space dropped; a blank reason is no reason."""
+        if value is not None and unstorable(value):
+            raise ValueError("must not hold control characters")
         return value.strip() or None if value is not None else None
 
 
@@ -67,7 +69,9 @@ class TurnOut(BaseModel):
     status: TurnStatus
     task: str | None = None  # the task kind its instruction asks for, once run (null: free-form)
     queue_position: int | None  # 1 = next to run; null unless queued
-    progress: dict[str, int] | None = None  # while running: steps done per side ("a", "b")
+    # While running: the steps both episodes have done (the slower side's count; a count per
+    # side would tell the hidden models apart by speed, which their cards publish).
+    steps_done: int | None = None
     error: TurnError | None
     episodes: list[EpisodeOut]
     created_at: datetime
@@ -167,6 +171,7 @@ class Replay(BaseModel):
 class ModelCardOut(ModelCard):
     """A model's card as the execution service gives it, with its record in this arena."""
 
+    available: bool  # false: the execution service could not give its card just now
     latency_ms: float | None  # median model call over its voted episodes here (null: none)
     latency_episodes: int
     rating: RatingOut | None  # its row of the overall leaderboard (null: no vote yet)

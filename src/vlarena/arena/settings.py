@@ -10,6 +10,7 @@ from limits import parse
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from vlarena.arena.ranking import PROVISIONAL_VOTES
 from vlarena.httpjson import TrustedProxies
 
 WEB_DIR = Path(__file__).with_name("web")
@@ -57,7 +58,7 @@ class ArenaSettings(BaseSettings):
     admin_token: SecretStr | None = None  # if set, /api/export needs it as a bearer token
     # Leaderboard.
     bootstrap_rounds: int = Field(1000, ge=10, le=100_000)
-    provisional_votes: int = Field(20, ge=1, le=100_000)  # a rating on fewer is provisional
+    provisional_votes: int = Field(PROVISIONAL_VOTES, ge=1, le=100_000)  # fewer: provisional
     leaderboard_ttl_s: float = Field(2.0, ge=0)  # recompute at most this often
     seed: int | None = None  # fixes model picking and seeds (tests); None: random
     web_dir: Path = WEB_DIR  # the built web UI served at / (make install builds it)

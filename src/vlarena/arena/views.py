@@ -30,7 +30,7 @@ class LiveTurns(Protocol):
 
     def position(self, turn_id: str) -> int | None: ...
 
-    def progress(self, turn_id: str) -> dict[str, int] | None: ...
+    def steps_done(self, turn_id: str) -> int | None: ...
 
 
 class Views:
@@ -78,7 +78,7 @@ class Views:
             status=turn.status,
             task=turn.task_kind,
             queue_position=self.live.position(turn.id),
-            progress=self.live.progress(turn.id),
+            steps_done=self.live.steps_done(turn.id),
             error=ErrorBody.model_validate(turn.error) if turn.error else None,
             episodes=episodes,
             created_at=aware(turn.created_at),

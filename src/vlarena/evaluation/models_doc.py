@@ -14,6 +14,7 @@ import sys
 from datetime import date
 from pathlib import Path
 
+from vlarena import __license__
 from vlarena.data.paraphrases import TASK_NAMES
 from vlarena.evaluation.report import TaskSummary
 from vlarena.policies.checkpoint import CARD_FILE
@@ -291,7 +292,7 @@ def write_cards(runs: Path) -> list[Path]:
         payload = json.loads((results / "results.json").read_text(encoding="utf-8"))
         config = payload["config"]
         card = {
-            "license": "Apache-2.0",
+            "license": __license__,
             "source": "trained by VLArena's make ship (docs/models.md)",
             "evaluated": (
                 f"vlarena eval: {config['episodes']} episodes per task on the fixed evaluation "

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
-from vlarena import __version__
+from vlarena import __license__, __version__
 from vlarena.errors import (
     ConfigError,
     InvalidRequestError,
@@ -43,7 +43,6 @@ EXPERT_SUMMARY = (
     "arm by inverse kinematics; the demonstrations' teacher"
 )
 log = logging.getLogger(__name__)
-PROJECT_LICENSE = "Apache-2.0"  # VLArena's own, and so its shipped checkpoints'
 REMOTE_TTL_S = 5.0  # how long the inference server's model list and contracts are trusted
 T = TypeVar("T")
 FAILURE_TTL_S = 1.0  # how long a failed ask of the inference server is remembered
@@ -234,24 +233,28 @@ class ModelCatalog:
                 parameters=None,
                 version=__version__,
                 trained=EXPERT_SUMMARY,
-                license=PROJECT_LICENSE,
+                license=__license__,
                 source="built into VLArena",
             )
-        info = self.info(name)
-        assert info is not None
+        contestant = self._contestants.get(name)
+        try:
+            info = self.info(name)
+        except RetryLaterError:
+            if contestant is None:
+                raise
+            info = None  # its server is down: the card says what its settings say
         spec = self._specs.get(name)
         preset = spec is not None and spec.kind == "preset"  # random weights, our architecture
         base = {
             "model_id": name,
             "kind": spec.kind if spec is not None else "remote",
-            "family": info.policy_type,
-            "parameters": info.num_params or None,
-            "version": info.version,
+            "family": info.policy_type if info else None,
+            "parameters": info.num_params or None if info else None,
+            "version": info.version if info else None,
             "trained": "not trained: random weights" if preset else None,
-            "license": PROJECT_LICENSE if preset else None,
+            "license": __license__ if preset else None,
         }
-        fields = _card_fields(name, info.card)
-        contestant = self._contestants.get(name)
+        fields = _card_fields(name, info.card) if info else {}
         if contestant is not None:  # what its entrant states wins over what its server says
             stated = {"license": contestant.license, "source": contestant.source}
             fields |= {k: v for k, v in stated.items() if v is not None}

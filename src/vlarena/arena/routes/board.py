@@ -9,6 +9,7 @@ from fastapi.responses import StreamingResponse
 from vlarena.arena.deps import ERRORS, Services, Token
 from vlarena.arena.schemas import LeaderboardOut, ModelCardOut
 from vlarena.arena.storage.results import BoardFilter
+from vlarena.arena.storage.tables import MAX_TASK_KIND_CHARS
 from vlarena.arena.usecases.export import ExportKind, export_lines
 from vlarena.errors import AuthError
 
@@ -17,7 +18,11 @@ NDJSON: dict[int | str, dict[str, Any]] = {200: {"content": {"application/x-ndjs
 
 
 TaskKind = Annotated[
-    str | None, Query(pattern="^[a-z_]{1,20}$", description="A task kind (see `task_kinds`).")
+    str | None,
+    Query(
+        pattern=f"^[a-z_]{{1,{MAX_TASK_KIND_CHARS}}}$",
+        description="A task kind (see `task_kinds`).",
+    ),
 ]
 SceneId = Annotated[str | None, Query(max_length=50, description="A scene id.")]
 

@@ -42,8 +42,10 @@ class BoardFilter:
         return condition
 
     def episodes(self, query: Select[Any]) -> Select[Any]:
-        """`query` (`_voted_episodes`) narrowed to this filter."""
-        query = query.where(self.battles())
+        """`query` (`_voted_episodes`) narrowed to this filter: episodes of its task kind (of
+        done turns, which puts their battle on its board) on its scene."""
+        if self.scene is not None:
+            query = query.where(BattleRow.scene_id == self.scene)
         return query.where(EpisodeRow.task_kind == self.task) if self.task else query
 
 

@@ -12,9 +12,11 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import DateTime, TypeDecorator, TypeEngine
 
+from vlarena.arena.schemas import MAX_REASON_CHARS
 from vlarena.execution.schemas import ExecuteResponse
 
 Document = JSON().with_variant(JSONB(), "postgresql")
+MAX_TASK_KIND_CHARS = 20  # "next_to" and the like
 
 
 class EpisodeDocument(TypeDecorator[ExecuteResponse]):
@@ -126,7 +128,8 @@ class EpisodeRow(Base):
     success: Mapped[bool | None]  # None: the instruction matched no task
     num_steps: Mapped[int]
     duration_ms: Mapped[float]
-    task_kind: Mapped[str | None] = mapped_column(String(20), index=True)  # None: free-form
+    # None: free-form
+    task_kind: Mapped[str | None] = mapped_column(String(MAX_TASK_KIND_CHARS), index=True)
     inference_ms: Mapped[float | None]  # median model call of the episode (None: no call)
     data: Mapped[ExecuteResponse] = mapped_column(EpisodeDocument(), deferred=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -143,6 +146,6 @@ class VoteRow(Base):
     choice: Mapped[str] = mapped_column(String(8))
     score_a: Mapped[int | None]  # how far side a got, 0-100
     score_b: Mapped[int | None]
-    reason: Mapped[str | None] = mapped_column(String(280))
+    reason: Mapped[str | None] = mapped_column(String(MAX_REASON_CHARS))
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     battle: Mapped[BattleRow] = relationship(back_populates="vote")

@@ -1,7 +1,6 @@
 """Model cards: what the execution service knows of each model, with its record here."""
 
 import asyncio
-import logging
 
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
@@ -11,10 +10,7 @@ from vlarena.arena.schemas import ModelCardOut
 from vlarena.arena.storage import results
 from vlarena.arena.storage.database import DbSession
 from vlarena.arena.usecases.context import available_models
-from vlarena.errors import VLArenaError
 from vlarena.execution.schemas import ModelCard
-
-log = logging.getLogger(__name__)
 
 
 class Cards:
@@ -32,36 +28,30 @@ class Cards:
 
     async def listed(self) -> list[ModelCardOut]:
         """A card per model battles may draw, best rated first; a model whose card cannot be
-        had right now still gets one, saying so."""
+        had right now still gets one, marked unavailable."""
         models = await available_models(self.client, self.wanted)
-        cards = await asyncio.gather(*map(self._card, models))
+        cards = await asyncio.gather(*map(self.client.card, models))
         ratings = {r.model: r for r in (await self.board.get()).ratings}
         async with self.db() as s:
             latency = await results.latency(s)
         out = [
             ModelCardOut(
-                **card.model_dump(),
-                latency_ms=latency[card.model_id][0] if card.model_id in latency else None,
-                latency_episodes=latency.get(card.model_id, (0.0, 0))[1],
-                rating=ratings.get(card.model_id),
+                **(card or _unknown(model)).model_dump(),
+                available=card is not None,
+                latency_ms=latency[model][0] if model in latency else None,
+                latency_episodes=latency.get(model, (0.0, 0))[1],
+                rating=ratings.get(model),
             )
-            for card in cards
+            for model, card in zip(models, cards, strict=True)
         ]
         return sorted(out, key=_best_first)
 
-    async def _card(self, model: str) -> ModelCard:
-        try:
-            return await self.client.card(model)
-        except VLArenaError as exc:
-            log.warning("no card for %s: %s", model, exc)
-            return ModelCard(
-                model_id=model,
-                kind="unknown",
-                family=None,
-                parameters=None,
-                version=None,
-                trained=f"its card is unavailable right now ({exc.wire.name})",
-            )
+
+def _unknown(model: str) -> ModelCard:
+    """All there is of a model whose card cannot be had: its name."""
+    return ModelCard(
+        model_id=model, kind="unknown", family=None, parameters=None, version=None, trained=None
+    )
 
 
 def _best_first(card: ModelCardOut) -> tuple[bool, int, float, str]:

@@ -47,8 +47,10 @@ class TurnRunner:
     def position(self, turn_id: str) -> int | None:
         return self.queue.position(turn_id)
 
-    def progress(self, turn_id: str) -> dict[str, int] | None:
-        return self._progress.get(turn_id)
+    def steps_done(self, turn_id: str) -> int | None:
+        """Steps both episodes of a running turn have done (None: not running)."""
+        steps = self._progress.get(turn_id)
+        return None if steps is None else min(steps.get(side, 0) for side in SIDES)
 
     def submit(self, turn_id: str, episodes: Episodes) -> None:
         """Run a stored turn in the place reserved for it (`queue.reserve()`)."""
@@ -102,6 +104,7 @@ class TurnRunner:
             # the model's (it cannot drive this robot, say), and its text could tell the sides
             # apart before the vote. The user sees a generic failure; the log keeps the detail.
             raise ExecutionFailedError(f"{request.model_id}: {exc}") from None
+        progress(result.metadata.max_steps)  # this side is over: the other one's count shows
         async with self.db.begin() as s:
             crud.add_episode(s, turn_id, side, request.model_id, result)
 

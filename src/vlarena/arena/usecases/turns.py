@@ -21,6 +21,7 @@ from vlarena.arena.usecases.runner import Episodes, TurnRunner
 from vlarena.arena.views import hidden
 from vlarena.errors import ConflictError, InvalidRequestError
 from vlarena.execution.schemas import ExecuteRequest
+from vlarena.httpjson import unstorable
 
 ROBOT = "franka"
 
@@ -41,6 +42,8 @@ class TurnRequest:
         text = " ".join(instruction.split())
         if not text or len(text) > max_chars:
             raise InvalidRequestError(f"instruction must have 1 to {max_chars} characters")
+        if unstorable(text):
+            raise InvalidRequestError("instruction must not hold control characters")
         return cls(session_id, battle_id, text, key)
 
 

@@ -30,7 +30,7 @@ async def models(service: Service) -> list[dict[str, str]]:
     return [{"model_id": e.name, "kind": e.kind, "source": e.source} for e in entries]
 
 
-@router.get("/models/{model_id}/card", response_model=ModelCard, responses=ERRORS)
+@router.get("/models/{model_id:path}/card", response_model=ModelCard, responses=ERRORS)
 async def card(
     model_id: Annotated[str, Path(min_length=1, max_length=MAX_NAME_CHARS)], service: Service
 ) -> ModelCard:

@@ -17,6 +17,7 @@ revision: str = "0002"
 down_revision: str | None = "0001"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
+BATCH = 200  # episode documents read at once by the backfill
 
 
 def upgrade() -> None:
@@ -32,7 +33,8 @@ def upgrade() -> None:
 
 
 def _backfill() -> None:
-    """Episodes stored before: their task kind and latency, from their documents."""
+    """Episodes stored before: their task kind and latency, from their documents, read
+    `BATCH` at a time (a document holds every step: all at once could be gigabytes)."""
     bind = op.get_bind()
     episodes = sa.table(
         "episodes",
@@ -41,17 +43,31 @@ def _backfill() -> None:
         sa.column("task_kind", sa.String),
         sa.column("inference_ms", sa.Double),
     )
-    for episode_id, data in bind.execute(sa.select(episodes.c.id, episodes.c.data)).all():
-        document: dict[str, Any] = json.loads(data) if isinstance(data, str) else data
-        calls = [s["inference_ms"] for s in document.get("states", []) if s["inference_ms"] > 0]
-        bind.execute(
-            episodes.update()
-            .where(episodes.c.id == episode_id)
-            .values(
-                task_kind=(document.get("task") or {}).get("kind"),
-                inference_ms=statistics.median(calls) if calls else None,
+    ids = bind.execute(sa.select(episodes.c.id).order_by(episodes.c.id)).scalars().all()
+    update = (
+        episodes.update()
+        .where(episodes.c.id == sa.bindparam("episode_id"))
+        .values(task_kind=sa.bindparam("kind"), inference_ms=sa.bindparam("ms"))
+    )
+    for start in range(0, len(ids), BATCH):
+        rows = bind.execute(
+            sa.select(episodes.c.id, episodes.c.data).where(
+                episodes.c.id.in_(ids[start : start + BATCH])
             )
         )
+        values = [_derived(episode_id, data) for episode_id, data in rows]
+        if values:
+            bind.execute(update, values)
+
+
+def _derived(episode_id: str, data: Any) -> dict[str, Any]:
+    document: dict[str, Any] = json.loads(data) if isinstance(data, str) else data
+    calls = [s["inference_ms"] for s in document.get("states", []) if s["inference_ms"] > 0]
+    return {
+        "episode_id": episode_id,
+        "kind": (document.get("task") or {}).get("kind"),
+        "ms": statistics.median(calls) if calls else None,
+    }
 
 
 def downgrade() -> None:
