@@ -7,6 +7,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Connection, column, insert, inspect, select, table
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import undefer
 
 from vlarena.arena.ratelimit import RateLimiter
@@ -89,49 +90,49 @@ def _response(steps: int = 2) -> ExecuteResponse:
     )
 
 
-async def test_episodes_are_stored_and_read_back_as_execute_responses(database_url: str) -> None:
-    engine = make_engine(database_url)
-    written = _response()
-    common = {"turn_id": "t", "model_id": "m", "success": True, "num_steps": 2, "duration_ms": 1.0}
-    # The episodes table as an untyped JSON column sees it: rows as written before the typing.
+EPISODE = {"turn_id": "t", "model_id": "m", "success": True, "duration_ms": 1.0}
+
+
+async def _store_untyped(connection: AsyncConnection, written: ExecuteResponse) -> None:
+    """A session, battle and turn, and side a's episode "e1" of that turn written through an
+    untyped JSON column, as rows were before the column's typing or before a migration."""
     untyped = table(
         "episodes",
-        *(column(name) for name in ("id", "side", *common)),
+        *(column(name) for name in ("id", "side", "num_steps", *EPISODE)),
         column("data", Document),
         column("created_at"),
     )
+    await connection.execute(insert(SessionRow).values(id="s", token_sha256="0", ip="-"))
+    await connection.execute(
+        insert(BattleRow).values(id="b", session_id="s", scene_id="table", model_a="m", model_b="n")
+    )
+    await connection.execute(
+        insert(TurnRow).values(
+            id="t", battle_id="b", number=1, instruction="x", seed=1, max_steps=60, status="done"
+        )
+    )
+    await connection.execute(
+        insert(untyped).values(
+            id="e1",
+            side="a",
+            num_steps=len(written.states),
+            data=written.model_dump(mode="json"),
+            created_at=utcnow(),
+            **EPISODE,
+        )
+    )
+
+
+async def test_episodes_are_stored_and_read_back_as_execute_responses(database_url: str) -> None:
+    engine = make_engine(database_url)
+    written = _response()
     try:
         await migrate(engine)
         async with engine.begin() as connection:
-            await connection.execute(insert(SessionRow).values(id="s", token_sha256="0", ip="-"))
-            await connection.execute(
-                insert(BattleRow).values(
-                    id="b", session_id="s", scene_id="table", model_a="m", model_b="n"
-                )
-            )
-            await connection.execute(
-                insert(TurnRow).values(
-                    id="t",
-                    battle_id="b",
-                    number=1,
-                    instruction="x",
-                    seed=1,
-                    max_steps=60,
-                    status="done",
-                )
-            )
-            await connection.execute(
-                insert(untyped).values(
-                    id="e1",
-                    side="a",
-                    data=written.model_dump(mode="json"),
-                    created_at=utcnow(),
-                    **common,
-                )
-            )
+            await _store_untyped(connection, written)
         db = session_factory(engine)
         async with db.begin() as s:
-            s.add(EpisodeRow(id="e2", side="b", data=written, **common))
+            s.add(EpisodeRow(id="e2", side="b", data=written, num_steps=2, **EPISODE))
         async with db() as s:
             query = select(EpisodeRow).options(undefer(EpisodeRow.data)).order_by(EpisodeRow.side)
             episodes = (await s.scalars(query)).all()
@@ -157,45 +158,13 @@ async def test_episodes_stored_before_get_their_task_kind_and_latency(database_u
             ]
         }
     )
-    common = {"turn_id": "t", "model_id": "m", "success": True, "num_steps": 5, "duration_ms": 1.0}
-    old_episodes = table(
-        "episodes",
-        *(column(name) for name in ("id", "side", *common)),
-        column("data", Document),
-        column("created_at"),
-    )
     try:
         async with engine.begin() as connection:
             await connection.run_sync(_upgrade, "0001")  # the schema before task kinds
-            await connection.execute(insert(SessionRow).values(id="s", token_sha256="0", ip="-"))
-            await connection.execute(
-                insert(BattleRow).values(
-                    id="b", session_id="s", scene_id="table", model_a="m", model_b="n"
-                )
-            )
-            await connection.execute(
-                insert(TurnRow).values(
-                    id="t",
-                    battle_id="b",
-                    number=1,
-                    instruction="x",
-                    seed=1,
-                    max_steps=60,
-                    status="done",
-                )
-            )
-            await connection.execute(
-                insert(old_episodes).values(
-                    id="e",
-                    side="a",
-                    data=written.model_dump(mode="json"),
-                    created_at=utcnow(),
-                    **common,
-                )
-            )
+            await _store_untyped(connection, written)
         await migrate(engine)
         async with session_factory(engine)() as s:
-            episode = await s.get(EpisodeRow, "e")
+            episode = await s.get(EpisodeRow, "e1")
         assert episode is not None
         assert (episode.task_kind, episode.inference_ms) == ("touch", 8.0)  # median of 4, 8, 30
     finally:
