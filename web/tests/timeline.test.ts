@@ -11,6 +11,7 @@ describe("Timeline", () => {
     expect(t.frame).toBe(2);
     t.seek(99);
     expect(t.frame).toBe(3);
+    expect(t.finished).toBe(false); // dragging to the end is not watching it
     t.seek(-1);
     expect(t.frame).toBe(0);
   });

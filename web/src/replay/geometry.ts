@@ -51,3 +51,24 @@ export function geomColor(
 
 /** MuJoCo geom types (mjtGeom) the replay draws. */
 export const GEOM = { plane: 0, sphere: 2, capsule: 3, ellipsoid: 4, cylinder: 5, box: 6, mesh: 7 } as const;
+
+/** MuJoCo's mjtObj value for cameras (mj_name2id / mj_id2name). */
+export const OBJ_CAMERA = 7;
+
+/**
+ * A MuJoCo camera's pose for three.js: its position, its orientation (cam_xmat, whose columns
+ * are the camera's axes in the world; both libraries' cameras look along −z with +y up) and its
+ * vertical field of view in degrees.
+ */
+export function cameraPose(
+  camXpos: ArrayLike<number>,
+  camXmat: ArrayLike<number>,
+  camFovy: ArrayLike<number>,
+  id: number,
+): { position: [number, number, number]; quaternion: [number, number, number, number]; fov: number } {
+  return {
+    position: [camXpos[3 * id], camXpos[3 * id + 1], camXpos[3 * id + 2]],
+    quaternion: matToQuaternion(camXmat, 9 * id),
+    fov: camFovy[id],
+  };
+}

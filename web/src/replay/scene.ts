@@ -3,7 +3,10 @@ import loadMujoco, { type MainModule, type MjData, type MjModel, type MjVFS } fr
 import * as THREE from "three";
 import { OrbitControls } from "three/examples/jsm/controls/OrbitControls.js";
 
-import { GEOM, geomColor, matToQuaternion, meshArrays } from "./geometry";
+import { cameraPose, GEOM, geomColor, matToQuaternion, meshArrays, OBJ_CAMERA } from "./geometry";
+
+/** How a replay is viewed: the free orbit view, or one of the model's named cameras. */
+export const FREE_VIEW = "free";
 
 let module: Promise<MainModule> | null = null;
 
@@ -51,7 +54,9 @@ const VISIBLE_GROUPS = new Set([0, 1, 2]); // MuJoCo's default: collision-only g
 export class ReplayView {
   private readonly renderer: THREE.WebGLRenderer;
   private readonly scene = new THREE.Scene();
-  private readonly camera: THREE.PerspectiveCamera;
+  private readonly camera: THREE.PerspectiveCamera; // the free orbit view
+  private readonly fixedCamera = new THREE.PerspectiveCamera(45, 1, 0.01, 20); // a MuJoCo camera's
+  private cameraId = -1; // the MuJoCo camera viewed from; -1: the free orbit view
   private readonly controls: OrbitControls;
   private readonly meshes: [number, THREE.Mesh][] = [];
   private disposed = false;
@@ -164,6 +169,7 @@ export class ReplayView {
     }
     this.data.qpos.set(qpos);
     this.mj.mj_forward(this.model, this.data);
+    this.placeFixedCamera();
     const xpos = this.data.geom_xpos;
     const xmat = this.data.geom_xmat;
     for (const [g, mesh] of this.meshes) {
@@ -173,16 +179,53 @@ export class ReplayView {
     this.render();
   }
 
+  /** The model's named cameras (e.g. "front" in the world, "wrist" on the hand). */
+  cameraNames(): string[] {
+    return Array.from({ length: this.model.ncam }, (_, k) => this.mj.mj_id2name(this.model, OBJ_CAMERA, k))
+      .filter((name) => name !== "");
+  }
+
+  /** View from a named MuJoCo camera, or from the free orbit view (`FREE_VIEW`). */
+  setCamera(name: string): void {
+    if (this.disposed) return;
+    if (name === FREE_VIEW) {
+      this.cameraId = -1;
+    } else {
+      const id = this.mj.mj_name2id(this.model, OBJ_CAMERA, name);
+      if (id < 0) throw new Error(`the scene has no camera named ${name}; it has ${this.cameraNames().join(", ")}`);
+      this.cameraId = id;
+    }
+    this.controls.enabled = this.cameraId < 0; // a MuJoCo camera moves with the state, not the mouse
+    this.placeFixedCamera();
+    this.render();
+  }
+
+  /** Put the fixed camera where the MuJoCo camera is in the current state (after mj_forward). */
+  private placeFixedCamera(): void {
+    if (this.cameraId < 0) return;
+    const pose = cameraPose(this.data.cam_xpos, this.data.cam_xmat, this.model.cam_fovy, this.cameraId);
+    this.fixedCamera.position.set(...pose.position);
+    this.fixedCamera.quaternion.set(...pose.quaternion);
+    if (this.fixedCamera.fov !== pose.fov) {
+      this.fixedCamera.fov = pose.fov;
+      this.fixedCamera.updateProjectionMatrix();
+    }
+  }
+
   render(): void {
     if (this.disposed) return;
     const { clientWidth: w, clientHeight: h } = this.canvas;
     const ratio = this.renderer.getPixelRatio();
     if (this.canvas.width !== Math.floor(w * ratio) || this.canvas.height !== Math.floor(h * ratio)) {
       this.renderer.setSize(w, h, false);
-      this.camera.aspect = w / Math.max(h, 1);
-      this.camera.updateProjectionMatrix();
     }
-    this.renderer.render(this.scene, this.camera);
+    const camera = this.cameraId < 0 ? this.camera : this.fixedCamera;
+    const aspect = w / Math.max(h, 1);
+    if (camera.aspect !== aspect) {
+      camera.aspect = aspect;
+      camera.updateProjectionMatrix();
+    }
+    this.renderer.render(this.scene, camera);
   }
 
   onCameraChange(listener: () => void): void {

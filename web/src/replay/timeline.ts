@@ -5,7 +5,7 @@ export class Timeline {
   private position = 0; // simulated seconds since the first frame
   playing = false;
   speed = 1;
-  /** True once playback has reached the last frame at least once. */
+  /** True once playback (not a seek) has reached the last frame at least once. */
   finished = false;
 
   constructor(times: number[]) {
@@ -42,10 +42,9 @@ export class Timeline {
     this.playing = false;
   }
 
-  /** Jump to a time in seconds, clamped to the recording. */
+  /** Jump to a time in seconds, clamped to the recording (it does not count as watched). */
   seek(seconds: number): void {
     this.position = Math.min(Math.max(seconds, 0), this.duration);
-    if (this.position >= this.duration) this.finished = true;
   }
 
   /** Advance by wall-clock seconds (scaled by speed); stops at the end. */
