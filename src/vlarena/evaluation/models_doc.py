@@ -20,13 +20,16 @@ from vlarena.evaluation.report import TaskSummary
 from vlarena.policies.checkpoint import CARD_FILE
 from vlarena.policies.shipped import SHIPPED, shipped_checkpoint
 
-# The loss plot of each stage `make ship` runs: (run directory under RUNS, image under docs/img).
+# The loss plot of each stage `make ship` may run: (run directory under RUNS, image under
+# docs/img, caption); those whose run is there are shown.
 LOSS_PLOTS = (
-    ("flow/pretrain", "flow-pretrain-loss.png"),
-    ("flow/full", "flow-loss.png"),
-    ("dagger1/full", "flow-dagger1-loss.png"),
-    ("dagger2/full", "flow-dagger2-loss.png"),
-    ("ar/expert", "ar-head-loss.png"),
+    ("flow/pretrain", "flow-pretrain-loss.png", "flow model, grounding pretraining"),
+    ("flow/full", "flow-loss.png", "flow model, full stage"),
+    *(
+        (f"dagger{r}/full", f"flow-dagger{r}-loss.png", f"flow model, DAgger round {r}")
+        for r in range(1, 4)
+    ),
+    ("ar/expert", "ar-head-loss.png", "AR head"),
 )
 
 # The competence the shipped models are held to: success per task, and correct target overall.
@@ -175,9 +178,11 @@ def write(runs: Path, docs: Path) -> str:
     img = docs / "img"
     img.mkdir(parents=True, exist_ok=True)
     plot(results, img / "shipped-success.png")
-    for stage, name in LOSS_PLOTS:
+    plots = []
+    for stage, name, caption in LOSS_PLOTS:
         if (runs / stage / "loss.png").exists():
             shutil.copy(runs / stage / "loss.png", img / name)
+            plots.append(f"![{caption}: loss](img/{name})")
     times = runs / "times.txt"
     lines = times.read_text(encoding="utf-8").splitlines() if times.exists() else []
     stage_times = [line.split() for line in lines if line.strip()]
@@ -215,6 +220,8 @@ def write(runs: Path, docs: Path) -> str:
         total=f"{total_s / 60:.1f}",
         table="\n".join(table + targets),
         verdicts="\n".join(verdicts(results)),
+        plots="\n".join(plots),
+        rounds=len(list(runs.glob("dagger*/full"))),
     )
     (docs / "models.md").write_text(text, encoding="utf-8")
     return text
@@ -235,7 +242,7 @@ and the execution service serve them by default. How they are built and why:
 Both read the front and wrist cameras at 64x64 through a FiLM CNN conditioned on the
 instruction's words, with the 9 joint positions and velocities, and return 8-action chunks
 (7 joint targets + gripper, predicted relative to the current joints) at 10 Hz. The flow model
-learns from the scripted expert's demonstrations, then in two DAgger rounds from the expert
+learns from the scripted expert's demonstrations, then in {rounds} DAgger rounds from the expert
 taking over from the states the model itself reached (`vlarena dagger`). The AR model shares
 the final flow model's trunk and has its own token head, decoded one chunk step at a time,
 trained on all of that data.
@@ -247,11 +254,7 @@ trained on all of that data.
 {times}
 | **total** | **{total} min** |
 
-![flow model, grounding pretraining: loss](img/flow-pretrain-loss.png)
-![flow model, full stage: loss](img/flow-loss.png)
-![flow model, DAgger round 1: loss](img/flow-dagger1-loss.png)
-![flow model, DAgger round 2: loss](img/flow-dagger2-loss.png)
-![AR head: loss](img/ar-head-loss.png)
+{plots}
 
 ## Scores
 
