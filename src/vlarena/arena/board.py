@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from vlarena.arena.ranking import Leaderboard, Vote, leaderboard, online_elo
+from vlarena.arena.ranking import Leaderboard, PairCounts, Vote, leaderboard, online_elo
 from vlarena.arena.schemas import Interval, LeaderboardOut, MatrixOut, RatingOut
 from vlarena.arena.storage import results
 from vlarena.arena.storage.database import DbSession
@@ -204,19 +204,19 @@ def agreement(
 
 
 def matrix(models: list[str], votes: list[Vote]) -> MatrixOut:
-    """Battles and win rates (ties count half) of each row model against each column model."""
-    index = {m: k for k, m in enumerate(models)}
-    battles = np.zeros((len(models), len(models)), dtype=np.int64)
-    score = np.zeros((len(models), len(models)))
-    for vote in votes:
-        a, b = index[vote.model_a], index[vote.model_b]
-        battles[a, b] += 1
-        battles[b, a] += 1
-        won_a = {"a": 1.0, "b": 0.0}.get(vote.choice, 0.5)
-        score[a, b] += won_a
-        score[b, a] += 1.0 - won_a
-    rate = [
-        [float(score[i, j] / battles[i, j]) if battles[i, j] else None for j in range(len(models))]
-        for i in range(len(models))
-    ]
-    return MatrixOut(models=models, battles=battles.tolist(), win_rate=rate)
+    """Battles and win rates (ties count half) of each row model against each column model,
+    from the votes per pair the fit counts (`PairCounts`)."""
+    pairs = PairCounts.from_votes(votes)
+    at = np.array([models.index(m) for m in pairs.models], dtype=np.intp)
+    i, j = at[pairs.i], at[pairs.j]
+    won_i, won_j, tie = pairs.counts.T
+    battles = np.zeros((len(models), len(models)))
+    score = np.zeros_like(battles)
+    battles[i, j] = battles[j, i] = won_i + won_j + tie
+    score[i, j], score[j, i] = won_i + tie / 2, won_j + tie / 2
+    rate = np.divide(score, battles, out=np.full_like(score, np.nan), where=battles > 0)
+    return MatrixOut(
+        models=models,
+        battles=battles.astype(int).tolist(),
+        win_rate=[[None if np.isnan(r) else float(r) for r in row] for row in rate],
+    )

@@ -55,14 +55,21 @@ def read_section(directory: Path, filename: str, codec: JsonCodec[T]) -> T:
     path = directory / filename
     if not path.is_file():
         raise CheckpointError(f"checkpoint file missing: {path}")
+    raw = _small_file(path)
+    try:
+        return codec.loads(raw)
+    except ConfigError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+
+
+def _small_file(path: Path) -> bytes:
+    """A checkpoint's JSON file, read whole (CheckpointError if too large or unreadable)."""
     try:
         if path.stat().st_size > MAX_JSON_BYTES:
             raise CheckpointError(f"{path} is larger than {MAX_JSON_BYTES} bytes")
-        return codec.loads(path.read_bytes())
+        return path.read_bytes()
     except OSError as exc:
         raise CheckpointError(f"cannot read {path}: {exc}") from None
-    except ConfigError as exc:
-        raise CheckpointError(f"{path}: {exc}") from None
 
 
 def read_metadata(directory: Path) -> CheckpointMeta:
@@ -85,10 +92,8 @@ def read_card(directory: Path, meta: CheckpointMeta) -> str:
     path = directory / CARD_FILE
     if path.is_file():
         try:
-            if path.stat().st_size > MAX_JSON_BYTES:
-                raise CheckpointError(f"{path} is larger than {MAX_JSON_BYTES} bytes")
-            extra = json.loads(path.read_bytes())
-        except (OSError, ValueError) as exc:
+            extra = json.loads(_small_file(path))
+        except ValueError as exc:
             raise CheckpointError(f"cannot read {path}: {exc}") from None
         if not isinstance(extra, dict):
             raise CheckpointError(f"{path} must hold a JSON object")
