@@ -226,12 +226,15 @@ def _serve_http(asgi: "FastAPI", host: str, port: int) -> None:
 
 @app.command()
 def execute() -> None:
-    """Start the execution service (POST /execute), configured by VLA_EXEC_* variables."""
+    """Start the execution service (POST /execute), configured by VLA_EXEC_* variables; with
+    VLA_QUEUE_URL it is also an execution worker of the arena's turn queue."""
+    from vlarena.broker import QueueSettings
     from vlarena.execution.app import create_app
     from vlarena.execution.settings import ExecutionSettings
 
     settings = load_settings(ExecutionSettings, "VLA_EXEC_")
-    _serve_http(create_app(settings), settings.host, settings.port)
+    queue = load_settings(QueueSettings, "VLA_QUEUE_")
+    _serve_http(create_app(settings, queue), settings.host, settings.port)
 
 
 @app.command()
@@ -240,9 +243,11 @@ def arena() -> None:
     and the execution service's VLA_SERVER_URL / VLA_REQUEST_TIMEOUT."""
     from vlarena.arena.app import create_app
     from vlarena.arena.settings import ArenaSettings
+    from vlarena.broker import QueueSettings
 
     settings = load_settings(ArenaSettings, "VLA_ARENA_")
-    _serve_http(create_app(settings), settings.host, settings.port)
+    queue = load_settings(QueueSettings, "VLA_QUEUE_")
+    _serve_http(create_app(settings, queue), settings.host, settings.port)
 
 
 @app.command()

@@ -209,6 +209,13 @@ class BusyError(RetryLaterError):
     default_retry_after_s = 10.0
 
 
+class QueueUnavailableError(RetryLaterError):
+    """The durable turn queue (the broker) cannot be reached."""
+
+    wire = Wire("queue_unavailable", "UNAVAILABLE", 503)
+    default_retry_after_s = 5.0
+
+
 def remote_failure(exc: VLArenaError, peer: str) -> VLArenaError:
     """A remote policy's failure as its caller sees it: request errors and retryable ones keep
     their kind; anything else is the policy's PolicyOutputError, naming the peer (`peer`)."""
@@ -239,6 +246,7 @@ CATALOGUE: tuple[type[VLArenaError], ...] = (
     RateLimitedError,
     ExecutionUnavailableError,
     BusyError,
+    QueueUnavailableError,
     RetryLaterError,
     VLArenaError,
 )

@@ -1,9 +1,6 @@
 """A real execution service and a real arena on loopback, on SQLite and on PostgreSQL."""
 
 import asyncio
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -21,7 +18,7 @@ from vlarena.arena.storage.database import make_engine
 from vlarena.arena.storage.tables import BattleRow
 from vlarena.execution.app import create_app as create_execution
 from vlarena.execution.settings import ExecutionSettings
-from vlarena.testing import scratch_postgres, wait_for_http
+from vlarena.testing import ServiceProcess, scratch_postgres
 
 T = TypeVar("T")
 MODELS = ("scripted-expert", "vla-flow-tiny-random", "vla-ar-tiny-random")
@@ -118,37 +115,11 @@ def wait_turns(client: httpx.Client, battle_id: str, timeout_s: float = 60) -> d
         time.sleep(0.05)
 
 
-class ExecutionProcess:
-    """`vlarena execute` in its own process, so a test can kill it hard and start it again."""
-
-    def __init__(self, port: int, **env: str) -> None:
-        self.port = port
-        self.env = {
-            **os.environ,
-            "VLA_EXEC_PORT": str(port),
-            "VLA_EXEC_SHIPPED_MODELS": "false",
-            **env,
-        }
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "vlarena", "execute"],
-            env=self.env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        wait_for_http(f"{self.url}/health", self.process)
-
-    def kill(self) -> None:
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait(timeout=10)
-            self.process = None
+def execution_process(port: int, **env: str) -> ServiceProcess:
+    """`vlarena execute` on `port`, without the shipped checkpoints."""
+    return ServiceProcess(
+        "execute", port, "/health", VLA_EXEC_PORT=str(port), VLA_EXEC_SHIPPED_MODELS="false", **env
+    )
 
 
 def in_database(database_url: str, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:

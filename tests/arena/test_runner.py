@@ -9,7 +9,7 @@ import pytest
 from tests.arena.conftest import arena_settings
 from vlarena.arena.client import ExecutionClient
 from vlarena.arena.storage.database import make_engine, session_factory
-from vlarena.arena.usecases.runner import TurnRunner
+from vlarena.arena.usecases.runner import LocalRunner
 from vlarena.arena.views import hidden
 from vlarena.errors import ExecutionFailedError, InvalidRequestError
 from vlarena.execution.schemas import ExecuteRequest, ExecuteResponse
@@ -29,7 +29,7 @@ class Refusing:
 async def test_a_refusal_at_run_time_is_a_generic_failure(tmp_path: Path) -> None:
     settings = arena_settings(f"sqlite+aiosqlite:///{tmp_path / 'arena.db'}", "http://x")
     engine = make_engine(settings.database_url)
-    runner = TurnRunner(settings, session_factory(engine), cast(ExecutionClient, Refusing()))
+    runner = LocalRunner(settings, session_factory(engine), cast(ExecutionClient, Refusing()))
     request = ExecuteRequest(
         model_id="vla-b", robot_id="franka", scene_id="table", instruction="touch the red cube"
     )

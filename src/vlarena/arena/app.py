@@ -13,19 +13,23 @@ from vlarena.arena.deps import Arena
 from vlarena.arena.routes import ROUTERS
 from vlarena.arena.settings import ArenaSettings
 from vlarena.arena.storage.database import migrate
+from vlarena.broker import QueueSettings
 from vlarena.httpjson import install_error_handlers, install_middleware
 
 MAX_BODY_BYTES = 16 * 1024  # the largest body is an instruction of at most 500 characters
 
 
-def create_app(settings: ArenaSettings | None = None) -> FastAPI:
-    """The arena backend, ready for uvicorn; migrates the database at start-up."""
-    arena = Arena.build(settings or ArenaSettings())
+def create_app(
+    settings: ArenaSettings | None = None, queue: QueueSettings | None = None
+) -> FastAPI:
+    """The arena backend, ready for uvicorn; migrates the database at start-up. Turns run in
+    this process, or on execution workers behind the broker at `queue.url`."""
+    arena = Arena.build(settings or ArenaSettings(), queue)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await migrate(arena.engine)
-        await arena.runner.recover()
+        await arena.runner.start()
         yield
         await arena.close()
 

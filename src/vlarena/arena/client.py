@@ -1,6 +1,8 @@
 """The arena's HTTP client to the execution service: timeouts, retries with jittered
-exponential backoff on transient failures, and a circuit breaker, so the arena degrades
-cleanly when the execution service is slow or down.
+exponential backoff on transient failures, and a circuit breaker per service, so the arena
+degrades cleanly when the execution service is slow or down. With several services
+(VLA_SERVER_URL=URL,URL,...) calls go round robin, skipping any whose breaker is open; a retry
+goes to the next one, and an episode is polled where it started.
 
 Error answers are decoded with the error catalogue (the service's JSON `ErrorBody`, else its
 bare HTTP status); then a retryable error is retried and, once the attempts run out, becomes
@@ -9,9 +11,11 @@ as it is; anything else becomes ExecutionFailedError.
 """
 
 import asyncio
+import itertools
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
@@ -50,23 +54,44 @@ class _TransientError(Exception):
         self.retry_after_s = retry_after_s  # the service's own hint, if it gave one
 
 
+@dataclass(frozen=True, eq=False)
+class Target:
+    """One execution service and its circuit breaker."""
+
+    url: str
+    breaker: CircuitBreaker
+
+
 class ExecutionClient:
-    """Calls the execution service; every failure ends as one of three domain errors."""
+    """Calls the execution services; every failure ends as one of three domain errors."""
 
     def __init__(
         self, settings: ArenaSettings, transport: httpx.AsyncBaseTransport | None = None
     ) -> None:
         self.settings = settings
-        self.breaker = CircuitBreaker(settings.breaker_failures, settings.breaker_reset_s)
+        self.targets = [
+            Target(url, CircuitBreaker(settings.breaker_failures, settings.breaker_reset_s))
+            for url in settings.server_urls
+        ]
+        self._turn = itertools.count()
         self._http = httpx.AsyncClient(
-            base_url=settings.server_url,
-            timeout=httpx.Timeout(settings.request_timeout_s, connect=5.0),
-            transport=transport,
+            timeout=httpx.Timeout(settings.request_timeout_s, connect=5.0), transport=transport
         )
         self._models: tuple[float, list[str]] | None = None
         self._scenes: list[dict[str, Any]] | None = None
         self._cards: dict[str, tuple[float, ModelCard | None]] = {}  # model → (asked at, card)
         self._files: dict[str, bytes] = {}
+
+    @property
+    def breaker(self) -> CircuitBreaker:
+        """The first service's breaker (the only one, unless several are configured)."""
+        return self.targets[0].breaker
+
+    def _pick(self) -> Target:
+        """The next service in turn whose breaker is not open (else simply the next)."""
+        start = next(self._turn)
+        ring = [self.targets[(start + i) % len(self.targets)] for i in range(len(self.targets))]
+        return next((t for t in ring if t.breaker.state != "open"), ring[0])
 
     async def models(self) -> list[str]:
         """Model ids the service runs (cached for a while)."""
@@ -91,7 +116,8 @@ class ExecutionClient:
 
     async def _fetch_card(self, model_id: str) -> ModelCard | None:
         try:
-            response = await self._http.get(f"/models/{quote(model_id, safe='')}/card")
+            target = self._pick()
+            response = await self._http.get(f"{target.url}/models/{quote(model_id, safe='')}/card")
             if response.is_error:
                 raise _decoded(response)
             return ModelCard.model_validate(response.json())
@@ -120,11 +146,13 @@ class ExecutionClient:
         self, request: ExecuteRequest, on_progress: Callable[[int], None] | None = None
     ) -> ExecuteResponse:
         """Run one episode: start it (POST /episodes), then poll it, reporting steps done."""
-        started = await self._call("POST", "/episodes", request.model_dump(mode="json"))
+        target, started = await self._call_on(
+            None, "POST", "/episodes", request.model_dump(mode="json")
+        )
         deadline = time.monotonic() + self.settings.request_timeout_s
         while True:
             try:
-                status = await self._call("GET", str(started["status_url"]))
+                _, status = await self._call_on(target, "GET", str(started["status_url"]))
             except UnknownNameError:  # the service restarted and forgot the episode
                 raise ExecutionUnavailableError(
                     "the execution service lost the episode (it restarted?)",
@@ -154,6 +182,17 @@ class ExecutionClient:
     async def _call(
         self, method: str, path: str, body: dict[str, Any] | None = None, raw: bool = False
     ) -> Any:
+        return (await self._call_on(None, method, path, body, raw))[1]
+
+    async def _call_on(
+        self,
+        pinned: Target | None,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        raw: bool = False,
+    ) -> tuple[Target, Any]:
+        """A call to `pinned`, else to the services in turn; returns the one that answered."""
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.settings.retry_attempts),
             # initial · 2^n plus up to `initial` of jitter, at most retry_max_s
@@ -168,20 +207,24 @@ class ExecutionClient:
         try:
             async for attempt in retrying:
                 with attempt:
-                    return await self._once(method, path, body, raw)
+                    target = pinned or self._pick()
+                    return target, await self._once(target, method, path, body, raw)
         except _TransientError as exc:
-            wait = max(self.breaker.retry_after_s(), self.settings.retry_max_s, exc.retry_after_s)
+            soonest = min(t.breaker.retry_after_s() for t in self.targets)
+            wait = max(soonest, self.settings.retry_max_s, exc.retry_after_s)
             raise ExecutionUnavailableError(
                 f"the execution service is unavailable: {exc}", retry_after_s=wait
             ) from None
         raise AssertionError("unreachable: tenacity either returns or raises")
 
-    async def _once(self, method: str, path: str, body: dict[str, Any] | None, raw: bool) -> Any:
-        probe = self.breaker.before_call()
+    async def _once(
+        self, target: Target, method: str, path: str, body: dict[str, Any] | None, raw: bool
+    ) -> Any:
+        probe = target.breaker.before_call()
         ok = False
         try:
             try:
-                response = await self._http.request(method, path, json=body)
+                response = await self._http.request(method, f"{target.url}{path}", json=body)
             except httpx.TimeoutException as exc:
                 if isinstance(exc, httpx.ConnectTimeout):
                     raise _TransientError(f"connect timeout ({exc})") from None
@@ -208,7 +251,7 @@ class ExecutionClient:
             except ValueError:
                 raise ExecutionFailedError("the execution service answered with no JSON") from None
         finally:
-            self.breaker.record(ok, probe)
+            target.breaker.record(ok, probe)
 
 
 def _decoded(response: httpx.Response) -> VLArenaError:

@@ -13,13 +13,15 @@ from vlarena.arena.ratelimit import RateLimiter
 from vlarena.arena.settings import ArenaSettings
 from vlarena.arena.storage.database import DbSession, make_engine, session_factory
 from vlarena.arena.usecases.battles import Battles
+from vlarena.arena.usecases.brokered import BrokeredRunner
 from vlarena.arena.usecases.cards import Cards
-from vlarena.arena.usecases.runner import TurnRunner
+from vlarena.arena.usecases.runner import LocalRunner, TurnRunner
 from vlarena.arena.usecases.scenes import Scenes
 from vlarena.arena.usecases.sessions import Sessions
 from vlarena.arena.usecases.turns import Turns
 from vlarena.arena.usecases.votes import Votes
 from vlarena.arena.views import Views
+from vlarena.broker import QueueSettings
 from vlarena.httpjson import ErrorBody
 
 # The error statuses the API documents (each with the JSON error body).
@@ -46,7 +48,7 @@ class Arena:
     cards: Cards
 
     @classmethod
-    def build(cls, settings: ArenaSettings) -> "Arena":
+    def build(cls, settings: ArenaSettings, queue: QueueSettings | None = None) -> "Arena":
         engine = make_engine(settings.database_url)
         db = session_factory(engine)
         client = ExecutionClient(settings)
@@ -58,7 +60,11 @@ class Arena:
         }
         limiter = RateLimiter(settings.rate_limit_storage, rates)
         rng = random.Random(settings.seed)  # one stream: model draws and turn seeds
-        runner = TurnRunner(settings, db, client)
+        runner: TurnRunner = (
+            BrokeredRunner(settings, queue, db)
+            if queue is not None and queue.url
+            else LocalRunner(settings, db, client)
+        )
         views = Views(settings.max_turns_per_battle, runner)
         shared = (settings, db, client, limiter, views, rng)
         board = Board(

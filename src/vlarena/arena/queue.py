@@ -26,6 +26,8 @@ class TurnQueue:
         self._reserved = 0
         self._tasks: set[asyncio.Task[None]] = set()
 
+    state = "local"  # where turns wait: this process
+
     @property
     def counts(self) -> dict[str, int]:
         return {"running": self._running, "queued": len(self._waiting)}

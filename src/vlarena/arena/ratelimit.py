@@ -1,5 +1,10 @@
-"""Rate limits per session and per client IP (moving windows; in memory or in Redis)."""
+"""Rate limits per session and per client IP (moving windows; in memory or in Redis).
 
+Limits kept in Redis are shared by every arena process. While that Redis cannot be reached,
+each process limits on its own (in memory) rather than failing every request.
+"""
+
+import logging
 import time
 
 from limits import RateLimitItem, parse
@@ -8,20 +13,41 @@ from limits.storage import storage_from_string
 
 from vlarena.errors import RateLimitedError
 
+log = logging.getLogger(__name__)
+MEMORY = "async+memory://"
+
 
 class RateLimiter:
     """Named limits (e.g. "vote": "30/minute"), each applied to every key it is given."""
 
     def __init__(self, storage_url: str, rates: dict[str, str]) -> None:
         self._limiter = MovingWindowRateLimiter(storage_from_string(storage_url))
+        self._fallback = (
+            None
+            if storage_url.startswith(MEMORY)
+            else MovingWindowRateLimiter(storage_from_string(MEMORY))
+        )
         self._items: dict[str, RateLimitItem] = {name: parse(rate) for name, rate in rates.items()}
 
     async def hit(self, name: str, *keys: str) -> None:
         """Count one request against `name` for each key; RateLimitedError if any is spent."""
+        try:
+            await self._hit(self._limiter, name, keys)
+        except RateLimitedError:
+            raise
+        except Exception as exc:  # the storage's own errors (its client's connection errors)
+            if self._fallback is None:
+                raise
+            log.warning("shared rate-limit storage unavailable (%s); limiting in-process", exc)
+            await self._hit(self._fallback, name, keys)
+
+    async def _hit(
+        self, limiter: MovingWindowRateLimiter, name: str, keys: tuple[str, ...]
+    ) -> None:
         item = self._items[name]
         for key in keys:
-            if not await self._limiter.hit(item, name, key):
-                stats = await self._limiter.get_window_stats(item, name, key)
+            if not await limiter.hit(item, name, key):
+                stats = await limiter.get_window_stats(item, name, key)
                 raise RateLimitedError(
                     f"too many {name} requests: the limit is {item}",
                     retry_after_s=max(1.0, stats.reset_time - time.time()),

@@ -29,7 +29,7 @@ class ArenaSettings(BaseSettings):
     port: int = Field(8000, ge=0, le=65535)
     trusted_proxies: TrustedProxies = ""  # IPs/CIDRs whose X-Forwarded-For is believed
     database_url: str = "sqlite+aiosqlite:///arena.db"  # or postgresql+asyncpg://user@host/db
-    # The execution service (its contract's variable names).
+    # The execution service (its contract's variable names); several: comma-separated URLs.
     server_url: str = Field(
         "http://127.0.0.1:8001", validation_alias=AliasChoices("VLA_SERVER_URL", "server_url")
     )
@@ -85,7 +85,15 @@ class ArenaSettings(BaseSettings):
             raise ValueError("VLA_ARENA_RETRY_INITIAL_S exceeds VLA_ARENA_RETRY_MAX_S")
         if not self.scene_ids:
             raise ValueError("VLA_ARENA_SCENES names no scene")
+        if not self.server_urls or not all(
+            u.startswith(("http://", "https://")) for u in self.server_urls
+        ):
+            raise ValueError("VLA_SERVER_URL must be one or more comma-separated http(s) URLs")
         return self
+
+    @property
+    def server_urls(self) -> tuple[str, ...]:
+        return tuple(url.rstrip("/") for url in _names(self.server_url))
 
     @property
     def model_ids(self) -> tuple[str, ...]:

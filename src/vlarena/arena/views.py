@@ -7,9 +7,11 @@ through `hidden`, so neither a detail nor a list of valid names tells the sides 
 import logging
 import re
 from collections.abc import Awaitable
+from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 from vlarena.arena.schemas import BattleOut, BattleStatus, EpisodeOut, Replay, TurnOut
+from vlarena.arena.storage.crud import ACTIVE
 from vlarena.arena.storage.tables import BattleRow, EpisodeRow, TurnRow, aware
 from vlarena.errors import (
     ExecutionFailedError,
@@ -25,12 +27,18 @@ REVEALED = ("metadata", "timing", "task", "duration_ms")  # of an episode, after
 T = TypeVar("T")
 
 
+@dataclass(frozen=True)
+class Live:
+    """What the queue knows of an active turn beyond its row."""
+
+    position: int | None = None  # 1 for the next turn to run; None unless it waits
+    steps_done: int | None = None  # steps both episodes have done; None unless it runs
+
+
 class LiveTurns(Protocol):
-    """What only the running process knows of a turn: its queue place and its progress."""
+    """What the turn queue knows of a turn: its place and its progress."""
 
-    def position(self, turn_id: str) -> int | None: ...
-
-    def steps_done(self, turn_id: str) -> int | None: ...
+    def live(self, turn_id: str) -> Live: ...
 
 
 class Views:
@@ -60,6 +68,7 @@ class Views:
 
     def turn(self, battle: BattleRow, turn: TurnRow, revealed: bool) -> TurnOut:
         base = f"/api/battles/{battle.id}/turns/{turn.number}/episodes"
+        live = self.live.live(turn.id) if turn.status in ACTIVE else Live()
         episodes = [
             EpisodeOut(
                 side=e.side,
@@ -75,10 +84,13 @@ class Views:
             instruction=turn.instruction,
             seed=turn.seed,
             max_steps=turn.max_steps,
-            status=turn.status,
+            # A worker behind the broker runs a turn whose row still says queued.
+            status="running"
+            if live.steps_done is not None and turn.status == "queued"
+            else turn.status,
             task=turn.task_kind,
-            queue_position=self.live.position(turn.id),
-            steps_done=self.live.steps_done(turn.id),
+            queue_position=live.position,
+            steps_done=live.steps_done,
             error=ErrorBody.model_validate(turn.error) if turn.error else None,
             episodes=episodes,
             created_at=aware(turn.created_at),

@@ -13,12 +13,16 @@ router = APIRouter(prefix="/api", tags=["health"])
 
 @router.get("/health")
 async def health(services: Services) -> dict[str, Any]:
-    """Liveness, the execution service's breaker, and the turn queue."""
-    breaker = services.client.breaker
+    """Liveness, the execution services' breakers, and the turn queue."""
+    targets = services.client.targets
     return {
         "status": "ok",
         "version": __version__,
-        "execution": {"breaker": breaker.state, "breaker_opened": breaker.opened_count},
+        "execution": [
+            {"url": t.url, "breaker": t.breaker.state, "breaker_opened": t.breaker.opened_count}
+            for t in targets
+        ],
         "turns": services.runner.queue.counts,
+        "turn_queue": services.runner.queue.state,
         "export_kinds": list(EXPORT_KINDS),
     }

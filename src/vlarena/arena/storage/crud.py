@@ -5,10 +5,11 @@ Writers take the session of a transaction (`db.begin()`) and leave committing to
 
 import statistics
 import uuid
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.orm import undefer
+from sqlalchemy.orm import joinedload, noload, undefer
 
 from vlarena.arena.schemas import VoteCreate
 from vlarena.arena.storage.database import DbSession
@@ -116,6 +117,29 @@ async def finish_turns(
     status = "failed" if error is not None else "done"
     result = await s.execute(query.values(status=status, error=error, finished_at=utcnow()))
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def lock_turn(s: DbSession, turn_id: str) -> TurnRow | None:
+    """A turn with its battle, its row locked for the transaction as `get_battle` locks a
+    battle (None: no such turn)."""
+    await s.execute(update(TurnRow).where(TurnRow.id == turn_id).values(id=TurnRow.id))
+    query = (
+        select(TurnRow)
+        .where(TurnRow.id == turn_id)
+        .options(joinedload(TurnRow.battle).noload("*"), noload(TurnRow.episodes))
+    )
+    return (await s.execute(query)).unique().scalar_one_or_none()
+
+
+async def active_turns(s: DbSession, created_before: datetime) -> list[TurnRow]:
+    """Turns with work to do, added before a moment, oldest first, with their battles."""
+    query = (
+        select(TurnRow)
+        .where(TurnRow.status.in_(ACTIVE), TurnRow.created_at < created_before)
+        .options(joinedload(TurnRow.battle).noload("*"), noload(TurnRow.episodes))
+        .order_by(TurnRow.created_at)
+    )
+    return list((await s.execute(query)).unique().scalars())
 
 
 # Episodes and votes ---------------------------------------------------------------------

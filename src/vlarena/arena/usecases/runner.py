@@ -1,9 +1,12 @@
-"""Running stored turns: both episodes at once in the turn queue, each stored as it arrives."""
+"""Running stored turns. `TurnRunner` is the seam: `LocalRunner` runs both episodes of a turn
+in this process's queue, storing each as it arrives; `BrokeredRunner`
+(`arena.usecases.brokered`) hands turns to execution workers through a durable queue."""
 
 import asyncio
 import logging
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
@@ -12,7 +15,8 @@ from vlarena.arena.queue import TurnQueue
 from vlarena.arena.settings import ArenaSettings
 from vlarena.arena.storage import crud
 from vlarena.arena.storage.database import DbSession
-from vlarena.arena.views import hidden
+from vlarena.arena.storage.tables import BattleRow
+from vlarena.arena.views import Live, hidden
 from vlarena.errors import ExecutionFailedError, InvalidRequestError, UnknownNameError, VLArenaError
 from vlarena.execution.schemas import ExecuteRequest
 from vlarena.httpjson import ErrorBody
@@ -24,6 +28,9 @@ STOPPED = ErrorBody(error="interrupted", detail="the arena stopped before the tu
 RESTARTED = ErrorBody(error="interrupted", detail="the arena restarted before the turn finished")
 
 
+ROBOT = "franka"
+
+
 @dataclass(frozen=True)
 class Episodes:
     """What a turn runs: the battle's two models, each on its request (same seed and scene)."""
@@ -32,9 +39,68 @@ class Episodes:
     seed: int
     requests: tuple[ExecuteRequest, ExecuteRequest]
 
+    @classmethod
+    def of(cls, battle: BattleRow, instruction: str, seed: int, max_steps: int) -> "Episodes":
+        """Both sides' requests: same scene, instruction, seed and step budget."""
+        models = (battle.model_a, battle.model_b)
+        a, b = (
+            ExecuteRequest(
+                model_id=model,
+                robot_id=ROBOT,
+                scene_id=battle.scene_id,
+                instruction=instruction,
+                seed=seed,
+                max_steps=max_steps,
+            )
+            for model in models
+        )
+        return cls(models, seed, (a, b))
 
-class TurnRunner:
-    """The turn queue's work, and what only this process knows of a turn (place, progress)."""
+
+class Places(Protocol):
+    """Room for turns: refused early when full, reserved before a turn is stored."""
+
+    @property
+    def state(self) -> str:
+        """ "local", or whether the broker is "up" or "down"."""
+        ...
+
+    @property
+    def counts(self) -> dict[str, int]: ...
+
+    def check_room(self) -> None: ...
+
+    def reserve(self) -> None: ...
+
+    def release(self) -> None: ...
+
+
+class TurnRunner(ABC):
+    """Where stored turns wait and run; `queue` holds their places."""
+
+    queue: Places
+
+    @abstractmethod
+    def live(self, turn_id: str) -> Live:
+        """A turn's queue place or progress."""
+
+    @abstractmethod
+    async def submit(self, turn_id: str, episodes: Episodes) -> None:
+        """Run a stored turn in the place reserved for it (`queue.reserve()`)."""
+
+    @abstractmethod
+    async def start(self) -> None:
+        """Take up (or settle) the turns a previous process left active."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Stop running turns; what is stored stays stored."""
+
+
+class LocalRunner(TurnRunner):
+    """Turns run in this process's queue (the embedded default: one arena process)."""
+
+    queue: TurnQueue
 
     def __init__(
         self, settings: ArenaSettings, db: async_sessionmaker[DbSession], client: ExecutionClient
@@ -44,24 +110,21 @@ class TurnRunner:
         self.queue = TurnQueue(settings.max_running_turns, settings.max_queued_turns, self._crashed)
         self._progress: dict[str, dict[str, int]] = {}  # running turn → steps done per side
 
-    def position(self, turn_id: str) -> int | None:
-        return self.queue.position(turn_id)
-
-    def steps_done(self, turn_id: str) -> int | None:
-        """Steps both episodes of a running turn have done (None: not running)."""
+    def live(self, turn_id: str) -> Live:
         steps = self._progress.get(turn_id)
-        return None if steps is None else min(steps.get(side, 0) for side in SIDES)
+        done = None if steps is None else min(steps.get(side, 0) for side in SIDES)
+        return Live(self.queue.position(turn_id), done)
 
-    def submit(self, turn_id: str, episodes: Episodes) -> None:
-        """Run a stored turn in the place reserved for it (`queue.reserve()`)."""
+    async def submit(self, turn_id: str, episodes: Episodes) -> None:
         self.queue.submit(turn_id, lambda: self._run(turn_id, episodes))
 
-    async def recover(self) -> int:
+    async def start(self) -> None:
         """Turns left queued or running by a previous process are marked failed (not lost).
 
-        One arena process per database: a second one would fail the first one's turns.
+        One arena process per database: a second one would fail the first one's turns (the
+        brokered runner has no such limit).
         """
-        return await self._finish(None, RESTARTED)
+        await self._finish(None, RESTARTED)
 
     async def close(self) -> None:
         await self.queue.close()

@@ -20,10 +20,7 @@ from vlarena.arena.usecases.rules import check_can_add, check_owner
 from vlarena.arena.usecases.runner import Episodes, TurnRunner
 from vlarena.arena.views import hidden
 from vlarena.errors import ConflictError, InvalidRequestError
-from vlarena.execution.schemas import ExecuteRequest
 from vlarena.httpjson import unstorable
-
-ROBOT = "franka"
 
 
 @dataclass(frozen=True)
@@ -67,7 +64,8 @@ class Turns(UseCase):
             return self._replayed(battle, turn, request), False  # a retry: no limits apply
         await self.limiter.hit("turn", request.session_id, ip)
         check_can_add(battle, self.settings.max_turns_per_battle)
-        episodes = self._episodes(battle, request.instruction)
+        seed = self.rng.randrange(2**31)
+        episodes = Episodes.of(battle, request.instruction, seed, self.settings.max_steps)
         self.runner.queue.reserve()
         try:
             for call in episodes.requests:  # one after the other: a half-open breaker lets one by
@@ -77,23 +75,6 @@ class Turns(UseCase):
             raise
         # Shielded: once stored, a turn is submitted even if this request is cancelled.
         return await asyncio.shield(self._store(request, episodes))
-
-    def _episodes(self, battle: BattleRow, instruction: str) -> Episodes:
-        """Both sides' requests: same scene, instruction, seed and step budget."""
-        seed = self.rng.randrange(2**31)
-        models = (battle.model_a, battle.model_b)
-        requests = tuple(
-            ExecuteRequest(
-                model_id=model,
-                robot_id=ROBOT,
-                scene_id=battle.scene_id,
-                instruction=instruction,
-                seed=seed,
-                max_steps=self.settings.max_steps,
-            )
-            for model in models
-        )
-        return Episodes(models, seed, (requests[0], requests[1]))
 
     async def _store(self, request: TurnRequest, episodes: Episodes) -> tuple[BattleOut, bool]:
         """Insert the turn under the battle's lock and run it in the reserved place (given back
@@ -118,7 +99,7 @@ class Turns(UseCase):
         finally:
             if not stored:
                 self.runner.queue.release()
-        self.runner.submit(turn.id, episodes)
+        await self.runner.submit(turn.id, episodes)
         return self.views.battle(battle), True
 
     def _replayed(self, battle: BattleRow, turn: TurnRow, request: TurnRequest) -> BattleOut:

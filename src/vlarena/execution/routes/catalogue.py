@@ -4,23 +4,26 @@ models it can run, and what is known of each."""
 import asyncio
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Request
 
 from vlarena import __version__
 from vlarena.execution.routes.deps import ERRORS, Service
 from vlarena.execution.schemas import ModelCard
+from vlarena.execution.worker import TurnWorker
 from vlarena.types import MAX_NAME_CHARS
 
 router = APIRouter()
 
 
 @router.get("/health")
-async def health(service: Service) -> dict[str, Any]:
+async def health(service: Service, request: Request) -> dict[str, Any]:
+    worker: TurnWorker | None = request.app.state.worker
     return {
         "status": "ok",
         "version": __version__,
         "episodes_admitted": service.admitted,
         "max_concurrent_episodes": service.settings.max_concurrent_episodes,
+        "queue_worker": None if worker is None else {"name": worker.name, "slots": worker.slots},
     }
 
 

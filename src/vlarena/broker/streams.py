@@ -1,0 +1,210 @@
+"""The turn queue on Redis streams (consumer groups), and the keys beside it.
+
+- `<prefix>:turns`: turns to run. Execution workers read it as the group `workers`; a read
+  entry is a lease, renewed while the worker runs it; an entry idle past the lease is claimed by
+  another worker (XAUTOCLAIM), and one delivered `max_attempts` times is failed.
+- `<prefix>:results`: finished turns. Every arena process reads it as the group `arena` and
+  stores each result once (the turn row decides: a duplicate finds its turn already over).
+- `<prefix>:live` (hash): turns the queue holds, added with the turn and removed with its
+  stored result; the arena re-queues an active turn missing here (a broker that lost data).
+- `<prefix>:progress` (hash): steps done of each running turn, for the UI.
+
+Acknowledged entries are deleted, so both streams hold only work in flight.
+"""
+
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from pydantic import ValidationError
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from vlarena.broker.messages import TurnJob, TurnResult
+from vlarena.broker.settings import QueueSettings
+
+WORKERS = "workers"
+ARENA = "arena"
+BLOCK_MS = 1000  # a read waits this long for a new entry
+MAX_LISTED = 10_000  # waiting turns whose places are computed
+M = TypeVar("M", TurnJob, TurnResult)
+
+
+@dataclass(frozen=True)
+class Leased:
+    """A turn a worker holds: its entry, the job, and how many times it was handed out."""
+
+    entry_id: str
+    job: TurnJob
+    attempts: int
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What the arena shows of the queue: places of waiting turns, steps of running ones."""
+
+    running: int = 0
+    positions: dict[str, int] = field(default_factory=dict)  # turn → 1 for the next to run
+    steps: dict[str, int] = field(default_factory=dict)  # turn → steps done by both sides
+
+    @property
+    def waiting(self) -> int:
+        return len(self.positions)
+
+
+class TurnStreams:
+    """One process's view of the turn queue, as consumer `consumer`."""
+
+    def __init__(self, settings: QueueSettings, consumer: str) -> None:
+        if settings.url is None:
+            raise ValueError("the turn queue needs VLA_QUEUE_URL")
+        self.settings = settings
+        self.consumer = consumer
+        self.redis: Redis = Redis.from_url(
+            settings.url,
+            decode_responses=True,
+            socket_connect_timeout=2.0,
+            socket_timeout=(BLOCK_MS / 1000) + 5.0,
+            health_check_interval=10,
+        )
+        prefix = settings.prefix
+        self.turns, self.results = f"{prefix}:turns", f"{prefix}:results"
+        self.live, self.progress = f"{prefix}:live", f"{prefix}:progress"
+
+    async def ensure_groups(self) -> None:
+        """Create both streams' groups (idempotent; after a broker that lost its data, too)."""
+        for stream, group in ((self.turns, WORKERS), (self.results, ARENA)):
+            try:
+                await self.redis.xgroup_create(stream, group, id="0", mkstream=True)
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+
+    async def aclose(self) -> None:
+        await self.redis.aclose()
+
+    # The arena's side --------------------------------------------------------------------
+    async def enqueue(self, job: TurnJob) -> None:
+        """Queue a stored turn (and mark it live) in one transaction."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.xadd(self.turns, {"turn": job.turn_id, "job": job.model_dump_json()})
+            pipe.hset(self.live, job.turn_id, self.consumer)
+            await pipe.execute()
+
+    async def known(self, turn_ids: list[str]) -> set[str]:
+        """Which of these turns the queue holds."""
+        if not turn_ids:
+            return set()
+        held = await self.redis.hmget(self.live, turn_ids)
+        return {t for t, h in zip(turn_ids, held, strict=True) if h is not None}
+
+    async def snapshot(self) -> Snapshot:
+        """Waiting turns in order and running turns' progress."""
+        try:
+            groups = await self.redis.xinfo_groups(self.turns)
+        except ResponseError:  # no stream: the broker lost it (or never had it)
+            await self.ensure_groups()
+            return Snapshot()
+        group = next((g for g in groups if g["name"] == WORKERS), None)
+        if group is None:
+            await self.ensure_groups()
+            return Snapshot()
+        waiting: Any = await self.redis.xrange(
+            self.turns, min=f"({group['last-delivered-id']}", count=MAX_LISTED
+        )
+        positions = {str(fields["turn"]): n for n, (_, fields) in enumerate(waiting, 1)}
+        progress: Any = await self.redis.hgetall(self.progress)
+        steps = {turn: int(done) for turn, done in progress.items()}
+        return Snapshot(int(group["pending"]), positions, steps)
+
+    async def next_results(self) -> list[tuple[str, TurnResult | None]]:
+        """Results to store: a dead arena process's first (idle past the lease), then new ones;
+        None for an entry that is not a result (to be dropped)."""
+        entries = await self._claim(self.results, ARENA, count=10)
+        if not entries:
+            entries = await self._read(self.results, ARENA, count=10)
+        return [(entry_id, _parsed(TurnResult, fields, "result")) for entry_id, fields in entries]
+
+    async def settle(self, entry_id: str, turn_id: str | None) -> None:
+        """A result is stored (or dropped): acknowledge it and forget its turn."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.xack(self.results, ARENA, entry_id)
+            pipe.xdel(self.results, entry_id)
+            if turn_id is not None:
+                pipe.hdel(self.live, turn_id)
+                pipe.hdel(self.progress, turn_id)
+            await pipe.execute()
+
+    # The workers' side ---------------------------------------------------------------------
+    async def lease(self) -> Leased | None:
+        """The next turn to run: one whose lease ran out first, else a new one (None: none came
+        within BLOCK_MS). A malformed entry is dropped."""
+        entries = await self._claim(self.turns, WORKERS, count=1)
+        if not entries:
+            entries = await self._read(self.turns, WORKERS, count=1)
+        if not entries:
+            return None
+        entry_id, fields = entries[0]
+        job = _parsed(TurnJob, fields, "job")
+        if job is None:
+            await self._drop(entry_id)
+            return None
+        pending = await self.redis.xpending_range(self.turns, WORKERS, entry_id, entry_id, 1)
+        attempts = int(pending[0]["times_delivered"]) if pending else 1
+        return Leased(entry_id, job, attempts)
+
+    async def renew(self, entry_id: str) -> bool:
+        """Extend a lease; False if it was lost (claimed by another worker, or gone)."""
+        pending = await self.redis.xpending_range(self.turns, WORKERS, entry_id, entry_id, 1)
+        if not pending or pending[0]["consumer"] != self.consumer:
+            return False
+        await self.redis.xclaim(self.turns, WORKERS, self.consumer, 0, [entry_id], justid=True)
+        return True
+
+    async def give_up(self, entry_id: str) -> None:
+        """Hand a leased turn back at once (it looks expired to the next worker)."""
+        await self.redis.xclaim(
+            self.turns,
+            WORKERS,
+            self.consumer,
+            0,
+            [entry_id],
+            idle=self.settings.lease_ms,
+            justid=True,
+        )
+
+    async def report(self, turn_id: str, steps: int) -> None:
+        await self.redis.hset(self.progress, turn_id, steps)
+
+    async def complete(self, entry_id: str, result: TurnResult) -> None:
+        """Publish a turn's result and drop its entry, in one transaction."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.xadd(self.results, {"turn": result.turn_id, "result": result.model_dump_json()})
+            pipe.xack(self.turns, WORKERS, entry_id)
+            pipe.xdel(self.turns, entry_id)
+            await pipe.execute()
+
+    # Shared ------------------------------------------------------------------------------
+    async def _claim(self, stream: str, group: str, count: int) -> list[tuple[str, Any]]:
+        answer = await self.redis.xautoclaim(
+            stream, group, self.consumer, self.settings.lease_ms, "0-0", count=count
+        )
+        return [(entry_id, fields) for entry_id, fields in answer[1] if fields]
+
+    async def _read(self, stream: str, group: str, count: int) -> list[tuple[str, Any]]:
+        answer: Any = await self.redis.xreadgroup(
+            group, self.consumer, {stream: ">"}, count=count, block=BLOCK_MS
+        )
+        return list(answer[0][1]) if answer else []
+
+    async def _drop(self, entry_id: str) -> None:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.xack(self.turns, WORKERS, entry_id)
+            pipe.xdel(self.turns, entry_id)
+            await pipe.execute()
+
+
+def _parsed(kind: type[M], fields: dict[str, str], key: str) -> M | None:
+    try:
+        return kind.model_validate_json(fields[key])
+    except (KeyError, ValidationError):
+        return None
