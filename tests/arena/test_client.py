@@ -268,3 +268,26 @@ async def test_a_card_that_cannot_be_had_fails_no_battle(flaky_server: Any) -> N
     assert client.breaker.state == "closed"  # battles go on
     assert await client.models() == ["m1", "m2"]
     await client.aclose()
+
+
+async def test_several_services_take_turns_and_a_dead_one_is_skipped(flaky_server: Any) -> None:
+    first, first_url = flaky_server(failures=0, status=503)
+    second, second_url = flaky_server(failures=0, status=503)
+    dead = f"http://127.0.0.1:{free_port()}"
+    client = ExecutionClient(
+        settings(f"{first_url},{dead},{second_url}", retry_attempts=3, breaker_failures=1)
+    )
+    for _ in range(6):
+        client._models = None  # ask every time
+        assert await client.models() == ["m1", "m2"]
+    states = {t.url: t.breaker.state for t in client.targets}
+    assert states == {first_url: "closed", dead: "open", second_url: "closed"}
+    assert min(first.calls, second.calls) >= 2  # both live services answered some
+    assert first.calls + second.calls == 6  # the dead one cost retries, not failures
+    await client.aclose()
+
+
+def test_service_urls_are_checked() -> None:
+    assert settings("http://a:1/, http://b:2").server_urls == ("http://a:1", "http://b:2")
+    with pytest.raises(ValueError, match="VLA_SERVER_URL"):
+        settings("a:1")

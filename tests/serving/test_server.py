@@ -540,3 +540,21 @@ async def test_non_finite_actions_are_an_internal_error_never_ok(start_server: S
     text = metrics_text(server)
     assert metric_value(text, 'vla_nonfinite_actions_total{model="flow-tiny"}') == 1
     assert 'model="flow-tiny",status="INTERNAL"} 1.0' in text
+
+
+async def test_one_client_spreads_calls_over_replicas(start_server: StartServer) -> None:
+    """A target listing several servers (as a headless Service's name resolves) gets round
+    robin: every replica answers some of one channel's calls."""
+    replicas = [await start_server() for _ in range(2)]
+    target = "ipv4:" + ",".join(f"127.0.0.1:{r.port}" for r in replicas)
+    obs = obs_for(replicas[0], "flow-tiny")
+    async with AsyncVLAClient(ClientOptions(target=target)) as client:
+        for _ in range(8):
+            await client.predict(obs, model="flow-tiny")
+    served = [
+        r.metrics.registry.get_sample_value(
+            "vla_inference_requests_total", {"model": "flow-tiny", "status": "OK"}
+        )
+        for r in replicas
+    ]
+    assert all(n and n >= 2 for n in served), served

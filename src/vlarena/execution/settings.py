@@ -71,7 +71,9 @@ class ExecutionSettings(BaseSettings):
     model_paths: str = ""  # comma-separated checkpoint directories served by name
     shipped_models: bool = True  # also serve the checkpoints shipped in the package
     presets: str = "vla-flow:small,vla-ar:small"  # random-weight natives (type:preset), "" for none
-    inference_target: str | None = None  # host:port of a gRPC inference server for more models
+    # The gRPC inference server for more models: host:port, or its replicas, load-balanced
+    # round robin: ipv4:HOST:PORT,HOST:PORT or dns:///NAME:PORT (every address of the name).
+    inference_target: str | None = None
     inference_token: SecretStr | None = None  # its bearer token, if it needs one
     # Remote policy servers as contestants (RemoteModel fields), as a JSON list, from this
     # variable and/or a JSON file; names must differ from every other model's.

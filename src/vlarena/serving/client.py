@@ -6,6 +6,7 @@ status and trailing metadata: e.g. InvalidObservationError for a malformed obser
 QueueFullError (retryable) when the server is overloaded.
 """
 
+import json
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -43,6 +44,9 @@ def _elapsed_ms(started: float) -> float:
     return (time.perf_counter() - started) * 1000.0
 
 
+ROUND_ROBIN = json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})
+
+
 class UnaryKwargs(TypedDict):
     timeout: float
     metadata: tuple[tuple[str, str | bytes], ...]
@@ -52,16 +56,24 @@ class UnaryKwargs(TypedDict):
 class ClientOptions:
     """How to reach and authenticate to the server."""
 
-    target: str = DEFAULT_TARGET  # host:port
+    # host:port, or any gRPC target: `ipv4:HOST:PORT,HOST:PORT` lists replicas and
+    # `dns:///NAME:PORT` takes every address a name resolves to (a headless Service)
+    target: str = DEFAULT_TARGET
     token: str | None = None  # bearer token, if the server requires one
     root_certificates: bytes | None = None  # PEM CA bundle: connect with TLS
     timeout_s: float = 5.0  # default deadline per call
     max_message_mb: int = 16
     jpeg_quality: int | None = None  # send images as JPEG of this quality; None: raw (lossless)
 
-    def channel_args(self) -> list[tuple[str, int]]:
+    def channel_args(self) -> list[tuple[str, int | str]]:
+        """Message size limits, and round robin over every address of the target (calls of one
+        channel spread over a model's replicas, not pinned to the first connection)."""
         size = self.max_message_mb * 1024 * 1024
-        return [("grpc.max_send_message_length", size), ("grpc.max_receive_message_length", size)]
+        return [
+            ("grpc.max_send_message_length", size),
+            ("grpc.max_receive_message_length", size),
+            ("grpc.service_config", ROUND_ROBIN),
+        ]
 
     def metadata(self) -> tuple[tuple[str, str | bytes], ...]:
         return (("authorization", f"Bearer {self.token}"),) if self.token else ()
