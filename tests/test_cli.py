@@ -74,3 +74,25 @@ def test_the_http_services_run_under_uvicorn_trusting_no_forwarded_headers(
         result = runner.invoke(app, [command])
         assert result.exit_code == 0, result.output
     assert [(c["proxy_headers"], c["server_header"]) for c in calls] == [(False, False)] * 2
+
+
+def test_several_arena_processes_need_the_turn_queue(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Without the queue each process would fail the others' turns at start-up; with it, the
+    processes serve one app factory."""
+    import uvicorn
+
+    calls: list[tuple[Any, dict[str, Any]]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: calls.append((app, kwargs)))
+    monkeypatch.setenv("VLA_ARENA_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'a.db'}")
+    refused = runner.invoke(app, ["arena", "--workers", "2"])
+    assert refused.exit_code == 2
+    assert "VLA_QUEUE_URL" in refused.output
+    assert not calls
+    monkeypatch.setenv("VLA_QUEUE_URL", "redis://127.0.0.1:6379/0")
+    result = runner.invoke(app, ["arena", "--workers", "3"])
+    assert result.exit_code == 0, result.output
+    assert calls == [
+        ("vlarena.arena.app:create_app", calls[0][1] | {"workers": 3, "factory": True})
+    ]

@@ -214,13 +214,20 @@ def predict(
     _remote_call(call, target, token)
 
 
-def _serve_http(asgi: "FastAPI", host: str, port: int) -> None:
+def _serve_http(asgi: "FastAPI | str", host: str, port: int, workers: int = 1) -> None:
     """uvicorn, trusting no forwarded headers itself (the app's trusted proxies decide) and
-    naming no server."""
+    naming no server; several worker processes take an app factory's import path."""
     import uvicorn
 
     uvicorn.run(
-        asgi, host=host, port=port, log_level="info", proxy_headers=False, server_header=False
+        asgi,
+        host=host,
+        port=port,
+        log_level="info",
+        proxy_headers=False,
+        server_header=False,
+        workers=workers if workers > 1 else None,
+        factory=isinstance(asgi, str),
     )
 
 
@@ -238,16 +245,27 @@ def execute() -> None:
 
 
 @app.command()
-def arena() -> None:
+def arena(
+    workers: Annotated[
+        int, typer.Option(min=1, max=64, help="processes serving the API (several need a queue)")
+    ] = 1,
+) -> None:
     """Start the arena backend (battles, votes, leaderboard), configured by VLA_ARENA_* variables
-    and the execution service's VLA_SERVER_URL / VLA_REQUEST_TIMEOUT."""
+    and the execution service's VLA_SERVER_URL / VLA_REQUEST_TIMEOUT; with VLA_QUEUE_URL, turns
+    run on execution workers behind the durable queue."""
     from vlarena.arena.app import create_app
     from vlarena.arena.settings import ArenaSettings
     from vlarena.broker import QueueSettings
 
     settings = load_settings(ArenaSettings, "VLA_ARENA_")
     queue = load_settings(QueueSettings, "VLA_QUEUE_")
-    _serve_http(create_app(settings, queue), settings.host, settings.port)
+    if workers == 1:
+        _serve_http(create_app(settings, queue), settings.host, settings.port)
+        return
+    if queue.url is None:  # each process would fail the others' turns as its own leftovers
+        console.print("[red]error:[/red] --workers above 1 needs the turn queue (VLA_QUEUE_URL)")
+        raise typer.Exit(code=2)
+    _serve_http("vlarena.arena.app:create_app", settings.host, settings.port, workers)
 
 
 @app.command()

@@ -2,6 +2,7 @@
 
 import asyncio
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -58,10 +59,11 @@ def scratch_postgres() -> Iterator[str]:
 
 
 class ServiceProcess:
-    """`vlarena <command>` in its own process, so a test can kill it hard and start it again."""
+    """`vlarena <command> [args]` in its own process group, so a test can kill it hard (all its
+    processes) and start it again."""
 
-    def __init__(self, command: str, port: int, health_path: str, **env: str) -> None:
-        self.command = command
+    def __init__(self, command: str, port: int, health_path: str, *args: str, **env: str) -> None:
+        self.command = [command, *args]
         self.port = port
         self.health_path = health_path
         self.env = {**os.environ, **env}
@@ -77,17 +79,18 @@ class ServiceProcess:
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "vlarena", self.command],
+            [sys.executable, "-m", "vlarena", *self.command],
             env=self.env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            start_new_session=True,
         )
         wait_for_http(f"{self.url}{self.health_path}", self.process)
 
     def kill(self) -> None:
-        """SIGKILL: no clean-up runs, as when a machine dies."""
+        """SIGKILL to the whole group: no clean-up runs, as when a machine dies."""
         if self.process is not None:
-            self.process.kill()
+            os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(timeout=10)
             self.process = None
 

@@ -41,11 +41,13 @@ class Stack:
             for _ in range(2)
         ]
         servers = ",".join(w.url for w in self.workers)
+        # The second arena is itself two processes (`--workers 2`).
         self.arenas = [
             ServiceProcess(
                 "arena",
                 port,
                 "/api/health",
+                *args,
                 VLA_ARENA_PORT=str(port),
                 VLA_ARENA_DATABASE_URL=database_url,
                 VLA_SERVER_URL=servers,
@@ -61,7 +63,7 @@ class Stack:
                 VLA_ARENA_SESSION_RATE="10000/minute",
                 **queue,
             )
-            for port in (free_port(), free_port())
+            for port, args in ((free_port(), ()), (free_port(), ("--workers", "2")))
         ]
         self.clients = [httpx.Client(base_url=a.url, timeout=30) for a in self.arenas]
 

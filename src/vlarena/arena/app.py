@@ -24,7 +24,7 @@ def create_app(
 ) -> FastAPI:
     """The arena backend, ready for uvicorn; migrates the database at start-up. Turns run in
     this process, or on execution workers behind the broker at `queue.url`."""
-    arena = Arena.build(settings or ArenaSettings(), queue)
+    arena = Arena.build(settings or ArenaSettings(), queue or QueueSettings())
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
