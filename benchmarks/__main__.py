@@ -6,7 +6,7 @@ from pathlib import Path
 
 from rich.progress import Progress
 
-from benchmarks import arena, dualrate, leaderboard, openpi, policies, serving, sim
+from benchmarks import arena, dualrate, leaderboard, openpi, policies, queue, serving, sim
 from benchmarks.common import machine_description
 
 SECTIONS = {
@@ -17,6 +17,7 @@ SECTIONS = {
     "dualrate": dualrate.run,
     "arena": arena.run,
     "leaderboard": leaderboard.run,
+    "queue": queue.run,
 }
 HEADER = (
     "# Benchmarks\n\nWritten by `make bench`; medians and ratios come from one run on one "
