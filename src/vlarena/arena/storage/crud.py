@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.orm import joinedload, noload, undefer
+from sqlalchemy.orm import joinedload, lazyload, undefer
 
 from vlarena.arena.schemas import VoteCreate
 from vlarena.arena.storage.database import DbSession
@@ -126,7 +126,7 @@ async def lock_turn(s: DbSession, turn_id: str) -> TurnRow | None:
     query = (
         select(TurnRow)
         .where(TurnRow.id == turn_id)
-        .options(joinedload(TurnRow.battle).noload("*"), noload(TurnRow.episodes))
+        .options(joinedload(TurnRow.battle).lazyload("*"), lazyload(TurnRow.episodes))
     )
     return (await s.execute(query)).unique().scalar_one_or_none()
 
@@ -136,7 +136,7 @@ async def active_turns(s: DbSession, created_before: datetime) -> list[TurnRow]:
     query = (
         select(TurnRow)
         .where(TurnRow.status.in_(ACTIVE), TurnRow.created_at < created_before)
-        .options(joinedload(TurnRow.battle).noload("*"), noload(TurnRow.episodes))
+        .options(joinedload(TurnRow.battle).lazyload("*"), lazyload(TurnRow.episodes))
         .order_by(TurnRow.created_at)
     )
     return list((await s.execute(query)).unique().scalars())
