@@ -50,14 +50,15 @@ class Views:
 
     def battle(self, battle: BattleRow) -> BattleOut:
         revealed = battle.vote is not None
+        turns = [self.turn(battle, t, revealed) for t in battle.turns]
         return BattleOut(
             battle_id=battle.id,
             url=f"/api/battles/{battle.id}",
             scene_id=battle.scene_id,
-            status=status(battle),
+            status=status(battle, turns),
             created_at=aware(battle.created_at),
             max_turns=self.max_turns,
-            turns=[self.turn(battle, t, revealed) for t in battle.turns],
+            turns=turns,
             model_a=battle.model_a if revealed else None,
             model_b=battle.model_b if revealed else None,
             vote=battle.vote.choice if battle.vote else None,
@@ -122,13 +123,14 @@ def replay(battle: BattleRow, number: int, episode: EpisodeRow) -> Replay:
     )
 
 
-def status(battle: BattleRow) -> BattleStatus:
+def status(battle: BattleRow, turns: list[TurnOut]) -> BattleStatus:
+    """The battle's state, from its vote and its turns as shown."""
     if battle.vote is not None:
         return "voted"
-    if not battle.turns:
+    if not turns:
         return "new"
-    last = battle.turns[-1].status
-    return "ready" if last == "done" else last  # type: ignore[return-value]
+    last = turns[-1].status
+    return "ready" if last == "done" else last
 
 
 async def hidden(models: tuple[str, str], call: Awaitable[T]) -> T:

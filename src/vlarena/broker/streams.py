@@ -185,16 +185,30 @@ class TurnStreams:
 
     # Shared ------------------------------------------------------------------------------
     async def _claim(self, stream: str, group: str, count: int) -> list[tuple[str, Any]]:
-        answer = await self.redis.xautoclaim(
-            stream, group, self.consumer, self.settings.lease_ms, "0-0", count=count
-        )
+        try:
+            answer = await self.redis.xautoclaim(
+                stream, group, self.consumer, self.settings.lease_ms, "0-0", count=count
+            )
+        except ResponseError as exc:
+            await self._regroup(exc)
+            return []
         return [(entry_id, fields) for entry_id, fields in answer[1] if fields]
 
     async def _read(self, stream: str, group: str, count: int) -> list[tuple[str, Any]]:
-        answer: Any = await self.redis.xreadgroup(
-            group, self.consumer, {stream: ">"}, count=count, block=BLOCK_MS
-        )
+        try:
+            answer: Any = await self.redis.xreadgroup(
+                group, self.consumer, {stream: ">"}, count=count, block=BLOCK_MS
+            )
+        except ResponseError as exc:
+            await self._regroup(exc)
+            return []
         return list(answer[0][1]) if answer else []
+
+    async def _regroup(self, exc: ResponseError) -> None:
+        """A group is missing (a new or emptied broker): make both, else re-raise."""
+        if "NOGROUP" not in str(exc):
+            raise exc
+        await self.ensure_groups()
 
     async def _drop(self, entry_id: str) -> None:
         async with self.redis.pipeline(transaction=True) as pipe:

@@ -49,7 +49,6 @@ class TurnWorker:
         while True:
             await self._free.acquire()
             try:
-                await self.streams.ensure_groups()
                 leased = await self.streams.lease()
             except (RedisError, OSError) as exc:
                 self._free.release()
@@ -86,7 +85,7 @@ class TurnWorker:
         """Run the turn while renewing its lease; None if the lease was lost or handed back."""
         job = leased.job
         if leased.attempts > self.settings.max_attempts:
-            detail = f"the turn failed on {leased.attempts - 1} leases (execution workers died?)"
+            detail = f"the turn was leased {leased.attempts - 1} times without a result"
             return TurnResult.failed(job, self.name, ErrorBody.of(ExecutionFailedError(detail)))
         progress = [Job(r.max_steps or 0) for r in job.requests]
         work = asyncio.ensure_future(self._episodes(job, progress))
