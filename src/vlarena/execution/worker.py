@@ -85,7 +85,8 @@ class TurnWorker:
         """Run the turn while renewing its lease; None if the lease was lost or handed back."""
         job = leased.job
         if leased.attempts > self.settings.max_attempts:
-            detail = f"the turn was leased {leased.attempts - 1} times without a result"
+            tries = leased.attempts - 1
+            detail = f"no result after {tries} lease{'s' if tries > 1 else ''} of the turn"
             return TurnResult.failed(job, self.name, ErrorBody.of(ExecutionFailedError(detail)))
         progress = [Job(r.max_steps or 0) for r in job.requests]
         work = asyncio.ensure_future(self._episodes(job, progress))
