@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from vlarena.arena.settings import ArenaSettings
+from vlarena.broker import QueueSettings
 from vlarena.policies import PRESETS, FlowVLAPolicy, registry
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -43,3 +44,9 @@ def test_every_arena_setting_is_documented() -> None:
         aliases = getattr(field.validation_alias, "choices", None)
         env = str(aliases[0]) if aliases else f"VLA_ARENA_{name.upper()}"
         assert env in text or f"`_{name.upper()}`" in text, env
+
+
+def test_every_queue_setting_is_documented() -> None:
+    text = README.read_text(encoding="utf-8")
+    for name in QueueSettings.model_fields:
+        assert f"`VLA_QUEUE_{name.upper()}`" in text, name
