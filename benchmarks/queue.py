@@ -177,7 +177,7 @@ def run(samples: int, progress: Progress) -> str:
     rows = "\n".join(
         f"| {r.episodes_at_once} | {r.workers} | {r.per_minute:.1f} | {r.wall_s:.1f} | "
         f"{' + '.join(f'{c:.0f}' for c in r.cpu_percent)} | {r.arena_cpu_percent:.0f} | "
-        f"{np.percentile(r.waits_s, 50):.1f} | {np.percentile(r.waits_s, 99):.1f} |"
+        f"{np.percentile(r.waits_s, 50):.1f} / {np.percentile(r.waits_s, 99):.1f} |"
         for r in runs
     )
     return f"""## Scaling out: execution workers on the durable turn queue
@@ -189,8 +189,8 @@ each running a turn's two episodes at once (the default) or one after the other.
 process's user + system time over the run (100% = one core); queue wait is from a turn's entry
 on the stream to its first lease.
 
-| episodes at once | workers | turns/min | wall s | worker CPU % | arena CPU % | wait p50 s | p99 s |
-|---:|---:|---:|---:|---|---:|---:|---:|
+| episodes at once | workers | turns/min | wall s | worker CPU % | arena CPU % | wait p50/p99 s |
+|---:|---:|---:|---:|---|---:|---:|
 {rows}
 
 Two workers complete **{ratios[0]:.2f}x** the turns of one when each runs two episodes at once
