@@ -15,7 +15,8 @@ from vlarena.arena.storage import crud
 from vlarena.arena.storage.database import make_engine, migrate, session_factory
 from vlarena.arena.storage.tables import EpisodeRow, TurnRow
 from vlarena.arena.usecases.brokered import BrokeredRunner
-from vlarena.broker import QueueSettings, TurnResult
+from vlarena.broker import QueueSettings, TurnJob, TurnResult
+from vlarena.execution.schemas import ExecuteRequest
 from vlarena.httpjson import ErrorBody
 
 REDIS = "redis://127.0.0.1:6379/0"
@@ -34,6 +35,13 @@ async def runner(tmp_path: Path) -> AsyncIterator[BrokeredRunner]:
     await streams.redis.delete(streams.turns, streams.results, streams.live, streams.progress)
     await built.close()
     await engine.dispose()
+
+
+def _requests() -> tuple[ExecuteRequest, ExecuteRequest]:
+    request = ExecuteRequest(
+        model_id="vla-a", robot_id="franka", scene_id="table", instruction="touch the red cube"
+    )
+    return request, request.model_copy(update={"model_id": "vla-b"})
 
 
 async def add_turns(runner: BrokeredRunner, count: int) -> list[str]:
@@ -66,9 +74,23 @@ async def test_a_result_is_stored_once_and_errors_stay_anonymous(runner: Brokere
 
 async def test_active_turns_the_broker_lost_are_queued_again(runner: BrokeredRunner) -> None:
     lost, held = await add_turns(runner, 2)
-    await runner.streams.redis.hset(runner.streams.live, held, "arena")  # the broker has it
+    await runner.streams.redis.hset(runner.streams.live, held, "arena")  # type: ignore[misc]
     await asyncio.sleep(0.05)  # both older than the sweep's grace
     await runner._sweep()
-    snapshot = await runner.streams.snapshot()
+    snapshot = await runner.streams.snapshot(10)
     assert list(snapshot.positions) == [lost]
     assert await runner.streams.known([lost, held]) == {lost, held}
+
+
+async def test_an_unreadable_result_fails_its_turn(runner: BrokeredRunner) -> None:
+    (turn,) = await add_turns(runner, 1)
+    streams = runner.streams
+    await streams.enqueue(TurnJob(turn_id=turn, requests=_requests()))
+    await streams.redis.xadd(streams.results, {"turn": turn, "result": "{truncated"})
+    await runner._collect()
+    async with runner.db() as s:
+        row = await s.get(TurnRow, turn)
+    assert row is not None
+    assert row.status == "failed"
+    assert await streams.known([turn]) == set()  # settled: nothing left to sweep or wait for
+    assert await streams.redis.xlen(streams.results) == 0

@@ -46,13 +46,13 @@ async def worker(queue: QueueSettings) -> AsyncIterator[TurnWorker]:
     service = EpisodeService(settings, ModelCatalog(settings))
     built = TurnWorker(queue, service)
     yield built
-    await built.close()
+    await built.streams.aclose()
     service.close()
 
 
 async def results(arena: TurnStreams) -> list[TurnResult]:
     for _ in range(50):
-        if found := [r for _, r in await arena.next_results() if r is not None]:
+        if found := [d.result for d in await arena.next_results() if d.result is not None]:
             return found
         await asyncio.sleep(0.1)
     raise TimeoutError("no result")
@@ -68,7 +68,8 @@ async def test_a_leased_turn_runs_here_and_its_episodes_are_published(
     try:
         (result,) = await results(arena)
     finally:
-        leasing.cancel()
+        worker.stop()
+        await asyncio.wait_for(leasing, 10)
     assert (result.turn_id, result.worker, result.error) == ("t1", worker.name, None)
     assert result.episodes is not None
     assert [e.metadata.num_steps for e in result.episodes] == [5, 5]
@@ -94,4 +95,36 @@ async def test_a_turn_leased_too_often_is_failed(queue: QueueSettings, worker: T
         "no result after 1 lease of the turn",
     )
     for streams in (arena, ghost):
+        await streams.aclose()
+
+
+async def test_a_stopping_worker_hands_its_turn_back_at_no_cost(queue: QueueSettings) -> None:
+    settings = ExecutionSettings(presets="vla-flow:tiny", shipped_models=False, horizon=1)
+    service = EpisodeService(settings, ModelCatalog(settings))
+    worker = TurnWorker(queue, service)
+    arena, other = TurnStreams(queue, "arena"), TurnStreams(queue, "other")
+    await arena.ensure_groups()
+    long = (
+        job("t1")
+        .requests[0]
+        .model_copy(update={"model_id": "vla-flow-tiny-random", "max_steps": 200})
+    )
+    await arena.enqueue(TurnJob(turn_id="t1", requests=(long, long)))
+    leasing = asyncio.get_running_loop().create_task(worker.run())
+    try:
+        for _ in range(100):  # until it has run some steps
+            if int((await arena.snapshot(1)).steps.get("t1", 0)) > 0:
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise TimeoutError("the worker never started the turn")
+    finally:
+        worker.stop()
+        await asyncio.wait_for(leasing, 10)
+    assert service.admitted == 0  # its episodes stopped before their slots were freed
+    taken = await other.lease()  # at once, not after the lease
+    assert taken is not None
+    assert (taken.job.turn_id, taken.attempts) == ("t1", 1)
+    service.close()
+    for streams in (arena, other):
         await streams.aclose()

@@ -32,6 +32,12 @@ class CircuitBreaker:
             return "closed"
         return "half_open" if self._clock() - self._opened_at >= self.reset_s else "open"
 
+    @property
+    def accepting(self) -> bool:
+        """Whether a call would go through now (closed, or half open with no probe out)."""
+        state = self.state
+        return state == "closed" or (state == "half_open" and not self._probing)
+
     def retry_after_s(self) -> float:
         """Seconds until a probe may go through (0 when closed)."""
         if self._opened_at is None:

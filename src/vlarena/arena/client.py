@@ -88,10 +88,10 @@ class ExecutionClient:
         return self.targets[0].breaker
 
     def _pick(self) -> Target:
-        """The next service in turn whose breaker is not open (else simply the next)."""
+        """The next service in turn whose breaker lets a call through (else simply the next)."""
         start = next(self._turn)
         ring = [self.targets[(start + i) % len(self.targets)] for i in range(len(self.targets))]
-        return next((t for t in ring if t.breaker.state != "open"), ring[0])
+        return next((t for t in ring if t.breaker.accepting), ring[0])
 
     async def models(self) -> list[str]:
         """Model ids the service runs (cached for a while)."""

@@ -26,11 +26,9 @@ class TurnQueue:
         self._reserved = 0
         self._tasks: set[asyncio.Task[None]] = set()
 
-    state = "local"  # where turns wait: this process
-
     @property
-    def counts(self) -> dict[str, int]:
-        return {"running": self._running, "queued": len(self._waiting)}
+    def counts(self) -> dict[str, int | str]:
+        return {"running": self._running, "queued": len(self._waiting), "queue": "local"}
 
     def check_room(self) -> None:
         """BusyError unless a place is free (cheap: call it before any other work)."""

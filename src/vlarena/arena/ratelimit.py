@@ -1,9 +1,11 @@
 """Rate limits per session and per client IP (moving windows; in memory or in Redis).
 
-Limits kept in Redis are shared by every arena process. While that Redis cannot be reached,
-each process limits on its own (in memory) rather than failing every request.
+Limits kept in Redis are shared by every arena process. While that Redis cannot be reached
+(or does not answer within STORAGE_TIMEOUT_S), each process limits on its own (in memory)
+rather than failing or stalling every request.
 """
 
+import asyncio
 import logging
 import time
 
@@ -15,6 +17,8 @@ from vlarena.errors import RateLimitedError
 
 log = logging.getLogger(__name__)
 MEMORY = "async+memory://"
+STORAGE_TIMEOUT_S = 1.0  # a shared storage slower than this is treated as down
+WARN_EVERY_S = 60.0  # while it is down, say so at most this often
 
 
 class RateLimiter:
@@ -28,17 +32,22 @@ class RateLimiter:
             else MovingWindowRateLimiter(storage_from_string(MEMORY))
         )
         self._items: dict[str, RateLimitItem] = {name: parse(rate) for name, rate in rates.items()}
+        self._warned_at = -WARN_EVERY_S
 
     async def hit(self, name: str, *keys: str) -> None:
         """Count one request against `name` for each key; RateLimitedError if any is spent."""
-        try:
+        if self._fallback is None:
             await self._hit(self._limiter, name, keys)
+            return
+        try:
+            async with asyncio.timeout(STORAGE_TIMEOUT_S):
+                await self._hit(self._limiter, name, keys)
         except RateLimitedError:
             raise
-        except Exception as exc:  # the storage's own errors (its client's connection errors)
-            if self._fallback is None:
-                raise
-            log.warning("shared rate-limit storage unavailable (%s); limiting in-process", exc)
+        except Exception as exc:  # the storage's own errors (its client's), or the timeout
+            if time.monotonic() - self._warned_at >= WARN_EVERY_S:
+                self._warned_at = time.monotonic()
+                log.warning("shared rate-limit storage unavailable (%r); limiting in-process", exc)
             await self._hit(self._fallback, name, keys)
 
     async def _hit(

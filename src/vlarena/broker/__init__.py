@@ -2,6 +2,14 @@
 
 from vlarena.broker.messages import TurnJob, TurnResult
 from vlarena.broker.settings import QueueSettings
-from vlarena.broker.streams import Leased, Snapshot, TurnStreams
+from vlarena.broker.streams import Delivered, Leased, Snapshot, TurnStreams
 
-__all__ = ["Leased", "QueueSettings", "Snapshot", "TurnJob", "TurnResult", "TurnStreams"]
+__all__ = [
+    "Delivered",
+    "Leased",
+    "QueueSettings",
+    "Snapshot",
+    "TurnJob",
+    "TurnResult",
+    "TurnStreams",
+]

@@ -7,8 +7,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from vlarena.execution.schemas import ExecuteRequest, ExecuteResponse
 from vlarena.httpjson import ErrorBody
 
-SIDES = ("a", "b")
-
 
 class TurnJob(BaseModel):
     """A stored turn: both sides' episode requests (same scene, instruction, seed, budget)."""
@@ -30,5 +28,5 @@ class TurnResult(BaseModel):
     error: ErrorBody | None = None
 
     @classmethod
-    def failed(cls, job: TurnJob, worker: str, error: ErrorBody) -> Self:
-        return cls(turn_id=job.turn_id, worker=worker, error=error)
+    def failed(cls, turn_id: str, worker: str, error: ErrorBody) -> Self:
+        return cls(turn_id=turn_id, worker=worker, error=error)

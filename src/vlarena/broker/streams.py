@@ -9,7 +9,8 @@
   stored result; the arena re-queues an active turn missing here (a broker that lost data).
 - `<prefix>:progress` (hash): steps done of each running turn, for the UI.
 
-Acknowledged entries are deleted, so both streams hold only work in flight.
+Acknowledged entries are deleted, so both streams hold only work in flight. An entry that
+cannot be read fails its turn (its `turn` field names it) rather than leaving it active.
 """
 
 from dataclasses import dataclass, field
@@ -21,11 +22,21 @@ from redis.exceptions import ResponseError
 
 from vlarena.broker.messages import TurnJob, TurnResult
 from vlarena.broker.settings import QueueSettings
+from vlarena.httpjson import ErrorBody
 
 WORKERS = "workers"
 ARENA = "arena"
 BLOCK_MS = 1000  # a read waits this long for a new entry
-MAX_LISTED = 10_000  # waiting turns whose places are computed
+# Queue a turn unless the queue already holds it (`live`), atomically: several arena
+# processes sweeping at once queue a lost turn once.
+REQUEUE = """
+if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 1 then
+  redis.call('XADD', KEYS[2], '*', 'turn', ARGV[1], 'job', ARGV[3])
+  return 1
+end
+return 0
+"""
+UNREADABLE = ErrorBody(error="execution_failed", detail="the queued turn could not be read")
 M = TypeVar("M", TurnJob, TurnResult)
 
 
@@ -43,12 +54,20 @@ class Snapshot:
     """What the arena shows of the queue: places of waiting turns, steps of running ones."""
 
     running: int = 0
+    waiting: int = 0
     positions: dict[str, int] = field(default_factory=dict)  # turn → 1 for the next to run
     steps: dict[str, int] = field(default_factory=dict)  # turn → steps done by both sides
 
-    @property
-    def waiting(self) -> int:
-        return len(self.positions)
+
+@dataclass(frozen=True)
+class Delivered:
+    """A result entry for the arena: the turn it names, the result if it could be read, and
+    how many times it was handed to an arena process."""
+
+    entry_id: str
+    turn_id: str | None
+    result: TurnResult | None
+    attempts: int
 
 
 class TurnStreams:
@@ -69,6 +88,8 @@ class TurnStreams:
         prefix = settings.prefix
         self.turns, self.results = f"{prefix}:turns", f"{prefix}:results"
         self.live, self.progress = f"{prefix}:live", f"{prefix}:progress"
+        self._cursors = {self.turns: "0-0", self.results: "0-0"}  # XAUTOCLAIM's scan position
+        self._requeue = self.redis.register_script(REQUEUE)
 
     async def ensure_groups(self) -> None:
         """Create both streams' groups (idempotent; after a broker that lost its data, too)."""
@@ -90,15 +111,21 @@ class TurnStreams:
             pipe.hset(self.live, job.turn_id, self.consumer)
             await pipe.execute()
 
+    async def requeue(self, job: TurnJob) -> bool:
+        """Queue a turn unless the queue holds it already; True if this call queued it."""
+        keys = [self.live, self.turns]
+        args = [job.turn_id, self.consumer, job.model_dump_json()]
+        return bool(await self._requeue(keys=keys, args=args))
+
     async def known(self, turn_ids: list[str]) -> set[str]:
         """Which of these turns the queue holds."""
         if not turn_ids:
             return set()
-        held = await self.redis.hmget(self.live, turn_ids)
+        held = await self.redis.hmget(self.live, turn_ids)  # type: ignore[misc]
         return {t for t, h in zip(turn_ids, held, strict=True) if h is not None}
 
-    async def snapshot(self) -> Snapshot:
-        """Waiting turns in order and running turns' progress."""
+    async def snapshot(self, listed: int) -> Snapshot:
+        """Running turns' progress, how many turns wait, and the first `listed` in order."""
         try:
             groups = await self.redis.xinfo_groups(self.turns)
         except ResponseError:  # no stream: the broker lost it (or never had it)
@@ -109,20 +136,30 @@ class TurnStreams:
             await self.ensure_groups()
             return Snapshot()
         waiting: Any = await self.redis.xrange(
-            self.turns, min=f"({group['last-delivered-id']}", count=MAX_LISTED
+            self.turns, min=f"({group['last-delivered-id']}", count=listed
         )
-        positions = {str(fields["turn"]): n for n, (_, fields) in enumerate(waiting, 1)}
-        progress: Any = await self.redis.hgetall(self.progress)
+        positions = {f["turn"]: n for n, (_, f) in enumerate(waiting, 1) if f.get("turn")}
+        progress: Any = await self.redis.hgetall(self.progress)  # type: ignore[misc]
         steps = {turn: int(done) for turn, done in progress.items()}
-        return Snapshot(int(group["pending"]), positions, steps)
+        lag = group.get("lag")  # None where deleted entries hide the count: then as listed
+        count = int(lag) if lag is not None else len(waiting)
+        return Snapshot(int(group["pending"]), count, positions, steps)
 
-    async def next_results(self) -> list[tuple[str, TurnResult | None]]:
-        """Results to store: a dead arena process's first (idle past the lease), then new ones;
-        None for an entry that is not a result (to be dropped)."""
+    async def next_results(self) -> list[Delivered]:
+        """Results to store: those a dead arena process left (idle past the lease) first,
+        then new ones."""
         entries = await self._claim(self.results, ARENA, count=10)
         if not entries:
             entries = await self._read(self.results, ARENA, count=10)
-        return [(entry_id, _parsed(TurnResult, fields, "result")) for entry_id, fields in entries]
+        return [
+            Delivered(
+                entry_id,
+                fields.get("turn"),
+                _parsed(TurnResult, fields, "result"),
+                await self._attempts(self.results, ARENA, entry_id),
+            )
+            for entry_id, fields in entries
+        ]
 
     async def settle(self, entry_id: str, turn_id: str | None) -> None:
         """A result is stored (or dropped): acknowledge it and forget its turn."""
@@ -137,7 +174,7 @@ class TurnStreams:
     # The workers' side ---------------------------------------------------------------------
     async def lease(self) -> Leased | None:
         """The next turn to run: one whose lease ran out first, else a new one (None: none came
-        within BLOCK_MS). A malformed entry is dropped."""
+        within BLOCK_MS). An entry that is not a job fails its turn (or is dropped)."""
         entries = await self._claim(self.turns, WORKERS, count=1)
         if not entries:
             entries = await self._read(self.turns, WORKERS, count=1)
@@ -146,11 +183,13 @@ class TurnStreams:
         entry_id, fields = entries[0]
         job = _parsed(TurnJob, fields, "job")
         if job is None:
-            await self._drop(entry_id)
+            turn_id = fields.get("turn")
+            if turn_id:
+                await self.complete(entry_id, TurnResult.failed(turn_id, self.consumer, UNREADABLE))
+            else:
+                await self._drop(entry_id)
             return None
-        pending = await self.redis.xpending_range(self.turns, WORKERS, entry_id, entry_id, 1)
-        attempts = int(pending[0]["times_delivered"]) if pending else 1
-        return Leased(entry_id, job, attempts)
+        return Leased(entry_id, job, await self._attempts(self.turns, WORKERS, entry_id))
 
     async def renew(self, entry_id: str) -> bool:
         """Extend a lease; False if it was lost (claimed by another worker, or gone)."""
@@ -160,20 +199,22 @@ class TurnStreams:
         await self.redis.xclaim(self.turns, WORKERS, self.consumer, 0, [entry_id], justid=True)
         return True
 
-    async def give_up(self, entry_id: str) -> None:
-        """Hand a leased turn back at once (it looks expired to the next worker)."""
+    async def give_up(self, leased: Leased) -> None:
+        """Hand a leased turn back at once: it looks expired to the next worker, and this lease
+        does not count as an attempt."""
         await self.redis.xclaim(
             self.turns,
             WORKERS,
             self.consumer,
             0,
-            [entry_id],
+            [leased.entry_id],
             idle=self.settings.lease_ms,
+            retrycount=leased.attempts - 1,
             justid=True,
         )
 
     async def report(self, turn_id: str, steps: int) -> None:
-        await self.redis.hset(self.progress, turn_id, steps)
+        await self.redis.hset(self.progress, turn_id, str(steps))  # type: ignore[misc]
 
     async def complete(self, entry_id: str, result: TurnResult) -> None:
         """Publish a turn's result and drop its entry, in one transaction."""
@@ -187,12 +228,17 @@ class TurnStreams:
     async def _claim(self, stream: str, group: str, count: int) -> list[tuple[str, Any]]:
         try:
             answer = await self.redis.xautoclaim(
-                stream, group, self.consumer, self.settings.lease_ms, "0-0", count=count
+                stream, group, self.consumer, self.settings.lease_ms, self._cursors[stream], count
             )
         except ResponseError as exc:
             await self._regroup(exc)
             return []
+        self._cursors[stream] = answer[0]  # "0-0" once the scan wrapped around
         return [(entry_id, fields) for entry_id, fields in answer[1] if fields]
+
+    async def _attempts(self, stream: str, group: str, entry_id: str) -> int:
+        pending = await self.redis.xpending_range(stream, group, entry_id, entry_id, 1)
+        return int(pending[0]["times_delivered"]) if pending else 1
 
     async def _read(self, stream: str, group: str, count: int) -> list[tuple[str, Any]]:
         try:

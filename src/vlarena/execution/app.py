@@ -33,9 +33,8 @@ def create_app(
         leasing = asyncio.get_running_loop().create_task(worker.run()) if worker else None
         yield
         if leasing is not None and worker is not None:
-            leasing.cancel()
-            await asyncio.gather(leasing, return_exceptions=True)
-            await worker.close()
+            worker.stop()
+            await leasing  # its turns stop and are handed back
         service.close()
 
     app = FastAPI(

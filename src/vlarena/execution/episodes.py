@@ -25,6 +25,10 @@ from vlarena.sim.tasks import check_scene
 from vlarena.sim.world import shared_world
 
 
+class _StoppedError(Exception):
+    """Raised in a simulation thread whose episode was cancelled."""
+
+
 @dataclass(frozen=True)
 class ValidRequest:
     """A request that passed every check: a known robot, scene and model, an instruction the
@@ -53,6 +57,11 @@ class EpisodeService:
         self._limit = settings.max_concurrent_episodes + settings.max_waiting_episodes
         self.admitted = 0  # running + waiting
         self.jobs = JobStore(settings.stored_async_episodes)
+
+    @property
+    def room(self) -> int:
+        """Episodes that may still be admitted now."""
+        return self._limit - self.admitted
 
     async def check(self, request: ExecuteRequest) -> ValidRequest:
         """The request, validated; raises the error it would get otherwise (nothing runs)."""
@@ -98,23 +107,37 @@ class EpisodeService:
             check_fits(info, shared_world(request.scene_id))  # only its model is read
 
     async def run(self, admitted: Admitted, job: Job | None = None) -> Episode:
-        """Simulate an admitted request on a worker thread, then free its slot."""
+        """Simulate an admitted request on a worker thread, then free its slot. Cancelled, the
+        simulation stops at its next step and the slot is freed once the thread is done."""
+        job = job if job is not None else Job(admitted.valid.max_steps)
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self._pool, self._simulate, admitted.valid, job)
         try:
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._pool, self._simulate, admitted.valid, job)
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            job.cancelled = True
+            await asyncio.wait({future})
+            if not future.cancelled():
+                future.exception()  # _StoppedError, or whatever ended it: nobody awaits it now
+            raise
         finally:
             self.admitted -= 1
 
-    def _simulate(self, valid: ValidRequest, job: Job | None) -> Episode:
+    def discard(self, admitted: Admitted) -> None:
+        """Free the slot of an admitted request that will not run."""
+        del admitted
+        self.admitted -= 1
+
+    def _simulate(self, valid: ValidRequest, job: Job) -> Episode:
         request = valid.request
         world = self._worlds.get(request.scene_id)
         controller = self.catalog.controller(request.model_id)
-        if job is not None:
-            job.status = "running"
+        job.status = "running"
 
         def progress(steps: int) -> None:
-            if job is not None:
-                job.steps_done = steps
+            if job.cancelled:
+                raise _StoppedError
+            job.steps_done = steps
 
         seed = request.seed if request.seed is not None else int(uuid.uuid4().int % 2**31)
         try:

@@ -24,6 +24,7 @@ class Job:
     result: ExecuteResponse | None = None
     error: ErrorBody | None = None
     task: asyncio.Task[None] | None = field(default=None, repr=False)  # keeps it alive
+    cancelled: bool = False  # set to stop the simulation at its next step
 
     @property
     def active(self) -> bool:

@@ -1,10 +1,15 @@
 """The execution service as a queue worker: it leases turns from the broker and runs both
 episodes here, exactly as POST /episodes would, then publishes the result.
 
-A leased turn is renewed every third of the lease while it runs. A worker that dies stops
-renewing, and the turn goes to another worker once the lease runs out; a worker that finds its
-lease taken stops the turn. The arena stores the first result of a turn and drops the rest, so
-a retried turn still ends with one pair of episodes.
+A leased turn is renewed every half second while it runs (with its progress). A worker that
+dies stops renewing, and the turn goes to another worker once the lease runs out; a worker that
+finds its lease taken stops the turn. A worker leases only when it has room for both episodes;
+one whose service fills up meanwhile (POST /episodes shares its slots), or that is shutting
+down, hands the turn back without counting an attempt. The arena stores the first result of a
+turn and drops the rest, so a retried turn still ends with one pair of episodes.
+
+Nothing here is cancelled while it waits for Redis (redis-py may then leave the task running,
+or the connection in a bad state): `stop()` asks the loops to end, and they do within a second.
 """
 
 import asyncio
@@ -21,15 +26,16 @@ from vlarena.errors import (
     RetryLaterError,
     UnknownNameError,
 )
-from vlarena.execution.episodes import EpisodeService
+from vlarena.execution.episodes import Admitted, EpisodeService
 from vlarena.execution.jobs import Job
 from vlarena.execution.schemas import ExecuteRequest, ExecuteResponse
 from vlarena.execution.views import episode_view
 from vlarena.httpjson import ErrorBody
 
 log = logging.getLogger(__name__)
-RETRY_S = 1.0  # wait after the broker failed a call
-PROGRESS_S = 0.5  # how often a running turn's steps are published
+RETRY_S = 1.0  # wait after the broker failed a call, or while the service has no room
+RENEW_S = 0.5  # how often a running turn's lease is renewed and its steps published
+EPISODES = 2  # a turn's episodes, run at once
 
 
 class TurnWorker:
@@ -40,14 +46,30 @@ class TurnWorker:
         self.service = service
         self.name = f"exec-{socket.gethostname()}-{os.getpid()}"
         self.streams = TurnStreams(settings, self.name)
-        self.slots = max(1, service.settings.max_concurrent_episodes // 2)
+        self.slots = max(1, service.settings.max_concurrent_episodes // EPISODES)
         self._free = asyncio.Semaphore(self.slots)
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._turns: set[asyncio.Task[None]] = set()
+        self._stopping = asyncio.Event()
 
     async def run(self) -> None:
-        """Lease and run turns until cancelled; a broker outage is waited out."""
-        while True:
+        """Lease and run turns until `stop()`; a broker outage is waited out. Turns still
+        running then are handed back (no attempt is counted)."""
+        try:
+            await self._lease_until_stopped()
+        finally:
+            await asyncio.gather(*self._turns, return_exceptions=True)
+            await self.streams.aclose()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def _lease_until_stopped(self) -> None:
+        while not self._stopping.is_set():
             await self._free.acquire()
+            if self.service.room < EPISODES:  # HTTP clients hold the slots: lease nothing
+                self._free.release()
+                await asyncio.sleep(RETRY_S)
+                continue
             try:
                 leased = await self.streams.lease()
             except (RedisError, OSError) as exc:
@@ -62,18 +84,12 @@ class TurnWorker:
                 self._free.release()
                 continue
             task = asyncio.get_running_loop().create_task(self._turn(leased))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-
-    async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self.streams.aclose()
+            self._turns.add(task)
+            task.add_done_callback(self._turns.discard)
 
     async def _turn(self, leased: Leased) -> None:
         try:
-            result = await self._held(leased)
+            result = await self._hold(leased)
             if result is not None:
                 await self._publish(leased, result)
         except Exception:
@@ -81,54 +97,79 @@ class TurnWorker:
         finally:
             self._free.release()
 
-    async def _held(self, leased: Leased) -> TurnResult | None:
+    async def _hold(self, leased: Leased) -> TurnResult | None:
         """Run the turn while renewing its lease; None if the lease was lost or handed back."""
         job = leased.job
         if leased.attempts > self.settings.max_attempts:
             tries = leased.attempts - 1
             detail = f"no result after {tries} lease{'s' if tries > 1 else ''} of the turn"
-            return TurnResult.failed(job, self.name, ErrorBody.of(ExecutionFailedError(detail)))
+            return TurnResult.failed(
+                job.turn_id, self.name, ErrorBody.of(ExecutionFailedError(detail))
+            )
         progress = [Job(r.max_steps or 0) for r in job.requests]
         work = asyncio.ensure_future(self._episodes(job, progress))
-        renew_s = self.settings.lease_s / 3
+        stopping = asyncio.ensure_future(self._stopping.wait())
         try:
             while not work.done():
-                await asyncio.wait({work}, timeout=min(renew_s, PROGRESS_S))
-                steps = min(p.steps_done for p in progress)
+                await asyncio.wait(
+                    {work, stopping}, timeout=min(RENEW_S, self.settings.lease_s / 3)
+                )
+                if work.done():
+                    break
+                if stopping.done():
+                    raise RetryLaterError("the worker is stopping")
                 try:
-                    await self.streams.report(job.turn_id, steps)
                     if not await self.streams.renew(leased.entry_id):
                         log.warning("turn %s: lease lost; stopping it here", job.turn_id)
                         return None
+                    await self.streams.report(job.turn_id, min(p.steps_done for p in progress))
                 except (RedisError, OSError) as exc:  # the lease may lapse: the result decides
                     log.warning("turn %s: cannot renew the lease (%s)", job.turn_id, exc)
             return work.result()
-        except RetryLaterError as exc:  # this service is saturated: another worker may run it
+        except RetryLaterError as exc:  # no room after all, or stopping: hand it back
             log.info("turn %s handed back: %s", job.turn_id, exc)
-            await self.streams.give_up(leased.entry_id)
+            work.cancel()
+            await asyncio.gather(work, return_exceptions=True)  # its episodes have stopped
+            try:
+                await self.streams.give_up(leased)
+            except (RedisError, OSError) as error:  # the lease runs out instead
+                log.warning("turn %s not handed back: %s", job.turn_id, error)
             return None
         finally:
+            stopping.cancel()
             work.cancel()
+            await asyncio.gather(work, return_exceptions=True)
 
     async def _episodes(self, job: TurnJob, progress: list[Job]) -> TurnResult:
+        """Admit both episodes (RetryLaterError if the service has no room), then run them."""
+        admitted: list[Admitted] = []
+        try:
+            for request in job.requests:
+                admitted.append(await self._admit(request))
+        except Exception as exc:
+            for held in admitted:
+                self.service.discard(held)
+            if isinstance(exc, RetryLaterError):
+                raise
+            return TurnResult.failed(job.turn_id, self.name, ErrorBody.of(exc))
         outcomes = await asyncio.gather(
-            *(self._episode(r, p) for r, p in zip(job.requests, progress, strict=True)),
+            *(self._run(a, p) for a, p in zip(admitted, progress, strict=True)),
             return_exceptions=True,
         )
         failures = [o for o in outcomes if isinstance(o, BaseException)]
-        if busy := next((f for f in failures if isinstance(f, RetryLaterError)), None):
-            raise busy
         if failures:
-            return TurnResult.failed(job, self.name, ErrorBody.of(failures[0]))
+            return TurnResult.failed(job.turn_id, self.name, ErrorBody.of(failures[0]))
         a, b = (o for o in outcomes if isinstance(o, ExecuteResponse))
         return TurnResult(turn_id=job.turn_id, worker=self.name, episodes=(a, b))
 
-    async def _episode(self, request: ExecuteRequest, progress: Job) -> ExecuteResponse:
+    async def _admit(self, request: ExecuteRequest) -> Admitted:
         try:
-            admitted = await self.service.admit(request)
+            return await self.service.admit(request)
         except (InvalidRequestError, UnknownNameError) as exc:
             # It passed the check when the turn was added: a refusal now is the model's.
             raise ExecutionFailedError(f"{request.model_id}: {exc}") from None
+
+    async def _run(self, admitted: Admitted, progress: Job) -> ExecuteResponse:
         return episode_view(await self.service.run(admitted, progress))
 
     async def _publish(self, leased: Leased, result: TurnResult) -> None:

@@ -18,11 +18,9 @@ async def health(services: Services) -> dict[str, Any]:
     return {
         "status": "ok",
         "version": __version__,
-        "execution": [
-            {"url": t.url, "breaker": t.breaker.state, "breaker_opened": t.breaker.opened_count}
-            for t in targets
+        "execution": [  # in VLA_SERVER_URL's order (not the URLs: they may hold secrets)
+            {"breaker": t.breaker.state, "breaker_opened": t.breaker.opened_count} for t in targets
         ],
         "turns": services.runner.queue.counts,
-        "turn_queue": services.runner.queue.state,
         "export_kinds": list(EXPORT_KINDS),
     }

@@ -9,6 +9,7 @@ a result for a turn no longer active is dropped.
 """
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -24,7 +25,7 @@ from vlarena.arena.storage.database import DbSession
 from vlarena.arena.storage.tables import utcnow
 from vlarena.arena.usecases.runner import FAILED, SIDES, Episodes, TurnRunner
 from vlarena.arena.views import Live, hidden
-from vlarena.broker import QueueSettings, Snapshot, TurnJob, TurnResult, TurnStreams
+from vlarena.broker import Delivered, QueueSettings, Snapshot, TurnJob, TurnResult, TurnStreams
 from vlarena.errors import BusyError, QueueUnavailableError, VLArenaError
 from vlarena.httpjson import ErrorBody
 
@@ -40,20 +41,20 @@ class BrokerPlaces:
         self.snapshot = Snapshot()
         self.up = False  # whether the last call to the broker worked
         self._reserved = 0
-        self._added = 0  # queued since the snapshot
+        self.added = 0  # queued by this process since the snapshot was asked for
 
     @property
-    def state(self) -> str:
-        return "up" if self.up else "down"
-
-    @property
-    def counts(self) -> dict[str, int]:
-        return {"running": self.snapshot.running, "queued": self.snapshot.waiting + self._added}
+    def counts(self) -> dict[str, int | str]:
+        return {
+            "running": self.snapshot.running,
+            "queued": self.snapshot.waiting + self.added,
+            "queue": "up" if self.up else "down",
+        }
 
     def check_room(self) -> None:
         if not self.up:
             raise QueueUnavailableError("the turn queue is unavailable; retry later")
-        waiting = self.snapshot.waiting + self._added + self._reserved
+        waiting = self.snapshot.waiting + self.added + self._reserved
         if waiting >= self.limit:
             raise BusyError(f"{waiting} turns wait for an execution worker; retry later")
 
@@ -64,11 +65,10 @@ class BrokerPlaces:
     def release(self) -> None:
         self._reserved -= 1
 
-    def seen(self, snapshot: Snapshot) -> None:
-        self.snapshot, self._added, self.up = snapshot, 0, True
-
-    def queued(self) -> None:
-        self._added += 1
+    def seen(self, snapshot: Snapshot, added_before: int) -> None:
+        """A new snapshot, asked for when this process had queued `added_before` turns."""
+        self.snapshot, self.up = snapshot, True
+        self.added -= added_before
 
 
 class BrokeredRunner(TurnRunner):
@@ -84,6 +84,7 @@ class BrokeredRunner(TurnRunner):
         self.streams = TurnStreams(queue, f"arena-{socket.gethostname()}-{os.getpid()}")
         self.queue = BrokerPlaces(settings.max_running_turns + settings.max_queued_turns)
         self._loops: list[asyncio.Task[None]] = []
+        self._stopping = asyncio.Event()
 
     def live(self, turn_id: str) -> Live:
         snapshot = self.queue.snapshot
@@ -93,7 +94,7 @@ class BrokeredRunner(TurnRunner):
         self.queue.release()
         try:
             await self.streams.enqueue(TurnJob(turn_id=turn_id, requests=episodes.requests))
-            self.queue.queued()
+            self.queue.added += 1
         except (RedisError, OSError) as exc:  # stored all the same: the sweep queues it later
             self.queue.up = False
             log.warning("turn %s stored but not queued (%s); the sweep will queue it", turn_id, exc)
@@ -101,51 +102,79 @@ class BrokeredRunner(TurnRunner):
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self._loops = [
-            loop.create_task(self._forever(self._watch, self.settings.poll_s)),
-            loop.create_task(self._forever(self._collect, 0.0)),
-            loop.create_task(self._forever(self._sweep, self.settings.sweep_s)),
+            loop.create_task(self._until_stopped(self._watch, self.settings.poll_s)),
+            loop.create_task(self._until_stopped(self._collect, 0.0)),
+            loop.create_task(self._until_stopped(self._sweep, self.settings.sweep_s)),
         ]
 
     async def close(self) -> None:
-        for task in self._loops:
-            task.cancel()
+        """Let the loops finish their step (a second at most; redis-py's calls are not
+        cancelled: it may leave a cancelled task running)."""
+        self._stopping.set()
         await asyncio.gather(*self._loops, return_exceptions=True)
         await self.streams.aclose()
 
-    async def _forever(self, step: Callable[[], Awaitable[None]], pause_s: float) -> None:
-        while True:
+    async def _until_stopped(self, step: Callable[[], Awaitable[None]], pause_s: float) -> None:
+        while not self._stopping.is_set():
+            wait_s = pause_s
             try:
                 await step()
             except (RedisError, OSError) as exc:
                 self.queue.up = False
                 log.warning("turn queue unavailable: %s", exc)
-                await asyncio.sleep(RETRY_S)
+                wait_s = max(pause_s, RETRY_S)
             except Exception:  # the database, say: the step runs again
                 log.exception("turn queue step %s failed", step.__name__)
-                await asyncio.sleep(RETRY_S)
-            else:
-                await asyncio.sleep(pause_s)
+                wait_s = max(pause_s, RETRY_S)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), wait_s)
 
     async def _watch(self) -> None:
-        self.queue.seen(await self.streams.snapshot())
+        added = self.queue.added
+        self.queue.seen(await self.streams.snapshot(self.queue.limit + 1), added)
 
     async def _collect(self) -> None:
-        for entry_id, result in await self.streams.next_results():
-            if result is not None:
+        for delivered in await self.streams.next_results():
+            try:
+                await self._take(delivered)
+            except (RedisError, OSError):
+                raise
+            except Exception:  # this one comes back after the lease; the others go on
+                log.exception("result of turn %s not stored", delivered.turn_id)
+
+    async def _take(self, delivered: Delivered) -> None:
+        """Store one result, then settle it. An unreadable one fails its turn; so does one that
+        could not be stored `max_attempts` times (rather than leave the turn active)."""
+        failed = (
+            TurnResult.failed(delivered.turn_id, "arena", FAILED) if delivered.turn_id else None
+        )
+        try:
+            if (result := delivered.result or failed) is not None:
                 await self._store(result)
-            else:
-                log.error("dropped a malformed entry %s of the results stream", entry_id)
-            await self.streams.settle(entry_id, result.turn_id if result else None)
+        except Exception:
+            if delivered.attempts <= self.settings.max_attempts or failed is None:
+                raise
+            log.exception("turn %s: its result cannot be stored; failing it", delivered.turn_id)
+            await self._store(failed)
+        await self.streams.settle(delivered.entry_id, delivered.turn_id)
 
     async def _sweep(self) -> None:
+        """Queue active turns the broker does not hold: stored while it was down, or lost."""
         before = utcnow() - timedelta(seconds=self.settings.sweep_s)
         async with self.db() as s:
             turns = await crud.active_turns(s, before)
         known = await self.streams.known([t.id for t in turns])
-        for turn in turns:
-            if turn.id not in known:
-                episodes = Episodes.of(turn.battle, turn.instruction, turn.seed, turn.max_steps)
-                await self.streams.enqueue(TurnJob(turn_id=turn.id, requests=episodes.requests))
+        lost = [t for t in turns if t.id not in known]
+        if not lost:
+            return
+        async with self.db() as s:  # one settled since the first read is over now: skip it
+            still = {t.id for t in await crud.active_turns(s, before)}
+        for turn in lost:
+            if turn.id not in still:
+                continue
+            episodes = Episodes.of(turn.battle, turn.instruction, turn.seed, turn.max_steps)
+            job = TurnJob(turn_id=turn.id, requests=episodes.requests)
+            if await self.streams.requeue(job):
                 log.warning("turn %s was not on the queue; queued it again", turn.id)
 
     async def _store(self, result: TurnResult) -> None:

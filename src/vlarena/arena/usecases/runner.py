@@ -61,12 +61,10 @@ class Places(Protocol):
     """Room for turns: refused early when full, reserved before a turn is stored."""
 
     @property
-    def state(self) -> str:
-        """ "local", or whether the broker is "up" or "down"."""
+    def counts(self) -> dict[str, int | str]:
+        """Turns running and queued, and where the queue is ("local", or the broker "up" or
+        "down")."""
         ...
-
-    @property
-    def counts(self) -> dict[str, int]: ...
 
     def check_room(self) -> None: ...
 
