@@ -113,22 +113,25 @@ class EpisodeService:
         loop = asyncio.get_running_loop()
         future = loop.run_in_executor(self._pool, self._simulate, admitted.valid, job)
         try:
-            return await asyncio.shield(future)
+            episode = await asyncio.shield(future)
         except asyncio.CancelledError:
             job.cancelled = True
             await asyncio.wait({future})
             if not future.cancelled():
-                future.exception()  # _StoppedError, or whatever ended it: nobody awaits it now
+                future.exception()  # whatever else ended it: nobody awaits it now
             raise
         finally:
             self.admitted -= 1
+        assert episode is not None  # only a cancelled episode stops early
+        return episode
 
     def discard(self, admitted: Admitted) -> None:
         """Free the slot of an admitted request that will not run."""
         del admitted
         self.admitted -= 1
 
-    def _simulate(self, valid: ValidRequest, job: Job) -> Episode:
+    def _simulate(self, valid: ValidRequest, job: Job) -> Episode | None:
+        """The episode; None if it was cancelled (it stops at its next step)."""
         request = valid.request
         world = self._worlds.get(request.scene_id)
         controller = self.catalog.controller(request.model_id)
@@ -151,6 +154,8 @@ class EpisodeService:
                 progress,
                 task=valid.task,
             )
+        except _StoppedError:  # nobody waits for it; its frames are freed on this thread
+            return None
         finally:
             controller.close()
 
