@@ -194,6 +194,7 @@ on the stream to its first lease.
 {rows}
 
 Two workers complete **{ratios[0]:.2f}x** the turns of one when each runs two episodes at once
-(one worker already keeps both cores busy), and **{ratios[1]:.2f}x** when each runs one (one
-worker leaves a core idle).
+(one worker alone already uses {runs[0].cpu_percent[0]:.0f}% of the 200% two cores give), and
+**{ratios[1]:.2f}x** when each runs one (one worker alone uses {runs[2].cpu_percent[0]:.0f}%: a
+core idles).
 """
