@@ -135,7 +135,11 @@ def test_the_queue_is_bounded_and_shows_positions(
     repeat = turn(client, battles[1], auth, key="second")  # full, but a repeat is not a new turn
     assert repeat.status_code == 200
     assert len(repeat.json()["turns"]) == 1
-    assert client.get("/api/health").json()["turns"] == {"running": 1, "queued": 1, "queue": "local"}
+    assert client.get("/api/health").json()["turns"] == {
+        "running": 1,
+        "queued": 1,
+        "queue": "local",
+    }
     deadline = time.monotonic() + 30  # the running turn reports the steps both sides did
     while not (done := client.get(f"/api/battles/{battles[0]}").json()["turns"][0]["steps_done"]):
         assert time.monotonic() < deadline, done
