@@ -1,5 +1,6 @@
 """The client to the execution service: breaker states, retries, error mapping (real HTTP)."""
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -291,3 +292,18 @@ def test_service_urls_are_checked() -> None:
     assert settings("http://a:1/, http://b:2").server_urls == ("http://a:1", "http://b:2")
     with pytest.raises(ValueError, match="VLA_SERVER_URL"):
         settings("a:1")
+
+
+async def test_a_half_open_service_with_its_probe_out_is_skipped(flaky_server: Any) -> None:
+    _, first_url = flaky_server(failures=0, status=503)
+    _, second_url = flaky_server(failures=0, status=503)
+    client = ExecutionClient(settings(f"{first_url},{second_url}", breaker_reset_s=0.01))
+    probing = client.targets[0].breaker
+    probing.record(ok=False, probe=probing.before_call())  # one failure: open, soon half open
+    probing.record(ok=False, probe=False)
+    for _ in range(5):
+        probing.record(ok=False, probe=False)
+    time.sleep(0.02)
+    assert probing.before_call() is True  # a probe goes out and has not come back
+    assert {client._pick().url for _ in range(4)} == {second_url}
+    await client.aclose()

@@ -1,5 +1,7 @@
 """Migrations and episode documents on SQLite and PostgreSQL; rate limits in memory and Redis."""
 
+import socket
+import time
 import uuid
 
 import pytest
@@ -169,3 +171,19 @@ async def test_episodes_stored_before_get_their_task_kind_and_latency(database_u
         assert (episode.task_kind, episode.inference_ms) == ("touch", 8.0)  # median of 4, 8, 30
     finally:
         await engine.dispose()
+
+
+async def test_a_silent_shared_rate_limit_store_falls_back_in_process() -> None:
+    """A Redis that accepts connections but never answers: limits go on, in memory, within
+    about a second (the next requests do not wait for it at all)."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        url = f"async+redis://127.0.0.1:{silent.getsockname()[1]}"
+        limiter = RateLimiter(url, {"vote": "2/minute"})
+        started = time.monotonic()
+        await limiter.hit("vote", "k")
+        await limiter.hit("vote", "k")
+        with pytest.raises(RateLimitedError):
+            await limiter.hit("vote", "k")
+        assert time.monotonic() - started < 3

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from vlarena.broker import QueueSettings, TurnJob, TurnResult, TurnStreams
+from vlarena.errors import ConfigError
 from vlarena.execution.catalog import EXPERT, ModelCatalog
 from vlarena.execution.episodes import EpisodeService
 from vlarena.execution.schemas import ExecuteRequest
@@ -128,3 +129,13 @@ async def test_a_stopping_worker_hands_its_turn_back_at_no_cost(queue: QueueSett
     service.close()
     for streams in (arena, other):
         await streams.aclose()
+
+
+def test_a_worker_needs_room_for_both_episodes_of_a_turn(queue: QueueSettings) -> None:
+    settings = ExecutionSettings(
+        presets="", shipped_models=False, max_concurrent_episodes=1, max_waiting_episodes=0
+    )
+    service = EpisodeService(settings, ModelCatalog(settings))
+    with pytest.raises(ConfigError, match="at least 2"):
+        TurnWorker(queue, service)
+    service.close()

@@ -18,6 +18,7 @@ from vlarena.errors import RateLimitedError
 log = logging.getLogger(__name__)
 MEMORY = "async+memory://"
 STORAGE_TIMEOUT_S = 1.0  # a shared storage slower than this is treated as down
+DOWN_FOR_S = 5.0  # then left alone this long before it is tried again
 WARN_EVERY_S = 60.0  # while it is down, say so at most this often
 
 
@@ -33,11 +34,15 @@ class RateLimiter:
         )
         self._items: dict[str, RateLimitItem] = {name: parse(rate) for name, rate in rates.items()}
         self._warned_at = -WARN_EVERY_S
+        self._down_until = 0.0
 
     async def hit(self, name: str, *keys: str) -> None:
         """Count one request against `name` for each key; RateLimitedError if any is spent."""
         if self._fallback is None:
             await self._hit(self._limiter, name, keys)
+            return
+        if time.monotonic() < self._down_until:
+            await self._hit(self._fallback, name, keys)
             return
         try:
             async with asyncio.timeout(STORAGE_TIMEOUT_S):
@@ -45,6 +50,7 @@ class RateLimiter:
         except RateLimitedError:
             raise
         except Exception as exc:  # the storage's own errors (its client's), or the timeout
+            self._down_until = time.monotonic() + DOWN_FOR_S
             if time.monotonic() - self._warned_at >= WARN_EVERY_S:
                 self._warned_at = time.monotonic()
                 log.warning("shared rate-limit storage unavailable (%r); limiting in-process", exc)

@@ -36,6 +36,22 @@ if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 1 then
 end
 return 0
 """
+# Claim a pending entry for its owner only (a lease another worker took stays taken): set its
+# idle time, and its delivery count (ARGV[5]; "" keeps it).
+RECLAIM = """
+local pending = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1)
+if #pending == 0 or pending[1][2] ~= ARGV[3] then
+  return 0
+end
+local count = ARGV[5]
+if count == '' then
+  count = pending[1][4]
+end
+redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[3], 0, ARGV[2], 'IDLE', ARGV[4], 'RETRYCOUNT', count,
+  'JUSTID')
+return 1
+"""
+MAX_TURN_ID = 32  # a turn id longer than this is not one of ours
 UNREADABLE = ErrorBody(error="execution_failed", detail="the queued turn could not be read")
 M = TypeVar("M", TurnJob, TurnResult)
 
@@ -90,6 +106,7 @@ class TurnStreams:
         self.live, self.progress = f"{prefix}:live", f"{prefix}:progress"
         self._cursors = {self.turns: "0-0", self.results: "0-0"}  # XAUTOCLAIM's scan position
         self._requeue = self.redis.register_script(REQUEUE)
+        self._reclaim = self.redis.register_script(RECLAIM)
 
     async def ensure_groups(self) -> None:
         """Create both streams' groups (idempotent; after a broker that lost its data, too)."""
@@ -154,7 +171,7 @@ class TurnStreams:
         return [
             Delivered(
                 entry_id,
-                fields.get("turn"),
+                _turn_of(fields),
                 _parsed(TurnResult, fields, "result"),
                 await self._attempts(self.results, ARENA, entry_id),
             )
@@ -183,7 +200,7 @@ class TurnStreams:
         entry_id, fields = entries[0]
         job = _parsed(TurnJob, fields, "job")
         if job is None:
-            turn_id = fields.get("turn")
+            turn_id = _turn_of(fields)
             if turn_id:
                 await self.complete(entry_id, TurnResult.failed(turn_id, self.consumer, UNREADABLE))
             else:
@@ -193,25 +210,12 @@ class TurnStreams:
 
     async def renew(self, entry_id: str) -> bool:
         """Extend a lease; False if it was lost (claimed by another worker, or gone)."""
-        pending = await self.redis.xpending_range(self.turns, WORKERS, entry_id, entry_id, 1)
-        if not pending or pending[0]["consumer"] != self.consumer:
-            return False
-        await self.redis.xclaim(self.turns, WORKERS, self.consumer, 0, [entry_id], justid=True)
-        return True
+        return await self._claim_own(entry_id, idle_ms=0, attempts=None)
 
     async def give_up(self, leased: Leased) -> None:
         """Hand a leased turn back at once: it looks expired to the next worker, and this lease
-        does not count as an attempt."""
-        await self.redis.xclaim(
-            self.turns,
-            WORKERS,
-            self.consumer,
-            0,
-            [leased.entry_id],
-            idle=self.settings.lease_ms,
-            retrycount=leased.attempts - 1,
-            justid=True,
-        )
+        does not count as an attempt (unless another worker holds it by now)."""
+        await self._claim_own(leased.entry_id, self.settings.lease_ms, leased.attempts - 1)
 
     async def report(self, turn_id: str, steps: int) -> None:
         await self.redis.hset(self.progress, turn_id, str(steps))  # type: ignore[misc]
@@ -235,6 +239,11 @@ class TurnStreams:
             return []
         self._cursors[stream] = answer[0]  # "0-0" once the scan wrapped around
         return [(entry_id, fields) for entry_id, fields in answer[1] if fields]
+
+    async def _claim_own(self, entry_id: str, idle_ms: int, attempts: int | None) -> bool:
+        count = "" if attempts is None else str(attempts)
+        args = [WORKERS, entry_id, self.consumer, str(idle_ms), count]
+        return bool(await self._reclaim(keys=[self.turns], args=args))
 
     async def _attempts(self, stream: str, group: str, entry_id: str) -> int:
         pending = await self.redis.xpending_range(stream, group, entry_id, entry_id, 1)
@@ -261,6 +270,12 @@ class TurnStreams:
             pipe.xack(self.turns, WORKERS, entry_id)
             pipe.xdel(self.turns, entry_id)
             await pipe.execute()
+
+
+def _turn_of(fields: dict[str, str]) -> str | None:
+    """The turn an entry names, if it names one that could be ours."""
+    turn = fields.get("turn")
+    return turn if turn and len(turn) <= MAX_TURN_ID else None
 
 
 def _parsed(kind: type[M], fields: dict[str, str], key: str) -> M | None:

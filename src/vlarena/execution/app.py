@@ -32,10 +32,12 @@ def create_app(
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         leasing = asyncio.get_running_loop().create_task(worker.run()) if worker else None
         yield
-        if leasing is not None and worker is not None:
-            worker.stop()
-            await leasing  # its turns stop and are handed back
-        service.close()
+        try:
+            if leasing is not None and worker is not None:
+                worker.stop()
+                await leasing  # its turns stop and are handed back
+        finally:
+            service.close()
 
     app = FastAPI(
         title="VLArena execution service",

@@ -110,9 +110,9 @@ class EpisodeService:
         """Simulate an admitted request on a worker thread, then free its slot. Cancelled, the
         simulation stops at its next step and the slot is freed once the thread is done."""
         job = job if job is not None else Job(admitted.valid.max_steps)
-        loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._pool, self._simulate, admitted.valid, job)
         try:
+            loop = asyncio.get_running_loop()
+            future = loop.run_in_executor(self._pool, self._simulate, admitted.valid, job)
             episode = await asyncio.shield(future)
         except asyncio.CancelledError:
             job.cancelled = True
@@ -132,6 +132,8 @@ class EpisodeService:
 
     def _simulate(self, valid: ValidRequest, job: Job) -> Episode | None:
         """The episode; None if it was cancelled (it stops at its next step)."""
+        if job.cancelled:  # before it started: nothing to set up
+            return None
         request = valid.request
         world = self._worlds.get(request.scene_id)
         controller = self.catalog.controller(request.model_id)

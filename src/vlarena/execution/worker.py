@@ -21,6 +21,7 @@ from redis.exceptions import RedisError
 
 from vlarena.broker import Leased, QueueSettings, TurnJob, TurnResult, TurnStreams
 from vlarena.errors import (
+    ConfigError,
     ExecutionFailedError,
     InvalidRequestError,
     RetryLaterError,
@@ -46,6 +47,11 @@ class TurnWorker:
         self.service = service
         self.name = f"exec-{socket.gethostname()}-{os.getpid()}"
         self.streams = TurnStreams(settings, self.name)
+        if service.room < EPISODES:
+            raise ConfigError(
+                "a queue worker runs two episodes a turn: VLA_EXEC_MAX_CONCURRENT_EPISODES plus "
+                "VLA_EXEC_MAX_WAITING_EPISODES must be at least 2"
+            )
         self.slots = max(1, service.settings.max_concurrent_episodes // EPISODES)
         self._free = asyncio.Semaphore(self.slots)
         self._turns: set[asyncio.Task[None]] = set()
@@ -66,15 +72,18 @@ class TurnWorker:
     async def _lease_until_stopped(self) -> None:
         while not self._stopping.is_set():
             await self._free.acquire()
+            if self._stopping.is_set():
+                self._free.release()
+                break
             if self.service.room < EPISODES:  # HTTP clients hold the slots: lease nothing
                 self._free.release()
                 await asyncio.sleep(RETRY_S)
                 continue
             try:
                 leased = await self.streams.lease()
-            except (RedisError, OSError) as exc:
+            except Exception as exc:  # the broker, or an entry it cannot take: go on
                 self._free.release()
-                log.warning("turn queue unavailable (%s); retrying in %g s", exc, RETRY_S)
+                log.warning("cannot lease a turn (%s); retrying in %g s", exc, RETRY_S)
                 await asyncio.sleep(RETRY_S)
                 continue
             except BaseException:
@@ -83,6 +92,10 @@ class TurnWorker:
             if leased is None:
                 self._free.release()
                 continue
+            if self._stopping.is_set():  # leased while stopping: back at once
+                self._free.release()
+                await self.streams.give_up(leased)
+                break
             task = asyncio.get_running_loop().create_task(self._turn(leased))
             self._turns.add(task)
             task.add_done_callback(self._turns.discard)
@@ -112,7 +125,9 @@ class TurnWorker:
         try:
             while not work.done():
                 await asyncio.wait(
-                    {work, stopping}, timeout=min(RENEW_S, self.settings.lease_s / 3)
+                    {work, stopping},
+                    timeout=min(RENEW_S, self.settings.lease_s / 3),
+                    return_when=asyncio.FIRST_COMPLETED,
                 )
                 if work.done():
                     break
@@ -146,10 +161,10 @@ class TurnWorker:
         try:
             for request in job.requests:
                 admitted.append(await self._admit(request))
-        except Exception as exc:
+        except BaseException as exc:  # cancelled too: the admitted slots are given back
             for held in admitted:
                 self.service.discard(held)
-            if isinstance(exc, RetryLaterError):
+            if isinstance(exc, RetryLaterError) or not isinstance(exc, Exception):
                 raise
             return TurnResult.failed(job.turn_id, self.name, ErrorBody.of(exc))
         outcomes = await asyncio.gather(

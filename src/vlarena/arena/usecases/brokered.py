@@ -119,7 +119,7 @@ class BrokeredRunner(TurnRunner):
             wait_s = pause_s
             try:
                 await step()
-            except (RedisError, OSError) as exc:
+            except RedisError as exc:  # redis-py's own, connection errors included
                 self.queue.up = False
                 log.warning("turn queue unavailable: %s", exc)
                 wait_s = max(pause_s, RETRY_S)
@@ -137,7 +137,7 @@ class BrokeredRunner(TurnRunner):
         for delivered in await self.streams.next_results():
             try:
                 await self._take(delivered)
-            except (RedisError, OSError):
+            except RedisError:
                 raise
             except Exception:  # this one comes back after the lease; the others go on
                 log.exception("result of turn %s not stored", delivered.turn_id)
@@ -156,7 +156,8 @@ class BrokeredRunner(TurnRunner):
                 raise
             log.exception("turn %s: its result cannot be stored; failing it", delivered.turn_id)
             await self._store(failed)
-        await self.streams.settle(delivered.entry_id, delivered.turn_id)
+        turn_id = delivered.turn_id or (delivered.result.turn_id if delivered.result else None)
+        await self.streams.settle(delivered.entry_id, turn_id)
 
     async def _sweep(self) -> None:
         """Queue active turns the broker does not hold: stored while it was down, or lost."""
