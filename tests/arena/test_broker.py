@@ -164,7 +164,8 @@ def test_twenty_battles_in_flight_and_a_worker_killed_mid_turn(stack: Stack) -> 
     ):
         assert time.monotonic() < deadline, places
         time.sleep(0.05)
-    assert places == sorted(set(places)), places  # first come, first served
+    # First come, first served (read one battle at a time: the queue may move between reads).
+    assert places == sorted(places), places
     assert places[0] > 1, places
     # Kill a worker that holds a turn it has started (steps done), mid-turn.
     broker = stack.redis()
