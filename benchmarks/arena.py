@@ -3,10 +3,7 @@ and how fast both HTTP services refuse work under 4x overload."""
 
 import asyncio
 import contextlib
-import os
 import random
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -32,7 +29,7 @@ from vlarena.arena.settings import ArenaSettings
 from vlarena.arena.storage.database import make_engine, migrate, session_factory
 from vlarena.arena.storage.tables import BattleRow, EpisodeRow, SessionRow, TurnRow, VoteRow
 from vlarena.arena.usecases.sessions import token_hash
-from vlarena.testing import free_port, scratch_postgres, wait_for_http
+from vlarena.testing import ServiceProcess, free_port, scratch_postgres
 
 CLIENTS = 50
 VOTES = 10_000
@@ -179,19 +176,12 @@ def _service(command: str, health: str, env: dict[str, str]) -> Iterator[str]:
     """`vlarena COMMAND` in its own process with these settings; yields its base URL."""
     port = free_port()
     prefix = "VLA_ARENA_" if command == "arena" else "VLA_EXEC_"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "vlarena", command],
-        env=os.environ | env | {f"{prefix}PORT": str(port)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
+    service = ServiceProcess(command, port, health, **env, **{f"{prefix}PORT": str(port)})
+    service.start()
     try:
-        wait_for_http(f"{base}{health}", process)
-        yield base
+        yield service.url
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        service.stop()
 
 
 def _arena(url: str, **env: str) -> contextlib.AbstractContextManager[str]:

@@ -89,9 +89,16 @@ class ServiceProcess:
 
     def kill(self) -> None:
         """SIGKILL to the whole group: no clean-up runs, as when a machine dies."""
+        self._signal(signal.SIGKILL)
+
+    def stop(self) -> None:
+        """SIGTERM to the whole group: a clean shutdown."""
+        self._signal(signal.SIGTERM)
+
+    def _signal(self, number: signal.Signals) -> None:
         if self.process is not None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=10)
+            os.killpg(self.process.pid, number)
+            self.process.wait(timeout=30)
             self.process = None
 
 

@@ -18,6 +18,7 @@ from vlarena.errors import (
     InvalidRequestError,
     RetryLaterError,
     UnknownNameError,
+    VLArenaError,
 )
 from vlarena.httpjson import ErrorBody
 
@@ -137,15 +138,22 @@ async def hidden(models: tuple[str, str], call: Awaitable[T]) -> T:
     """Await `call`; its errors reach the client without naming the hidden models."""
     try:
         return await call
-    except (InvalidRequestError, UnknownNameError) as exc:  # what to fix: kept, anonymized
-        raise InvalidRequestError(anonymize(str(exc), models)) from None
-    except ExecutionFailedError as exc:
+    except (InvalidRequestError, UnknownNameError, ExecutionFailedError, RetryLaterError) as exc:
+        raise concealed(exc, models) from None
+
+
+def concealed(exc: VLArenaError, models: tuple[str, str]) -> VLArenaError:
+    """An error from running the battle's models, as its client may see it (models hidden)."""
+    if isinstance(exc, InvalidRequestError | UnknownNameError):  # what to fix: kept, anonymized
+        return InvalidRequestError(anonymize(str(exc), models))
+    if isinstance(exc, ExecutionFailedError):
         log.warning("execution failed: %s", exc)  # the full story stays in the log
-        raise ExecutionFailedError(
+        return ExecutionFailedError(
             "the execution service failed to run a model (details in the arena's log)"
-        ) from None
-    except RetryLaterError as exc:
-        raise type(exc)(anonymize(str(exc), models), exc.retry_after_s) from None
+        )
+    if isinstance(exc, RetryLaterError):
+        return type(exc)(anonymize(str(exc), models), exc.retry_after_s)
+    return exc
 
 
 def anonymize(detail: str, models: tuple[str, str]) -> str:

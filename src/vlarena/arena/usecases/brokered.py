@@ -24,9 +24,9 @@ from vlarena.arena.storage import crud
 from vlarena.arena.storage.database import DbSession
 from vlarena.arena.storage.tables import utcnow
 from vlarena.arena.usecases.runner import FAILED, SIDES, Episodes, TurnRunner
-from vlarena.arena.views import Live, hidden
+from vlarena.arena.views import Live, concealed
 from vlarena.broker import Delivered, QueueSettings, Snapshot, TurnJob, TurnResult, TurnStreams
-from vlarena.errors import BusyError, QueueUnavailableError, VLArenaError
+from vlarena.errors import BusyError, QueueUnavailableError
 from vlarena.httpjson import ErrorBody
 
 log = logging.getLogger(__name__)
@@ -95,7 +95,7 @@ class BrokeredRunner(TurnRunner):
         try:
             await self.streams.enqueue(TurnJob(turn_id=turn_id, requests=episodes.requests))
             self.queue.added += 1
-        except (RedisError, OSError) as exc:  # stored all the same: the sweep queues it later
+        except RedisError as exc:  # stored all the same: the sweep queues it later
             self.queue.up = False
             log.warning("turn %s stored but not queued (%s); the sweep will queue it", turn_id, exc)
 
@@ -193,21 +193,11 @@ class BrokeredRunner(TurnRunner):
                 for side, model, episode in zip(SIDES, models, result.episodes, strict=True):
                     crud.add_episode(s, turn.id, side, model, episode)
             else:
-                error = await _shown(models, result.error)
+                error = _shown(models, result.error)
             body = error.model_dump(exclude_none=True) if error is not None else None
             await crud.finish_turns(s, turn.id, body)
 
 
-async def _shown(models: tuple[str, str], error: ErrorBody | None) -> ErrorBody:
+def _shown(models: tuple[str, str], error: ErrorBody | None) -> ErrorBody:
     """A worker's error as the battle shows it (models anonymous)."""
-    if error is None:
-        return FAILED
-
-    async def fail() -> None:
-        raise error.to_error()
-
-    try:
-        await hidden(models, fail())
-    except VLArenaError as exc:
-        return ErrorBody.of(exc)
-    return FAILED
+    return FAILED if error is None else ErrorBody.of(concealed(error.to_error(), models))
