@@ -8,10 +8,10 @@ TORCH_SPEC ?= torch==2.13.0
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install proto run test lint format bench ship clean
+.PHONY: help install install-lerobot proto run test lint format bench ship clean
 
 help: ## Show the targets
-	@grep -hE '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,25 @@ $(CHROMIUM):
 
 install: $(VENV)/.installed $(WEB_BUILD) ## Create .venv, install vlarena and its tools, build the web UI (idempotent)
 
+# LeRobot checkpoints are served from a second environment: lerobot 0.6 needs Python >= 3.12 and
+# torch < 2.12, the main one runs Python 3.11 and torch 2.13. `.venv-lerobot/bin/vlarena serve`
+# loads them; the rest of the stack reaches that server over gRPC (docs/design/lerobot.md).
+# PyPI's torch < 2.12 for Linux is a CUDA build: about 5 GB on disk, a few minutes to install.
+LEROBOT_VENV ?= .venv-lerobot
+LEROBOT_PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12) \
+  $(wildcard /usr/bin/python3.12 /usr/local/bin/python3.12))
+LEROBOT_SPEC ?= lerobot[smolvla,pi,diffusion]==0.6.1
+
+$(LEROBOT_VENV)/.installed: pyproject.toml | $(VENV)/.installed
+	@test -n "$(LEROBOT_PYTHON)" || { echo "install-lerobot needs Python 3.12: set LEROBOT_PYTHON"; exit 1; }
+	$(LEROBOT_PYTHON) -m venv $(LEROBOT_VENV)
+	$(LEROBOT_VENV)/bin/pip install --quiet --upgrade pip
+	$(LEROBOT_VENV)/bin/pip install --quiet -e . '$(LEROBOT_SPEC)' 'pytest>=8,<10' \
+	  'pytest-timeout>=2.3,<3' 'pytest-asyncio>=0.23,<2'
+	touch $@
+
+install-lerobot: $(LEROBOT_VENV)/.installed ## Create .venv-lerobot (Python 3.12, LeRobot) to serve LeRobot checkpoints
+
 PROTOS := $(wildcard proto/vlarena/*/v1/*.proto)
 
 proto: install ## Regenerate the gRPC stubs under src/ from proto/ (committed, so rarely needed)
@@ -71,9 +90,11 @@ format: install ## Apply ruff formatting and fixes
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-test: install lint $(CHROMIUM) ## Lint, then run the whole test suite (Python, TypeScript, browser)
+test: install install-lerobot lint $(CHROMIUM) ## Lint, then run the whole test suite (Python, TypeScript, browser, LeRobot)
 	cd web && npm test --silent
-	$(BIN)/pytest $(PYTEST_ARGS)
+	VLA_LEROBOT_PYTHON=$(LEROBOT_VENV)/bin/python $(BIN)/pytest $(PYTEST_ARGS)
+	VLA_LEROBOT_PYTHON=$(LEROBOT_VENV)/bin/python $(LEROBOT_VENV)/bin/pytest tests/policies/lerobot \
+	  $(PYTEST_ARGS)
 
 bench: install ## Run the benchmarks and write docs/benchmarks.md
 	$(BIN)/python -m benchmarks
@@ -120,6 +141,6 @@ ship: install ## Regenerate the shipped checkpoints: datagen, both families, eva
 	$(BIN)/python -m vlarena.evaluation.models_doc $(SHIP_RUNS) docs
 
 clean: ## Remove the virtualenv and caches
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist src/*.egg-info \
+	rm -rf $(VENV) $(LEROBOT_VENV) .pytest_cache .mypy_cache .ruff_cache build dist src/*.egg-info \
 	  web/node_modules src/vlarena/arena/web test-artifacts
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -8,10 +8,12 @@ from typing import ClassVar, Self
 
 import torch
 
+from vlarena.errors import InvalidObservationError
 from vlarena.policies.device import DeviceConfig
 from vlarena.types import ActionChunk, ModelInfo, Observation, RobotState
 
 Seeds = Sequence[int | None] | None  # one per observation; None draws from the policy's own RNG
+MAX_SEED = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -74,3 +76,25 @@ class SplitPolicy(ABC):
         self, features: VLFeatures, states: Sequence[RobotState], seeds: Seeds = None
     ) -> list[ActionChunk]:
         """Run the fast stage on cached features and the newest proprioception/sensor input."""
+
+
+def check_batch(name: str, items: object, kind: type) -> None:
+    """Raise InvalidObservationError unless `items` is a non-empty list of `kind`."""
+    if not isinstance(items, Sequence) or isinstance(items, str):
+        raise InvalidObservationError(f"{name} must be a list of {kind.__name__}")
+    if not items:
+        raise InvalidObservationError(f"empty batch of {name}")
+    if not all(isinstance(item, kind) for item in items):
+        raise InvalidObservationError(f"every item of {name} must be a {kind.__name__}")
+
+
+def check_seeds(seeds: Seeds, batch: int) -> None:
+    """Raise InvalidObservationError unless `seeds` is None or one valid seed per item."""
+    if seeds is None:
+        return
+    if not isinstance(seeds, Sequence) or len(seeds) != batch:
+        raise InvalidObservationError(f"seeds must be a list of {batch} (one per observation)")
+    for seed in seeds:
+        valid_int = isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed <= MAX_SEED
+        if seed is not None and not valid_int:
+            raise InvalidObservationError(f"seed {seed!r} is not an integer in 0..2**63-1")

@@ -11,7 +11,14 @@ import torch
 from torch import nn
 
 from vlarena.errors import CheckpointError, InvalidObservationError, UnknownNameError
-from vlarena.policies.base import CheckpointPolicy, Seeds, SplitPolicy, VLFeatures
+from vlarena.policies.base import (
+    CheckpointPolicy,
+    Seeds,
+    SplitPolicy,
+    VLFeatures,
+    check_batch,
+    check_seeds,
+)
 from vlarena.policies.checkpoint import (
     CONFIG_FILE,
     NORM_STATS_FILE,
@@ -222,14 +229,14 @@ class NativeVLAPolicy(CheckpointPolicy, SplitPolicy):
         self, observations: Sequence[Observation], seeds: Seeds = None
     ) -> list[ActionChunk]:
         started = time.perf_counter()
-        _check_batch("observations", observations, Observation)
-        _check_seeds(seeds, len(observations))  # before the expensive stage, not after it
+        check_batch("observations", observations, Observation)
+        check_seeds(seeds, len(observations))  # before the expensive stage, not after it
         features = self.extract_features(observations)  # validates every observation
         return self._act(features, [obs.state for obs in observations], seeds, started)
 
     @torch.inference_mode()
     def extract_features(self, observations: Sequence[Observation]) -> VLFeatures:
-        _check_batch("observations", observations, Observation)
+        check_batch("observations", observations, Observation)
         for obs in observations:
             self._info.check(obs)
         cams = self.config.backbone.camera_names
@@ -249,12 +256,12 @@ class NativeVLAPolicy(CheckpointPolicy, SplitPolicy):
     ) -> list[ActionChunk]:
         started = time.perf_counter()
         self._check_features(features)
-        _check_batch("states", states, RobotState)
+        check_batch("states", states, RobotState)
         if len(states) != features.batch_size:
             raise InvalidObservationError(
                 f"{len(states)} states for a feature batch of {features.batch_size}"
             )
-        _check_seeds(seeds, len(states))
+        check_seeds(seeds, len(states))
         for robot_state in states:
             self._info.check_state(robot_state)
         return self._act(features, states, seeds, started)
@@ -316,27 +323,6 @@ class NativeVLAPolicy(CheckpointPolicy, SplitPolicy):
 
 
 _INIT_LOCK = threading.Lock()  # fork_rng + seeding of the global CPU generator is not thread-safe
-MAX_SEED = 2**63 - 1
-
-
-def _check_batch(name: str, items: object, kind: type) -> None:
-    if not isinstance(items, Sequence) or isinstance(items, str):
-        raise InvalidObservationError(f"{name} must be a list of {kind.__name__}")
-    if not items:
-        raise InvalidObservationError(f"empty batch of {name}")
-    if not all(isinstance(item, kind) for item in items):
-        raise InvalidObservationError(f"every item of {name} must be a {kind.__name__}")
-
-
-def _check_seeds(seeds: Seeds, batch: int) -> None:
-    if seeds is None:
-        return
-    if not isinstance(seeds, Sequence) or len(seeds) != batch:
-        raise InvalidObservationError(f"seeds must be a list of {batch} (one per observation)")
-    for seed in seeds:
-        valid_int = isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed <= MAX_SEED
-        if seed is not None and not valid_int:
-            raise InvalidObservationError(f"seed {seed!r} is not an integer in 0..2**63-1")
 
 
 def native_policy_types() -> dict[str, type["NativeVLAPolicy"]]:

@@ -3,6 +3,8 @@
 A spec is one of
 - a shipped checkpoint's name (`vla-flow-small`);
 - a checkpoint directory (`runs/flow/full/checkpoint`);
+- a LeRobot pretrained-policy directory, `[lerobot:]PATH[#OPTIONS]` (`vlarena.policies.lerobot`;
+  loading one needs LeRobot, which the LeRobot environment has);
 - `TYPE:PRESET`, a native family at a size preset with random weights (`vla-flow:small`);
 - a model of a remote inference server, `grpc://HOST:PORT[/MODEL]` (the server's default model
   without one);
@@ -25,13 +27,14 @@ from vlarena.policies.base import Policy
 from vlarena.policies.checkpoint import read_metadata
 from vlarena.policies.config import get_preset
 from vlarena.policies.device import DeviceConfig
+from vlarena.policies.lerobot.layout import LeRobotOptions, split_spec
 from vlarena.policies.native import native_policy_types, random_native
 from vlarena.policies.registry import load_policy
 from vlarena.policies.shipped import shipped_checkpoint
 
 REMOTE_SCHEME = "grpc://"
 OPENPI_SCHEMES = ("ws://", "wss://")
-SpecKind = Literal["shipped", "checkpoint", "preset", "remote", "openpi"]
+SpecKind = Literal["shipped", "checkpoint", "lerobot", "preset", "remote", "openpi"]
 REMOTE_KINDS = ("remote", "openpi")
 REMOTE_PREFIXES = (REMOTE_SCHEME, *OPENPI_SCHEMES)  # how a remote spec starts
 
@@ -44,6 +47,7 @@ class ModelSpec:
     source: str  # checkpoint directory, TYPE:PRESET, HOST:PORT, or the websocket URL
     model: str = ""  # remote: the served model's name ("" for the server's default)
     profile: str = ""  # openpi: the observation profile ("" for the server's, else native)
+    options: str = ""  # lerobot: the options after `#` (name, embodiment, camera map)
 
     @property
     def name(self) -> str:
@@ -52,6 +56,8 @@ class ModelSpec:
             return self.source.replace(":", "-") + "-random"
         if self.kind in REMOTE_KINDS:
             return self.model
+        if self.kind == "lerobot":
+            return LeRobotOptions.parse(self.options).name or Path(self.source).resolve().name
         return read_metadata(Path(self.source)).name
 
 
@@ -65,6 +71,11 @@ def parse_spec(text: str) -> ModelSpec:
         return ModelSpec("remote", target, model)
     if text.startswith(OPENPI_SCHEMES):
         return _openpi_spec(text)
+    lerobot = split_spec(text)
+    if lerobot is not None:
+        path, options = lerobot
+        LeRobotOptions.parse(options)
+        return ModelSpec("lerobot", path, options=options)
     shipped = shipped_checkpoint(text)
     if shipped is not None:
         return ModelSpec("shipped", str(shipped))
@@ -106,4 +117,18 @@ def resolve_policy(
     if parsed.kind == "preset":
         kind, preset = parsed.source.split(":")
         return random_native(kind, preset, device)
+    if parsed.kind == "lerobot":
+        return _load_lerobot(parsed, device or DeviceConfig())
     return load_policy(parsed.source, device)
+
+
+def _load_lerobot(spec: ModelSpec, device: DeviceConfig) -> Policy:
+    try:
+        from vlarena.policies.lerobot import adapter
+    except ImportError as exc:
+        raise ConfigError(
+            f"{spec.source} is a LeRobot checkpoint, and LeRobot cannot be imported here ({exc}); "
+            "serve it from the LeRobot environment (make install-lerobot; "
+            ".venv-lerobot/bin/vlarena serve) and use it as grpc://HOST:PORT/MODEL"
+        ) from None
+    return adapter.load(spec.source, LeRobotOptions.parse(spec.options), device)

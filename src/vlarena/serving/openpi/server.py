@@ -32,6 +32,7 @@ from vlarena.errors import (
     VLArenaError,
 )
 from vlarena.httpjson import ErrorBody
+from vlarena.policies.base import MAX_SEED
 from vlarena.serving.openpi import wire
 from vlarena.serving.openpi.profiles import PROFILES, ObservationProfile, get_profile
 from vlarena.serving.servicer import InferenceServicer, ServerState
@@ -43,7 +44,6 @@ log = logging.getLogger(__name__)
 _websockets_log = logging.getLogger(f"{__name__}.websockets")
 _websockets_log.setLevel(logging.WARNING)
 HEALTH_PATH = "/healthz"
-MAX_SEED = 2**63 - 1
 CLOSE_REASON_BYTES = 120  # a close frame's reason is at most 123 bytes
 
 

@@ -1,0 +1,355 @@
+"""LeRobot policies behind our `Policy` seam, loaded and called with LeRobot's own code.
+
+A checkpoint is loaded as LeRobot's policy server loads one: `get_policy_class(type)
+.from_pretrained(dir)` and `make_pre_post_processors(config, pretrained_path=dir)`. A batch of
+our observations becomes one LeRobot batch (`observation.images.<camera>` as float CHW in
+[0, 1], `observation.state` from the joint positions, `task` from the instructions), goes
+through the preprocessor, `predict_action_chunk` and the postprocessor, and comes back as one
+`ActionChunk` per observation: the first `n_action_steps` actions the policy predicts.
+
+This module imports LeRobot; it runs in the LeRobot environment (`make install-lerobot`).
+"""
+
+import json
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lerobot
+import numpy as np
+import torch
+from lerobot.configs.policies import PreTrainedConfig
+from lerobot.configs.types import FeatureType
+from lerobot.policies.common.flow_matching import euler_integrate
+from lerobot.policies.common.vla_utils import make_att_2d_masks, prepare_attention_masks_4d
+from lerobot.policies.factory import get_policy_class, make_pre_post_processors
+from lerobot.processor import NormalizerProcessorStep
+from lerobot.processor.converters import create_transition
+from lerobot.utils.constants import (
+    ACTION,
+    OBS_IMAGES,
+    OBS_LANGUAGE_ATTENTION_MASK,
+    OBS_LANGUAGE_TOKENS,
+    OBS_STATE,
+)
+from transformers import DynamicCache
+
+from vlarena.errors import CheckpointError, ConfigError, InvalidObservationError, UnknownNameError
+from vlarena.policies.base import Policy, Seeds, SplitPolicy, VLFeatures, check_batch, check_seeds
+from vlarena.policies.device import DeviceConfig
+from vlarena.policies.lerobot.layout import LeRobotOptions, policy_type
+from vlarena.types import ActionChunk, ModelInfo, Observation, RobotState
+
+NoiseShape = Callable[[Any], tuple[int, int]]  # a config → one sample's noise (H, D)
+
+
+@dataclass(frozen=True)
+class Family:
+    """How our adapter calls one LeRobot policy type."""
+
+    policy: type["LeRobotPolicy"]  # the adapter class (a SplitPolicy where the split exists)
+    noise: NoiseShape | None = None  # the shape of one sample's noise; None: deterministic
+    history: bool = False  # it stacks `n_obs_steps` observations (we repeat the current one)
+
+
+class LeRobotPolicy(Policy):
+    """A LeRobot pretrained policy: a batch of our observations in, one chunk each out."""
+
+    def __init__(
+        self, policy: Any, processors: tuple[Any, Any], family: Family, info: ModelInfo
+    ) -> None:
+        self._policy, (self._pre, self._post), self._family = policy, processors, family
+        self._info = info
+        self._config: Any = policy.config
+        self._device = torch.device(self._config.device)
+        self._rng = torch.Generator().manual_seed(0)
+        self._rng_lock = threading.Lock()
+
+    @property
+    def info(self) -> ModelInfo:
+        return self._info
+
+    def predict(
+        self, observations: Sequence[Observation], seeds: Seeds = None
+    ) -> list[ActionChunk]:
+        started = time.perf_counter()
+        self._check(observations, seeds)
+        with torch.inference_mode():
+            batch = self._preprocess(observations)
+            noise = self._noise(seeds, len(observations))
+            actions = self._policy.predict_action_chunk(
+                batch, **({} if noise is None else {"noise": noise})
+            )
+            return self._chunks(actions, started)
+
+    def _check(self, observations: Sequence[Observation], seeds: Seeds) -> None:
+        check_batch("observations", observations, Observation)
+        check_seeds(seeds, len(observations))
+        for obs in observations:
+            self._info.check(obs)
+
+    def _preprocess(self, observations: Sequence[Observation]) -> dict[str, Any]:
+        """Our observations as one preprocessed LeRobot batch."""
+        batch: dict[str, Any] = {
+            f"{OBS_IMAGES}.{theirs}": torch.from_numpy(
+                np.stack([obs.images[ours] for obs in observations])
+            )
+            .permute(0, 3, 1, 2)
+            .float()
+            .div(255.0)
+            for ours, theirs in self._cameras
+        }
+        batch[OBS_STATE] = _states(obs.state for obs in observations)
+        batch["task"] = [obs.instruction for obs in observations]
+        batch = self._pre(batch)
+        if self._family.history:  # no history is kept per robot: the current one, repeated
+            steps = self._config.n_obs_steps
+            for key in [OBS_STATE, *(f"{OBS_IMAGES}.{theirs}" for _, theirs in self._cameras)]:
+                value = batch[key].unsqueeze(1)
+                batch[key] = value.expand(-1, steps, *value.shape[2:])
+        return batch
+
+    @property
+    def _cameras(self) -> list[tuple[str, str]]:
+        """(our camera, the checkpoint's camera) for every camera the model takes."""
+        return list(zip(self._info.camera_names, self._their_cameras, strict=True))
+
+    @property
+    def _their_cameras(self) -> list[str]:
+        return [key.removeprefix(f"{OBS_IMAGES}.") for key in _image_keys(self._config)]
+
+    def _noise(self, seeds: Seeds, batch: int) -> torch.Tensor | None:
+        """Per-sample noise, each from its own seed, so batching never changes a result."""
+        if self._family.noise is None:
+            return None
+        shape = self._family.noise(self._config)
+        with self._rng_lock:
+            draws = [
+                torch.randn(
+                    shape, generator=self._rng if s is None else torch.Generator().manual_seed(s)
+                )
+                for s in seeds or [None] * batch
+            ]
+        return torch.stack(draws).to(self._device)
+
+    def _chunks(self, actions: torch.Tensor, started: float) -> list[ActionChunk]:
+        """The model's normalized actions (B, H', D') as our chunks, timed from `started`."""
+        actions = actions[:, : self._info.chunk_size, : self._info.action_dim]
+        raw = self._post(actions).float().cpu().numpy()
+        timing = {"policy": (time.perf_counter() - started) * 1000.0}
+        return [
+            ActionChunk(raw[i], self._info.name, timing_ms=timing, batch_size=len(raw))
+            for i in range(len(raw))
+        ]
+
+
+class LeRobotPi0Policy(LeRobotPolicy, SplitPolicy):
+    """pi0, split: the vision-language prefix (its key/value cache) is the slow stage, the flow
+    expert denoising from the fresh robot state is the fast stage.
+
+    The features are the prefix's keys and values, one feature token per prefix token: for each
+    layer, keys then values, each as (kv_heads x head_dim) values per token.
+    """
+
+    def extract_features(self, observations: Sequence[Observation]) -> VLFeatures:
+        self._check(observations, None)
+        model = self._policy.model
+        with torch.inference_mode():
+            batch = self._preprocess(observations)
+            images, image_masks = self._policy._preprocess_images(batch)
+            embeddings, pad, att = model.embed_prefix(
+                images, image_masks, batch[OBS_LANGUAGE_TOKENS], batch[OBS_LANGUAGE_ATTENTION_MASK]
+            )
+            masks = prepare_attention_masks_4d(make_att_2d_masks(pad, att))
+            language = model.paligemma_with_expert.paligemma.model.language_model
+            language.config._attn_implementation = "eager"  # as LeRobot's own sampling sets it
+            _, cache = model.paligemma_with_expert.forward(
+                attention_mask=masks,
+                position_ids=torch.cumsum(pad, dim=1) - 1,
+                past_key_values=None,
+                inputs_embeds=[embeddings, None],
+                use_cache=True,
+            )
+            tokens = torch.cat(
+                [t.transpose(1, 2).flatten(2) for keys, values, _ in cache for t in (keys, values)],
+                dim=-1,
+            )
+        return VLFeatures(tokens, ~pad, self._info.name)
+
+    def predict_from_features(
+        self, features: VLFeatures, states: Sequence[RobotState], seeds: Seeds = None
+    ) -> list[ActionChunk]:
+        started = time.perf_counter()
+        check_batch("states", states, RobotState)
+        self._check_features(features, len(states))
+        check_seeds(seeds, len(states))
+        for state in states:
+            self._info.check_state(state)
+        model = self._policy.model
+        with torch.inference_mode():
+            state = self._policy.prepare_state({OBS_STATE: self._normalized_states(states)})
+            prefix_pad = ~features.padding
+            cache = self._cache(features.tokens)
+            noise = self._noise(seeds, len(states))
+            assert noise is not None  # pi0 samples noise
+
+            def velocity(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+                return model.denoise_step(
+                    state=state,
+                    prefix_pad_masks=prefix_pad,
+                    past_key_values=cache,
+                    x_t=x_t,
+                    timestep=t,
+                )
+
+            actions = euler_integrate(velocity, noise, self._config.num_inference_steps)
+            return self._chunks(actions, started)
+
+    def _normalized_states(self, states: Sequence[RobotState]) -> torch.Tensor:
+        """The states as the preprocessor's normalizer leaves them (on the model's device)."""
+        state = _states(states).to(self._device)
+        for step in self._pre.steps:
+            if isinstance(step, NormalizerProcessorStep):
+                state = step(create_transition(observation={OBS_STATE: state}))["observation"][
+                    OBS_STATE
+                ]
+        return state
+
+    def _layout(self) -> tuple[int, int, int]:
+        """(layers, kv heads, head dim) of the prefix's key/value cache."""
+        text = self._policy.model.paligemma_with_expert.paligemma.config.text_config
+        return text.num_hidden_layers, text.num_key_value_heads, text.head_dim
+
+    def _cache(self, tokens: torch.Tensor) -> DynamicCache:
+        layers, heads, dim = self._layout()
+        parts = tokens.reshape(*tokens.shape[:2], 2 * layers, heads, dim).permute(2, 0, 3, 1, 4)
+        return DynamicCache(tuple((parts[2 * i], parts[2 * i + 1], None) for i in range(layers)))
+
+    def _check_features(self, features: VLFeatures, batch: int) -> None:
+        if not isinstance(features, VLFeatures) or features.model_id != self._info.name:
+            source = getattr(features, "model_id", type(features).__name__)
+            raise InvalidObservationError(
+                f"features come from {source!r}, not from model {self._info.name!r}"
+            )
+        layers, heads, dim = self._layout()
+        tokens = features.tokens
+        width = 2 * layers * heads * dim
+        if tokens.ndim != 3 or tokens.shape[2] != width or tokens.device != self._device:
+            raise InvalidObservationError(
+                f"features {tuple(tokens.shape)} on {tokens.device} do not fit model "
+                f"{self._info.name!r} (B, N, {width}) on {self._device}"
+            )
+        if features.batch_size != batch:
+            raise InvalidObservationError(
+                f"{batch} states for a feature batch of {features.batch_size}"
+            )
+
+
+def _chunk_noise(config: Any) -> tuple[int, int]:
+    return config.chunk_size, config.max_action_dim
+
+
+FAMILIES: dict[str, Family] = {
+    "act": Family(LeRobotPolicy),
+    "diffusion": Family(
+        LeRobotPolicy, noise=lambda c: (c.horizon, c.action_feature.shape[0]), history=True
+    ),
+    "smolvla": Family(LeRobotPolicy, noise=_chunk_noise),
+    "pi0": Family(LeRobotPi0Policy, noise=_chunk_noise),
+    # pi0.5 puts the discretized state into the language prefix: no stage runs without it.
+    "pi05": Family(LeRobotPolicy, noise=_chunk_noise),
+}
+
+
+def load(directory: str | Path, options: LeRobotOptions, device: DeviceConfig) -> LeRobotPolicy:
+    """A LeRobot checkpoint directory as a policy (CheckpointError, ConfigError, UnknownNameError
+    name what does not fit, at load time rather than at the first request)."""
+    path = Path(directory)
+    kind = policy_type(path)
+    if kind not in FAMILIES:
+        raise UnknownNameError("LeRobot policy type", kind, FAMILIES)
+    if device.precision != "fp32":
+        raise ConfigError(
+            "LeRobot policies run in their checkpoint's own precision (its config's dtype); "
+            "leave VLA_PRECISION at fp32"
+        )
+    target = str(device.torch_device())
+    try:
+        policy = get_policy_class(kind).from_pretrained(str(path))
+        policy.config.device = target
+        policy.to(target).eval()
+        overrides = {"device_processor": {"device": target}}
+        processors = make_pre_post_processors(
+            policy.config,
+            pretrained_path=str(path),
+            preprocessor_overrides=overrides,
+            postprocessor_overrides={"device_processor": {"device": "cpu"}},
+        )
+    except Exception as exc:  # LeRobot's loaders raise many kinds; any means "cannot load"
+        raise CheckpointError(f"LeRobot cannot load {path}: {exc}") from None
+    family = FAMILIES[kind]
+    if kind == "pi0" and policy.config.use_relative_actions:
+        family = Family(LeRobotPolicy, family.noise)  # actions relative to the slow stage's state
+    params = sum(p.numel() for p in policy.parameters())
+    info = model_info(policy.config, kind, options, path, family, params)
+    return family.policy(policy, processors, family, info)
+
+
+def model_info(
+    config: PreTrainedConfig,
+    kind: str,
+    options: LeRobotOptions,
+    path: Path,
+    family: Family,
+    num_params: int,
+) -> ModelInfo:
+    """Our contract for a LeRobot config: its cameras (renamed by `options`), one image size,
+    its state and action sizes, the chunk it executes (ConfigError where they do not fit)."""
+    keys = _image_keys(config)
+    theirs = [key.removeprefix(f"{OBS_IMAGES}.") for key in keys]
+    unknown = sorted({t for _, t in options.cameras} - set(theirs))
+    if unknown:
+        raise ConfigError(f"camera map names {unknown}; {path} has cameras {theirs}")
+    if not keys:
+        raise ConfigError(f"{path} takes no camera images")
+    sizes = {tuple(config.input_features[key].shape) for key in keys}
+    if len(sizes) != 1 or len(next(iter(sizes))) != 3 or next(iter(sizes))[0] != 3:
+        raise ConfigError(f"{path} takes images of shapes {sorted(sizes)}; one 3xHxW is needed")
+    _, height, width = next(iter(sizes))
+    state = config.input_features.get(OBS_STATE)
+    action = config.output_features.get(ACTION)
+    if state is None or len(state.shape) != 1 or action is None or len(action.shape) != 1:
+        raise ConfigError(f"{path} needs a 1-D observation.state and a 1-D action")
+    card = {"trained": f"LeRobot {kind} checkpoint", "source": str(path)}
+    return ModelInfo(
+        name=options.name or path.resolve().name,
+        version=f"lerobot-{lerobot.__version__}",
+        policy_type=f"lerobot-{kind}",
+        action_dim=action.shape[0],
+        chunk_size=config.n_action_steps,
+        camera_names=tuple(options.our_camera(t) for t in theirs),
+        image_height=height,
+        image_width=width,
+        state_dim=state.shape[0],
+        embodiments=(options.embodiment,),
+        supports_split=issubclass(family.policy, SplitPolicy),
+        num_params=num_params,
+        card=json.dumps(card),
+    )
+
+
+def _image_keys(config: Any) -> list[str]:
+    """The checkpoint's camera features, in its order (padding cameras it fills itself left out)."""
+    return [
+        key
+        for key, feature in config.input_features.items()
+        if feature.type is FeatureType.VISUAL and ".empty_camera_" not in key
+    ]
+
+
+def _states(states: Any) -> torch.Tensor:
+    """Joint positions (B, J): LeRobot's observation.state."""
+    return torch.from_numpy(np.stack([s.joint_positions for s in states]))
