@@ -62,8 +62,17 @@ class ServiceProcess:
     """`vlarena <command> [args]` in its own process group, so a test can kill it hard (all its
     processes) and start it again."""
 
-    def __init__(self, command: str, port: int, health_path: str, *args: str, **env: str) -> None:
+    def __init__(
+        self,
+        command: str,
+        port: int,
+        health_path: str,
+        *args: str,
+        python: str = sys.executable,  # another environment's interpreter runs its vlarena
+        **env: str,
+    ) -> None:
         self.command = [command, *args]
+        self.python = python
         self.port = port
         self.health_path = health_path
         self.env = {**os.environ, **env}
@@ -79,7 +88,7 @@ class ServiceProcess:
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "vlarena", *self.command],
+            [self.python, "-m", "vlarena", *self.command],
             env=self.env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -131,7 +131,7 @@ def test_pi0_fast_stage_refuses_what_does_not_fit(checkpoints: dict[str, Path]) 
 def test_cameras_map_to_ours(tmp_path: Path) -> None:
     path = tiny.build("act", tmp_path / "act", cameras=("top", "hand"))
     assert load(path).info.camera_names == ("top", "hand")  # unmapped: their names
-    mapped = load(path, "front=top,wrist=hand,name=mapped,embodiment=so100")
+    mapped = load(path, "front=top&wrist=hand&name=mapped&embodiment=so100")
     assert (mapped.info.camera_names, mapped.info.name) == (("front", "wrist"), "mapped")
     assert mapped.info.embodiments == ("so100",)
     obs = synthetic_observation(mapped.info, seed=1)

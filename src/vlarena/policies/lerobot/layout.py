@@ -5,7 +5,7 @@ A directory LeRobot's `save_pretrained` wrote holds `config.json` (with the poli
 normalization stats. Ours hold `metadata.json` instead, so the two never look alike.
 
 A spec names one as `lerobot:PATH[#OPTIONS]`, or as a plain PATH that holds one. OPTIONS are
-comma-separated `key=value` pairs: `name=` (the model id; default: the directory's name),
+`key=value` pairs joined by `&` (a comma separates specs in a list): `name=` (the model id; default: the directory's name),
 `embodiment=` (the robot tag observations carry; default franka), and `OURS=THEIRS` for each
 camera whose name differs, our camera name to the checkpoint's (`front=top` feeds our `front`
 camera to the checkpoint's `observation.images.top`).
@@ -47,10 +47,10 @@ class LeRobotOptions:
 
     @classmethod
     def parse(cls, text: str) -> "LeRobotOptions":
-        """`key=value,...` as a spec's fragment writes them (ConfigError if malformed)."""
+        """`key=value&...` as a spec's fragment writes them (ConfigError if malformed)."""
         fields: dict[str, str] = {}
         cameras: list[tuple[str, str]] = []
-        for item in filter(None, (part.strip() for part in text.split(","))):
+        for item in filter(None, (part.strip() for part in text.split("&"))):
             key, sep, value = (s.strip() for s in item.partition("="))
             if not sep or not key or not value:
                 raise ConfigError(
