@@ -5,10 +5,11 @@ A directory LeRobot's `save_pretrained` wrote holds `config.json` (with the poli
 normalization stats. Ours hold `metadata.json` instead, so the two never look alike.
 
 A spec names one as `lerobot:PATH[#OPTIONS]`, or as a plain PATH that holds one. OPTIONS are
-`key=value` pairs joined by `&` (a comma separates specs in a list): `name=` (the model id; default: the directory's name),
-`embodiment=` (the robot tag observations carry; default franka), and `OURS=THEIRS` for each
-camera whose name differs, our camera name to the checkpoint's (`front=top` feeds our `front`
-camera to the checkpoint's `observation.images.top`).
+`key=value` pairs joined by `&` (a comma separates specs in a list): `name=` (the model id;
+default: the directory's name), `embodiment=` (the robot tag observations carry; default
+franka), and `OURS=THEIRS` for each camera whose name differs, our camera name to the
+checkpoint's (`front=top` feeds our `front` camera to the checkpoint's
+`observation.images.top`).
 """
 
 import json
