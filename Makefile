@@ -96,8 +96,8 @@ test: install install-lerobot lint $(CHROMIUM) ## Lint, then run the whole test 
 	VLA_LEROBOT_PYTHON=$(LEROBOT_VENV)/bin/python $(LEROBOT_VENV)/bin/pytest tests/policies/lerobot \
 	  $(PYTEST_ARGS)
 
-bench: install ## Run the benchmarks and write docs/benchmarks.md
-	$(BIN)/python -m benchmarks
+bench: install install-lerobot ## Run the benchmarks and write docs/benchmarks.md
+	VLA_LEROBOT_PYTHON=$(LEROBOT_VENV)/bin/python $(BIN)/python -m benchmarks
 
 # The pipeline behind the shipped checkpoints (docs/models.md): 76-83 minutes of training on
 # two CPU cores, then about 10 minutes of evaluation. Stage wall times go to times.txt.

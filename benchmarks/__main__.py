@@ -6,7 +6,17 @@ from pathlib import Path
 
 from rich.progress import Progress
 
-from benchmarks import arena, dualrate, leaderboard, openpi, policies, queue, serving, sim
+from benchmarks import (
+    arena,
+    dualrate,
+    leaderboard,
+    lerobot,
+    openpi,
+    policies,
+    queue,
+    serving,
+    sim,
+)
 from benchmarks.common import machine_description
 
 SECTIONS = {
@@ -18,6 +28,7 @@ SECTIONS = {
     "arena": arena.run,
     "leaderboard": leaderboard.run,
     "queue": queue.run,
+    "lerobot": lerobot.run,
 }
 HEADER = (
     "# Benchmarks\n\nWritten by `make bench`; medians and ratios come from one run on one "

@@ -27,6 +27,7 @@ from vlarena.policies import (
     native_policy_types,
     policy_types,
 )
+from vlarena.policies.specs import resolve_policy
 from vlarena.policies.synthetic import synthetic_observation
 from vlarena.serving.client import DEFAULT_TARGET, ClientOptions, VLAClient
 from vlarena.serving.server import serve as run_server
@@ -92,12 +93,12 @@ def models() -> None:
 
 @app.command()
 def info(
-    checkpoint: Annotated[Path, typer.Argument(help="checkpoint directory")],
+    checkpoint: Annotated[Path, typer.Argument(help="checkpoint directory (ours or LeRobot's)")],
     device: DeviceOpt = "cpu",
 ) -> None:
     """Load a checkpoint and print its input/output contract."""
     try:
-        policy = load_policy(checkpoint, DeviceConfig(device=device))
+        policy = resolve_policy(str(checkpoint), DeviceConfig(device=device))
     except VLArenaError as exc:
         raise _fail(exc) from None
     console.print(_info_table(policy.info))

@@ -31,6 +31,7 @@ from vlarena.execution.schemas import ModelCard
 from vlarena.execution.settings import ExecutionSettings
 from vlarena.policies import DeviceConfig, Policy, Seeds
 from vlarena.policies.checkpoint import CARD_FIELDS
+from vlarena.policies.lerobot.layout import split_spec
 from vlarena.policies.specs import REMOTE_KINDS, Connect, ModelSpec, resolve_policy
 from vlarena.serving.client import ClientOptions, RemotePolicy, VLAClient
 from vlarena.serving.remote import connect
@@ -161,7 +162,10 @@ class ModelCatalog:
         self._entries: dict[str, Entry] = {EXPERT: Entry(EXPERT, "expert", "built-in")}
         self._specs: dict[str, ModelSpec] = {}
         for path in settings.checkpoints:
+            lerobot = split_spec(str(path))  # a LeRobot directory (where LeRobot is installed)
             spec = ModelSpec("checkpoint", str(path))
+            if lerobot is not None:
+                spec = ModelSpec("lerobot", lerobot[0], options=lerobot[1])
             try:
                 name = spec.name
             except VLArenaError:

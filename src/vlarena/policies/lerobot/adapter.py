@@ -98,6 +98,7 @@ class LeRobotPolicy(Policy):
                 np.stack([obs.images[ours] for obs in observations])
             )
             .permute(0, 3, 1, 2)
+            .contiguous()  # channels-last strides make convolutions ~1.5x slower here
             .float()
             .div(255.0)
             for ours, theirs in self._cameras

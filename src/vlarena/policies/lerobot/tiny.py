@@ -26,7 +26,6 @@ from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import (
     PreTrainedTokenizerFast,
     SmolVLMConfig,
-    SmolVLMForConditionalGeneration,
     SmolVLMImageProcessor,
     SmolVLMProcessor,
     SmolVLMVideoProcessor,
@@ -94,24 +93,31 @@ _SIZES: dict[str, dict[str, Any]] = {
 _SIZES["pi05"] = _SIZES["pi0"]
 
 
-def build(kind: str, out: Path, cameras: tuple[str, ...] = CAMERAS) -> Path:
-    """Write a tiny random-weight `kind` checkpoint to `out` as LeRobot saves one."""
+def build(
+    kind: str,
+    out: Path,
+    cameras: tuple[str, ...] = CAMERAS,
+    *,
+    image_size: int = IMAGE_SIZE,
+    vlm: Path | None = None,
+) -> Path:
+    """Write a random-weight `kind` checkpoint to `out` as LeRobot saves one: tiny, or with
+    `vlm` (a SmolVLA on that VLM directory) at LeRobot's default sizes for everything else."""
     if kind not in TYPES:
         raise ValueError(f"no tiny {kind!r}; valid: {', '.join(TYPES)}")
     out.mkdir(parents=True, exist_ok=True)
-    image = PolicyFeature(FeatureType.VISUAL, (3, IMAGE_SIZE, IMAGE_SIZE))
+    image = PolicyFeature(FeatureType.VISUAL, (3, image_size, image_size))
     inputs = {f"observation.images.{c}": image for c in cameras}
     inputs["observation.state"] = PolicyFeature(FeatureType.STATE, (STATE_DIM,))
-    extra: dict[str, Any] = {}
+    sizes = _SIZES[kind] if vlm is None else {}
     if kind == "smolvla":
-        extra["vlm_model_name"] = str(tiny_vlm(out / "vlm"))
+        sizes = sizes | {"vlm_model_name": str(vlm or smolvlm(out / "vlm"))}
     config = make_policy_config(
         kind,
         input_features=inputs,
         output_features={"action": PolicyFeature(FeatureType.ACTION, (ACTION_DIM,))},
         device="cpu",
-        **_SIZES[kind],
-        **extra,
+        **sizes,
     )
     with torch.random.fork_rng(devices=[]), tiny_pi_sizes():
         torch.manual_seed(0)
@@ -171,37 +177,38 @@ def tiny_tokenizer(out: Path) -> Path:
     return out
 
 
-def tiny_vlm(out: Path) -> Path:
-    """A tiny SmolVLM (4 text layers of width 64, one vision layer) and its processor."""
-    tokenizer_dir = tiny_tokenizer(out)
-    tokenizer = PreTrainedTokenizerFast.from_pretrained(tokenizer_dir)
-    config = SmolVLMConfig(
-        text_config={
-            "model_type": "llama",
-            "vocab_size": TINY_VOCAB,
-            "hidden_size": 64,
-            "intermediate_size": 128,
-            "num_hidden_layers": 4,
-            "num_attention_heads": 4,
-            "num_key_value_heads": 2,
-            "head_dim": 16,
-            "max_position_embeddings": 2048,
-        },
-        vision_config={
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_hidden_layers": 1,
-            "num_attention_heads": 2,
-            "image_size": IMAGE_SIZE,
-            "patch_size": 16,
-        },
-        scale_factor=2,
-        image_token_id=tokenizer.convert_tokens_to_ids(_IMAGE_TOKEN),
-    )
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        SmolVLMForConditionalGeneration(config).save_pretrained(out)
-    side = {"longest_edge": IMAGE_SIZE}
+TINY_SMOLVLM: dict[str, Any] = {  # 4 text layers of width 64, one vision layer
+    "text_config": {
+        "model_type": "llama",
+        "vocab_size": TINY_VOCAB,
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 4,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "head_dim": 16,
+        "max_position_embeddings": 2048,
+    },
+    "vision_config": {
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+        "image_size": IMAGE_SIZE,
+        "patch_size": 16,
+    },
+    "scale_factor": 2,
+}
+
+
+def smolvlm(out: Path, config: dict[str, Any] = TINY_SMOLVLM) -> Path:
+    """A SmolVLM of `config` (SmolVLMConfig's fields) with the character-level tokenizer and an
+    image processor at its vision tower's size, saved to `out`. SmolVLA builds its VLM from
+    this config and keeps the weights in its own checkpoint, so none are saved here."""
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(tiny_tokenizer(out))
+    image_token = tokenizer.convert_tokens_to_ids(_IMAGE_TOKEN)
+    SmolVLMConfig(**config, image_token_id=image_token).save_pretrained(out)
+    side = {"longest_edge": config["vision_config"]["image_size"]}
     SmolVLMProcessor(
         image_processor=SmolVLMImageProcessor(
             size=side, max_image_size=side, do_image_splitting=False
