@@ -10,7 +10,7 @@ from benchmarks import (
     arena,
     dualrate,
     leaderboard,
-    lerobot,
+    lerobot_policies,
     openpi,
     policies,
     queue,
@@ -28,7 +28,7 @@ SECTIONS = {
     "arena": arena.run,
     "leaderboard": leaderboard.run,
     "queue": queue.run,
-    "lerobot": lerobot.run,
+    "lerobot": lerobot_policies.run,
 }
 HEADER = (
     "# Benchmarks\n\nWritten by `make bench`; medians and ratios come from one run on one "

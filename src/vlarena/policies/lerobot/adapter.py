@@ -324,7 +324,7 @@ def model_info(
     action = config.output_features.get(ACTION)
     if state is None or len(state.shape) != 1 or action is None or len(action.shape) != 1:
         raise ConfigError(f"{path} needs a 1-D observation.state and a 1-D action")
-    card = {"trained": f"LeRobot {kind} checkpoint", "source": str(path)}
+    card = {"trained": f"LeRobot {kind} checkpoint"}  # no local path: cards are public
     return ModelInfo(
         name=options.name or path.resolve().name,
         version=f"lerobot-{lerobot.__version__}",
