@@ -6,6 +6,7 @@ BIN := $(VENV)/bin
 # CPU wheel by default. GPU users: make install TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"
 TORCH_SPEC ?= torch==2.13.0
 PYTEST_ARGS ?=
+LEROBOT_PYTEST_ARGS ?=  # for the LeRobot environment's run (tests/policies/lerobot)
 
 .DEFAULT_GOAL := help
 .PHONY: help install install-lerobot proto run test lint format bench ship clean
@@ -58,8 +59,10 @@ install: $(VENV)/.installed $(WEB_BUILD) ## Create .venv, install vlarena and it
 # loads them; the rest of the stack reaches that server over gRPC (docs/design/lerobot.md).
 # PyPI's torch < 2.12 for Linux is a CUDA build: about 5 GB on disk, a few minutes to install.
 LEROBOT_VENV ?= .venv-lerobot
-LEROBOT_PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12) \
-  $(wildcard /usr/bin/python3.12 /usr/local/bin/python3.12))
+# The first Python 3.12 that runs (pyenv's shim for an uninstalled version does not).
+LEROBOT_PYTHON ?= $(firstword $(foreach p,$(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12) \
+  $(shell command -v python3.12),$(shell $(p) -c 'import sys; assert sys.version_info[:2] == (3, 12)' \
+  2>/dev/null && echo $(p))))
 LEROBOT_SPEC ?= lerobot[smolvla,pi,diffusion]==0.6.1
 
 $(LEROBOT_VENV)/.installed: pyproject.toml | $(VENV)/.installed
@@ -94,7 +97,7 @@ test: install install-lerobot lint $(CHROMIUM) ## Lint, then run the whole test 
 	cd web && npm test --silent
 	VLA_LEROBOT_PYTHON=$(LEROBOT_VENV)/bin/python $(BIN)/pytest $(PYTEST_ARGS)
 	VLA_LEROBOT_PYTHON=$(LEROBOT_VENV)/bin/python $(LEROBOT_VENV)/bin/pytest tests/policies/lerobot \
-	  $(PYTEST_ARGS)
+	  $(LEROBOT_PYTEST_ARGS)
 
 bench: install install-lerobot ## Run the benchmarks and write docs/benchmarks.md
 	VLA_LEROBOT_PYTHON=$(LEROBOT_VENV)/bin/python $(BIN)/python -m benchmarks

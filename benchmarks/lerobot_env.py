@@ -37,6 +37,8 @@ from vlarena.testing import free_port, wait_for_http
 from vlarena.types import Observation
 
 JOINTS = [f"joint{i}.pos" for i in range(tiny.STATE_DIM)]
+ROOT = Path(__file__).resolve().parents[1]
+SCRATCH = tempfile.mkdtemp(prefix="vlarena-bench-")
 FULL_SMOLVLM = {  # SmolVLM2-500M-Video-Instruct, SmolVLA's VLM, as published
     "text_config": {
         "model_type": "llama", "vocab_size": 49280, "hidden_size": 960,
@@ -76,10 +78,16 @@ def serve_lerobot(port: str) -> None:
 
 
 def _process(*args: str) -> subprocess.Popen[bytes]:
+    """This module as a process, run from a scratch directory: LeRobot's PolicyServer writes a
+    `logs/` folder into its working directory."""
     return subprocess.Popen(
         [sys.executable, "-m", "benchmarks.lerobot_env", *args],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
+        cwd=SCRATCH,
+        env=os.environ | {"PYTHONPATH": str(ROOT)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:

@@ -175,7 +175,8 @@ def test_dockerignore_keeps_local_state_out_and_the_sources_in() -> None:
         for line in (ROOT / ".dockerignore").read_text().splitlines()
         if line.strip() and not line.startswith("#")
     }
-    assert {".git", ".venv", "web/node_modules", "runs", "data", ".mypy_cache"} <= ignored
+    local = {".git", ".venv", ".venv-lerobot", "logs", "web/node_modules", "runs", "data"}
+    assert local | {".mypy_cache"} <= ignored
     assert "src/vlarena/arena/web" in ignored  # a local UI build; the image builds its own
     copied = {"web", "src", "pyproject.toml", "README.md", "LICENSE", "docker/healthcheck.py"}
     for dockerfile in DOCKERFILES:

@@ -11,6 +11,8 @@ import pytest
 from openpi_client.websocket_client_policy import WebsocketClientPolicy
 
 from tests.execution.conftest import StartService, body
+from vlarena.errors import ConfigError
+from vlarena.policies.specs import resolve_policy
 from vlarena.testing import ServiceProcess, free_port
 
 LEROBOT_PYTHON = os.environ.get("VLA_LEROBOT_PYTHON", "")  # `make test` sets it
@@ -34,7 +36,9 @@ def lerobot_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service
     """`vlarena serve` in the LeRobot environment: a SmolVLA and an ACT with its own camera
     names, mapped to ours."""
     root = tmp_path_factory.mktemp("lerobot")
-    subprocess.run([LEROBOT_PYTHON, "-c", BUILD, str(root)], check=True, capture_output=True)
+    subprocess.run(
+        [LEROBOT_PYTHON, "-c", BUILD, str(root)], check=True
+    )  # pytest shows its output on failure
     websocket = free_port()
     server = ServiceProcess(
         "serve",
@@ -89,10 +93,16 @@ def test_openpi_clients_reach_them(lerobot_server: ServiceProcess) -> None:
     assert reply["model_id"] == "smolvla"
 
 
-def test_a_lerobot_path_is_refused_here_with_the_way_to_serve_it(tmp_path: Path) -> None:
-    from vlarena.errors import ConfigError
-    from vlarena.policies.specs import resolve_policy
-
-    subprocess.run([LEROBOT_PYTHON, "-c", BUILD, str(tmp_path)], check=True, capture_output=True)
+def test_a_lerobot_path_is_refused_here_with_the_way_to_serve_it(
+    tmp_path: Path, start_service: StartService
+) -> None:
+    subprocess.run([LEROBOT_PYTHON, "-c", BUILD, str(tmp_path)], check=True)
     with pytest.raises(ConfigError, match="make install-lerobot"):
         resolve_policy(str(tmp_path / "smolvla"))
+    client = start_service(model_paths=str(tmp_path / "smolvla"))
+    listed = {m["model_id"]: m["kind"] for m in client.get("/models").json()}
+    assert listed["smolvla"] == "lerobot"
+    reply = client.post("/execute", json=body(model_id="smolvla", max_steps=2))
+    assert reply.status_code == 500, reply.text
+    assert reply.json()["error"] == "model_loading_failed"
+    assert "make install-lerobot" in reply.json()["detail"]

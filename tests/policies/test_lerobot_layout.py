@@ -27,6 +27,13 @@ def test_a_lerobot_directory_is_a_lerobot_spec(tmp_path: Path) -> None:
     assert parse_spec(f"{path}#name=my-smolvla&front=camera1").name == "my-smolvla"
 
 
+def test_a_directory_named_with_a_hash(tmp_path: Path) -> None:
+    path = lerobot_dir(tmp_path / "pi0#2")
+    assert (parse_spec(str(path)).source, parse_spec(str(path)).options) == (str(path), "")
+    spec = parse_spec(f"lerobot:{path}#name=two")
+    assert (spec.source, spec.options) == (str(path), "name=two")
+
+
 def test_our_checkpoints_and_other_names_are_not(tmp_path_factory: pytest.TempPathFactory) -> None:
     ours = lerobot_dir(tmp_path_factory.mktemp("ours") / "ckpt")
     (ours / "metadata.json").write_text("{}")
@@ -37,7 +44,7 @@ def test_our_checkpoints_and_other_names_are_not(tmp_path_factory: pytest.TempPa
     (no_type / "config.json").write_text("[1, 2]")
     (no_type / "policy_preprocessor.json").write_text("{}")
     assert split_spec(str(no_type)) is None
-    with pytest.raises(CheckpointError, match="is not a LeRobot checkpoint directory"):
+    with pytest.raises(CheckpointError, match=rf"'{no_type}' is not a LeRobot checkpoint"):
         parse_spec(f"lerobot:{no_type}")
 
 

@@ -55,7 +55,7 @@ class Entry:
     """A model the service knows how to run."""
 
     name: str
-    kind: str  # "expert", "checkpoint", "preset" or "remote"
+    kind: str  # "expert", "checkpoint", "lerobot", "preset" or "remote"
     source: str  # checkpoint path, type:preset, or the inference server
 
 
@@ -162,15 +162,15 @@ class ModelCatalog:
         self._entries: dict[str, Entry] = {EXPERT: Entry(EXPERT, "expert", "built-in")}
         self._specs: dict[str, ModelSpec] = {}
         for path in settings.checkpoints:
-            lerobot = split_spec(str(path))  # a LeRobot directory (where LeRobot is installed)
             spec = ModelSpec("checkpoint", str(path))
-            if lerobot is not None:
-                spec = ModelSpec("lerobot", lerobot[0], options=lerobot[1])
             try:
+                lerobot = split_spec(str(path))  # a LeRobot directory (where LeRobot is installed)
+                if lerobot is not None:
+                    spec = ModelSpec("lerobot", lerobot[0], options=lerobot[1])
                 name = spec.name
             except VLArenaError:
                 name = path.name  # listed anyway: loading it reports the problem
-            self._add(Entry(name, "checkpoint", str(path)), spec)
+            self._add(Entry(name, spec.kind, str(path)), spec)
         for kind, preset in settings.preset_models:
             spec = ModelSpec("preset", f"{kind}:{preset}")
             self._add(Entry(spec.name, "preset", spec.source), spec)

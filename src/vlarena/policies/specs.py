@@ -71,14 +71,14 @@ def parse_spec(text: str) -> ModelSpec:
         return ModelSpec("remote", target, model)
     if text.startswith(OPENPI_SCHEMES):
         return _openpi_spec(text)
+    shipped = shipped_checkpoint(text)
+    if shipped is not None:
+        return ModelSpec("shipped", str(shipped))
     lerobot = split_spec(text)
     if lerobot is not None:
         path, options = lerobot
         LeRobotOptions.parse(options)
         return ModelSpec("lerobot", path, options=options)
-    shipped = shipped_checkpoint(text)
-    if shipped is not None:
-        return ModelSpec("shipped", str(shipped))
     kind, _, preset = text.partition(":")
     if preset and ":" not in preset and "/" not in kind and not os.path.exists(text):
         natives = native_policy_types()

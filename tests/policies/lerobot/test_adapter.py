@@ -2,6 +2,7 @@
 
 import json
 import shutil
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ import torch
 from lerobot.policies.factory import get_policy_class, make_pre_post_processors
 
 from vlarena.errors import CheckpointError, ConfigError, InvalidObservationError, UnknownNameError
-from vlarena.policies import DeviceConfig, Policy, SplitPolicy
+from vlarena.policies import DeviceConfig, Policy, SplitPolicy, VLFeatures
 from vlarena.policies.lerobot import tiny
 from vlarena.policies.lerobot.adapter import LeRobotPolicy
 from vlarena.policies.specs import parse_spec, resolve_policy
@@ -126,6 +127,16 @@ def test_pi0_fast_stage_refuses_what_does_not_fit(checkpoints: dict[str, Path]) 
     object.__setattr__(wrong_joints, "joint_velocities", np.zeros(7, np.float32))
     with pytest.raises(InvalidObservationError, match="expects 9 joint values"):
         policy.predict_from_features(features.select(0), [wrong_joints])
+    states = [o.state for o in obs]
+    for tokens, padding in [
+        (features.tokens.half(), features.padding),
+        (features.tokens[..., :-1], features.padding),
+        (features.tokens, features.padding.int()),
+        (features.tokens, features.padding[:, :-1]),
+    ]:
+        bad = VLFeatures(tokens, padding, features.model_id)
+        with pytest.raises(InvalidObservationError, match="do not fit model 'pi0'"):
+            policy.predict_from_features(bad, states)
 
 
 def test_cameras_map_to_ours(tmp_path: Path) -> None:
@@ -138,6 +149,59 @@ def test_cameras_map_to_ours(tmp_path: Path) -> None:
     assert mapped.predict([Observation(obs.images, obs.state, "go", "so100")])[0].actions.shape
     with pytest.raises(ConfigError, match=r"camera map names \['side'\].*\['top', 'hand'\]"):
         load(path, "front=side")
+    clash = tiny.build("act", tmp_path / "clash", cameras=("top", "front"))
+    with pytest.raises(ConfigError, match=r"the same name: \['front', 'front'\]"):
+        load(clash, "front=top")
+
+
+def test_an_imagenet_backbone_is_not_fetched(checkpoints: dict[str, Path], tmp_path: Path) -> None:
+    """Real ACT and Diffusion configs name torchvision weights, which this machine cannot
+    download (and which the checkpoint's own replace): the checkpoint loads without them."""
+    for kind in ("act", "diffusion"):
+        path = tmp_path / kind
+        shutil.copytree(checkpoints[kind], path)
+        config = json.loads((path / "config.json").read_text())
+        config["pretrained_backbone_weights"] = "ResNet18_Weights.IMAGENET1K_V1"
+        (path / "config.json").write_text(json.dumps(config))
+        ours, reference = load(path), load(checkpoints[kind])
+        obs = synthetic_observation(ours.info, seed=2)
+        if kind == "act":  # deterministic: the same weights give the same chunk
+            np.testing.assert_array_equal(
+                ours.predict([obs])[0].actions, reference.predict([obs])[0].actions
+            )
+
+
+def test_concurrent_calls_do_not_mix(checkpoints: dict[str, Path]) -> None:
+    """The server's batcher and the dual-rate feature thread call one policy at once, and
+    LeRobot's tokenizer step keeps the call in progress on itself: each call must get its own
+    instruction's tokens (preprocessing is hammered: a model call hides the window)."""
+    policy = load(checkpoints["pi0"])
+    assert isinstance(policy, LeRobotPolicy)
+    one = [synthetic_observation(policy.info, seed=1, instruction="touch the red cube")]
+    three = [
+        synthetic_observation(policy.info, seed=s, instruction="put the blue cube in the bin")
+        for s in (2, 3, 4)
+    ]
+    key = "observation.language.tokens"
+    expected = {len(batch): policy._preprocess(batch)[key] for batch in (one, three)}
+    failures: list[int] = []
+
+    def preprocess(batch: list[Observation]) -> None:
+        for _ in range(1500):
+            try:
+                tokens = policy._preprocess(batch)[key]
+            except Exception:  # another call's batch size under this one's tensors
+                failures.append(-len(batch))
+                continue
+            if not torch.equal(tokens, expected[len(batch)]):
+                failures.append(len(batch))
+
+    threads = [threading.Thread(target=preprocess, args=(b,)) for b in (one, three, one)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
 
 
 def test_what_does_not_fit_fails_at_load_or_is_refused(
@@ -150,7 +214,7 @@ def test_what_does_not_fit_fails_at_load_or_is_refused(
         policy.predict([Observation(small, obs.state, "go")])
     with pytest.raises(InvalidObservationError, match="expects cameras"):
         policy.predict([Observation({"front": obs.images["front"]}, obs.state, "go")])
-    with pytest.raises(ConfigError, match="own precision"):
+    with pytest.raises(ConfigError, match="leave the precision at fp32"):
         resolve_policy(str(checkpoints["act"]), DeviceConfig(precision="bf16"))
     config = json.loads((checkpoints["act"] / "config.json").read_text())
     two_sizes = json.loads(json.dumps(config))

@@ -14,6 +14,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,9 +65,16 @@ class LeRobotPolicy(Policy):
         self._policy, (self._pre, self._post), self._family = policy, processors, family
         self._info = info
         self._config: Any = policy.config
-        self._device = torch.device(self._config.device)
+        self._device = next(policy.parameters()).device  # where its weights are: cuda:0, not cuda
         self._rng = torch.Generator().manual_seed(0)
         self._rng_lock = threading.Lock()
+        # LeRobot's pipeline steps keep the call in progress on themselves (the tokenizer reads
+        # the task from it): one thread at a time. With relative actions the postprocessor adds
+        # back the state of the preprocessor's last call, so a whole call holds the lock.
+        self._pipeline_lock = threading.RLock()
+        self._whole_call_lock = (
+            self._pipeline_lock if getattr(self._config, "use_relative_actions", False) else None
+        )
 
     @property
     def info(self) -> ModelInfo:
@@ -77,7 +85,7 @@ class LeRobotPolicy(Policy):
     ) -> list[ActionChunk]:
         started = time.perf_counter()
         self._check(observations, seeds)
-        with torch.inference_mode():
+        with self._whole_call_lock or nullcontext(), torch.inference_mode():
             batch = self._preprocess(observations)
             noise = self._noise(seeds, len(observations))
             actions = self._policy.predict_action_chunk(
@@ -105,7 +113,8 @@ class LeRobotPolicy(Policy):
         }
         batch[OBS_STATE] = _states(obs.state for obs in observations)
         batch["task"] = [obs.instruction for obs in observations]
-        batch = self._pre(batch)
+        with self._pipeline_lock:
+            batch = self._pre(batch)
         if self._family.history:  # no history is kept per robot: the current one, repeated
             steps = self._config.n_obs_steps
             for key in [OBS_STATE, *(f"{OBS_IMAGES}.{theirs}" for _, theirs in self._cameras)]:
@@ -139,7 +148,8 @@ class LeRobotPolicy(Policy):
     def _chunks(self, actions: torch.Tensor, started: float) -> list[ActionChunk]:
         """The model's normalized actions (B, H', D') as our chunks, timed from `started`."""
         actions = actions[:, : self._info.chunk_size, : self._info.action_dim]
-        raw = self._post(actions).float().cpu().numpy()
+        with self._pipeline_lock:
+            raw = self._post(actions).float().cpu().numpy()
         timing = {"policy": (time.perf_counter() - started) * 1000.0}
         return [
             ActionChunk(raw[i], self._info.name, timing_ms=timing, batch_size=len(raw))
@@ -212,11 +222,11 @@ class LeRobotPi0Policy(LeRobotPolicy, SplitPolicy):
     def _normalized_states(self, states: Sequence[RobotState]) -> torch.Tensor:
         """The states as the preprocessor's normalizer leaves them (on the model's device)."""
         state = _states(states).to(self._device)
-        for step in self._pre.steps:
-            if isinstance(step, NormalizerProcessorStep):
-                state = step(create_transition(observation={OBS_STATE: state}))["observation"][
-                    OBS_STATE
-                ]
+        with self._pipeline_lock:
+            for step in self._pre.steps:
+                if isinstance(step, NormalizerProcessorStep):
+                    observation = step(create_transition(observation={OBS_STATE: state}))
+                    state = observation["observation"][OBS_STATE]
         return state
 
     def _layout(self) -> tuple[int, int, int]:
@@ -236,12 +246,21 @@ class LeRobotPi0Policy(LeRobotPolicy, SplitPolicy):
                 f"features come from {source!r}, not from model {self._info.name!r}"
             )
         layers, heads, dim = self._layout()
-        tokens = features.tokens
+        tokens, padding = features.tokens, features.padding
         width = 2 * layers * heads * dim
-        if tokens.ndim != 3 or tokens.shape[2] != width or tokens.device != self._device:
+        dtype = next(self._policy.model.paligemma_with_expert.paligemma.parameters()).dtype
+        if (
+            tokens.ndim != 3
+            or tokens.shape[2] != width
+            or tokens.dtype != dtype
+            or tokens.device != self._device
+            or padding.shape != tokens.shape[:2]
+            or padding.dtype != torch.bool
+        ):
             raise InvalidObservationError(
-                f"features {tuple(tokens.shape)} on {tokens.device} do not fit model "
-                f"{self._info.name!r} (B, N, {width}) on {self._device}"
+                f"features {tuple(tokens.shape)} {tokens.dtype} on {tokens.device} (padding "
+                f"{tuple(padding.shape)} {padding.dtype}) do not fit model {self._info.name!r}: "
+                f"(B, N, {width}) {dtype} on {self._device}, boolean (B, N) padding"
             )
         if features.batch_size != batch:
             raise InvalidObservationError(
@@ -272,15 +291,20 @@ def load(directory: str | Path, options: LeRobotOptions, device: DeviceConfig) -
     kind = policy_type(path)
     if kind not in FAMILIES:
         raise UnknownNameError("LeRobot policy type", kind, FAMILIES)
-    if device.precision != "fp32":
+    if device.precision != "fp32" or device.compile:
         raise ConfigError(
-            "LeRobot policies run in their checkpoint's own precision (its config's dtype); "
-            "leave VLA_PRECISION at fp32"
+            "LeRobot policies run as their checkpoint configures them (its dtype, no "
+            "torch.compile): leave the precision at fp32 and compilation off"
         )
     target = str(device.torch_device())
     try:
-        policy = get_policy_class(kind).from_pretrained(str(path))
-        policy.config.device = target
+        config = PreTrainedConfig.from_pretrained(str(path))
+        config.device = target
+        if hasattr(config, "pretrained_backbone_weights"):
+            # ACT and Diffusion would first fetch ImageNet weights from the internet (through
+            # torch.hub's pickle loader), which the checkpoint's own weights then replace.
+            config.pretrained_backbone_weights = None
+        policy = get_policy_class(kind).from_pretrained(str(path), config=config)
         policy.to(target).eval()
         overrides = {"device_processor": {"device": target}}
         processors = make_pre_post_processors(
@@ -324,6 +348,12 @@ def model_info(
     action = config.output_features.get(ACTION)
     if state is None or len(state.shape) != 1 or action is None or len(action.shape) != 1:
         raise ConfigError(f"{path} needs a 1-D observation.state and a 1-D action")
+    cameras = tuple(options.our_camera(t) for t in theirs)
+    if len(set(cameras)) != len(cameras):
+        raise ConfigError(
+            f"camera map {dict(options.cameras)} gives two of {path}'s cameras {theirs} the same "
+            f"name: {list(cameras)}"
+        )
     card = {"trained": f"LeRobot {kind} checkpoint"}  # no local path: cards are public
     return ModelInfo(
         name=options.name or path.resolve().name,
@@ -331,7 +361,7 @@ def model_info(
         policy_type=f"lerobot-{kind}",
         action_dim=action.shape[0],
         chunk_size=config.n_action_steps,
-        camera_names=tuple(options.our_camera(t) for t in theirs),
+        camera_names=cameras,
         image_height=height,
         image_width=width,
         state_dim=state.shape[0],

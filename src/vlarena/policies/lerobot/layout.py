@@ -81,7 +81,12 @@ def split_spec(text: str) -> tuple[str, str] | None:
     `PATH[#OPTIONS]` does when PATH holds one.
     """
     explicit = text.startswith(PREFIX)
-    path, _, options = text.removeprefix(PREFIX).partition("#")
+    whole = text.removeprefix(PREFIX)
+    if is_checkpoint(Path(whole)):  # a directory whose name holds '#'
+        return whole, ""
+    path, sep, options = whole.rpartition("#")  # options hold no "#"; a path may
+    if not sep:
+        path = whole
     if is_checkpoint(Path(path)):
         return path, options
     if explicit:
