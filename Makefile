@@ -61,8 +61,8 @@ install: $(VENV)/.installed $(WEB_BUILD) ## Create .venv, install vlarena and it
 LEROBOT_VENV ?= .venv-lerobot
 # The first Python 3.12 that runs (pyenv's shim for an uninstalled version does not).
 LEROBOT_PYTHON ?= $(firstword $(foreach p,$(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12) \
-  $(shell command -v python3.12),$(shell $(p) -c 'import sys; assert sys.version_info[:2] == (3, 12)' \
-  2>/dev/null && echo $(p))))
+  $(shell command -v python3.12),$(shell $(p) -c 'import sys, venv, ensurepip; \
+  assert sys.version_info[:2] == (3, 12)' >/dev/null 2>&1 && echo $(p))))
 LEROBOT_SPEC ?= lerobot[smolvla,pi,diffusion]==0.6.1
 
 $(LEROBOT_VENV)/.installed: pyproject.toml | $(VENV)/.installed

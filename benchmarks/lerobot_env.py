@@ -38,7 +38,6 @@ from vlarena.types import Observation
 
 JOINTS = [f"joint{i}.pos" for i in range(tiny.STATE_DIM)]
 ROOT = Path(__file__).resolve().parents[1]
-SCRATCH = tempfile.mkdtemp(prefix="vlarena-bench-")
 FULL_SMOLVLM = {  # SmolVLM2-500M-Video-Instruct, SmolVLA's VLM, as published
     "text_config": {
         "model_type": "llama", "vocab_size": 49280, "hidden_size": 960,
@@ -77,13 +76,14 @@ def serve_lerobot(port: str) -> None:
         server.wait_for_termination()
 
 
-def _process(*args: str) -> subprocess.Popen[bytes]:
-    """This module as a process, run from a scratch directory: LeRobot's PolicyServer writes a
-    `logs/` folder into its working directory."""
+def _process(scratch: Path, *args: str) -> subprocess.Popen[bytes]:
+    """This module as a process, run from `scratch`: LeRobot's PolicyServer writes a `logs/`
+    folder into its working directory."""
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     return subprocess.Popen(
         [sys.executable, "-m", "benchmarks.lerobot_env", *args],
-        cwd=SCRATCH,
-        env=os.environ | {"PYTHONPATH": str(ROOT)},
+        cwd=scratch,
+        env=os.environ | {"PYTHONPATH": path},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
@@ -98,7 +98,7 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 def through_ours(path: Path, obs: Observation, samples: int) -> float:
     """Median round trip (ms) through our server, one robot."""
     grpc_port, http_port = free_port(), free_port()
-    process = _process("serve-ours", str(path), str(grpc_port), str(http_port))
+    process = _process(path.parent, "serve-ours", str(path), str(grpc_port), str(http_port))
     try:
         wait_for_http(f"http://127.0.0.1:{http_port}/healthz", process, timeout_s=120)
         with VLAClient(ClientOptions(target=f"127.0.0.1:{grpc_port}")) as client:
@@ -111,7 +111,7 @@ def through_lerobot(kind: str, path: Path, obs: Observation, samples: int) -> fl
     """Median round trip (ms) through LeRobot's PolicyServer, one robot, as its RobotClient
     makes one: send the observation (must go), then get the actions; None if none come back."""
     port = free_port()
-    process = _process("serve-lerobot", str(port))
+    process = _process(path.parent, "serve-lerobot", str(port))
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
     try:
         grpc.channel_ready_future(channel).result(timeout=120)

@@ -1,6 +1,7 @@
 """LeRobot checkpoint specs, recognised and checked without LeRobot."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -44,7 +45,9 @@ def test_our_checkpoints_and_other_names_are_not(tmp_path_factory: pytest.TempPa
     (no_type / "config.json").write_text("[1, 2]")
     (no_type / "policy_preprocessor.json").write_text("{}")
     assert split_spec(str(no_type)) is None
-    with pytest.raises(CheckpointError, match=rf"'{no_type}' is not a LeRobot checkpoint"):
+    with pytest.raises(
+        CheckpointError, match=re.escape(f"'{no_type}' is not a LeRobot checkpoint")
+    ):
         parse_spec(f"lerobot:{no_type}")
 
 

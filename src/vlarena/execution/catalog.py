@@ -31,6 +31,7 @@ from vlarena.execution.schemas import ModelCard
 from vlarena.execution.settings import ExecutionSettings
 from vlarena.policies import DeviceConfig, Policy, Seeds
 from vlarena.policies.checkpoint import CARD_FIELDS
+from vlarena.policies.lerobot.layout import PREFIX as LEROBOT_PREFIX
 from vlarena.policies.lerobot.layout import split_spec
 from vlarena.policies.specs import REMOTE_KINDS, Connect, ModelSpec, resolve_policy
 from vlarena.serving.client import ClientOptions, RemotePolicy, VLAClient
@@ -170,6 +171,8 @@ class ModelCatalog:
                 name = spec.name
             except VLArenaError:
                 name = path.name  # listed anyway: loading it reports the problem
+                if str(path).startswith(LEROBOT_PREFIX):
+                    spec = ModelSpec("lerobot", str(path).removeprefix(LEROBOT_PREFIX))
             self._add(Entry(name, spec.kind, str(path)), spec)
         for kind, preset in settings.preset_models:
             spec = ModelSpec("preset", f"{kind}:{preset}")

@@ -5,11 +5,13 @@ import shutil
 import threading
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import numpy as np
 import pytest
 import torch
 from lerobot.policies.factory import get_policy_class, make_pre_post_processors
+from safetensors.torch import load_file, save_file
 
 from vlarena.errors import CheckpointError, ConfigError, InvalidObservationError, UnknownNameError
 from vlarena.policies import DeviceConfig, Policy, SplitPolicy, VLFeatures
@@ -163,7 +165,9 @@ def test_an_imagenet_backbone_is_not_fetched(checkpoints: dict[str, Path], tmp_p
         config = json.loads((path / "config.json").read_text())
         config["pretrained_backbone_weights"] = "ResNet18_Weights.IMAGENET1K_V1"
         (path / "config.json").write_text(json.dumps(config))
-        ours, reference = load(path), load(checkpoints[kind])
+        with mock.patch("torch.hub.load_state_dict_from_url", side_effect=OSError("offline")):
+            ours = load(path)
+        reference = load(checkpoints[kind])
         obs = synthetic_observation(ours.info, seed=2)
         if kind == "act":  # deterministic: the same weights give the same chunk
             np.testing.assert_array_equal(
@@ -235,3 +239,41 @@ def test_what_does_not_fit_fails_at_load_or_is_refused(
         load(truncated)
     with pytest.raises(CheckpointError, match="is not a LeRobot checkpoint"):
         load(tmp_path / "nowhere")
+    missing = tmp_path / "missing"
+    shutil.copytree(checkpoints["pi0"], missing)
+    weights = load_file(missing / "model.safetensors")
+    del weights[next(k for k in weights if "action_out_proj" in k)]
+    save_file(weights, missing / "model.safetensors")
+    with pytest.raises(CheckpointError, match="weights are missing"):
+        load(missing)  # LeRobot itself only warns, and fills the layer with random weights
+
+
+def test_relative_actions_keep_each_call_whole(tmp_path: Path) -> None:
+    """With relative actions the postprocessor adds back the state of the preprocessor's last
+    call: concurrent calls must not mix their robots' states (nor split pi0 across them)."""
+    policy = load(tiny.build("pi0", tmp_path / "pi0", use_relative_actions=True))
+    assert not isinstance(policy, SplitPolicy)
+    batches = [observations(policy, 1), observations(policy, 3)]
+    expected = [[c.actions for c in policy.predict(b, list(range(len(b))))] for b in batches]
+    failures: list[str] = []
+
+    def call(index: int) -> None:
+        batch = batches[index]
+        for _ in range(40):
+            try:
+                chunks = policy.predict(batch, list(range(len(batch))))
+            except Exception as exc:
+                failures.append(repr(exc))
+                continue
+            if not all(
+                np.allclose(c.actions, e, atol=1e-5)
+                for c, e in zip(chunks, expected[index], strict=True)
+            ):
+                failures.append(f"batch of {len(batch)}")
+
+    threads = [threading.Thread(target=call, args=(i % 2,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []

@@ -11,6 +11,7 @@ This module imports LeRobot; it runs in the LeRobot environment (`make install-l
 """
 
 import json
+import math
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -27,7 +28,7 @@ from lerobot.configs.types import FeatureType
 from lerobot.policies.common.flow_matching import euler_integrate
 from lerobot.policies.common.vla_utils import make_att_2d_masks, prepare_attention_masks_4d
 from lerobot.policies.factory import get_policy_class, make_pre_post_processors
-from lerobot.processor import NormalizerProcessorStep
+from lerobot.processor import AbsoluteActionsProcessorStep, NormalizerProcessorStep
 from lerobot.processor.converters import create_transition
 from lerobot.utils.constants import (
     ACTION,
@@ -36,6 +37,7 @@ from lerobot.utils.constants import (
     OBS_LANGUAGE_TOKENS,
     OBS_STATE,
 )
+from safetensors import safe_open
 from transformers import DynamicCache
 
 from vlarena.errors import CheckpointError, ConfigError, InvalidObservationError, UnknownNameError
@@ -72,9 +74,7 @@ class LeRobotPolicy(Policy):
         # the task from it): one thread at a time. With relative actions the postprocessor adds
         # back the state of the preprocessor's last call, so a whole call holds the lock.
         self._pipeline_lock = threading.RLock()
-        self._whole_call_lock = (
-            self._pipeline_lock if getattr(self._config, "use_relative_actions", False) else None
-        )
+        self._whole_call_lock = self._pipeline_lock if relative_actions(self._post) else None
 
     @property
     def info(self) -> ModelInfo:
@@ -248,7 +248,8 @@ class LeRobotPi0Policy(LeRobotPolicy, SplitPolicy):
         layers, heads, dim = self._layout()
         tokens, padding = features.tokens, features.padding
         width = 2 * layers * heads * dim
-        dtype = next(self._policy.model.paligemma_with_expert.paligemma.parameters()).dtype
+        language = self._policy.model.paligemma_with_expert.paligemma.model.language_model
+        dtype = language.layers[0].self_attn.k_proj.weight.dtype  # the cache's (not SigLIP's)
         if (
             tokens.ndim != 3
             or tokens.shape[2] != width
@@ -256,6 +257,7 @@ class LeRobotPi0Policy(LeRobotPolicy, SplitPolicy):
             or tokens.device != self._device
             or padding.shape != tokens.shape[:2]
             or padding.dtype != torch.bool
+            or padding.device != self._device
         ):
             raise InvalidObservationError(
                 f"features {tuple(tokens.shape)} {tokens.dtype} on {tokens.device} (padding "
@@ -315,12 +317,34 @@ def load(directory: str | Path, options: LeRobotOptions, device: DeviceConfig) -
         )
     except Exception as exc:  # LeRobot's loaders raise many kinds; any means "cannot load"
         raise CheckpointError(f"LeRobot cannot load {path}: {exc}") from None
-    family = FAMILIES[kind]
-    if kind == "pi0" and policy.config.use_relative_actions:
-        family = Family(LeRobotPolicy, family.noise)  # actions relative to the slow stage's state
     params = sum(p.numel() for p in policy.parameters())
+    _check_complete(path, params)
+    family = FAMILIES[kind]
+    if kind == "pi0" and relative_actions(processors[1]):
+        family = Family(LeRobotPolicy, family.noise)  # actions relative to the slow stage's state
     info = model_info(policy.config, kind, options, path, family, params)
     return family.policy(policy, processors, family, info)
+
+
+def relative_actions(postprocessor: Any) -> bool:
+    """Whether a postprocessor adds back the state of its preprocessor's last call."""
+    steps = getattr(postprocessor, "steps", [])
+    return any(isinstance(s, AbsoluteActionsProcessorStep) and s.enabled for s in steps)
+
+
+def _check_complete(path: Path, params: int) -> None:
+    """CheckpointError unless model.safetensors holds as many values as the model has
+    parameters: LeRobot fills weights a file lacks with random ones, with a warning at most."""
+    try:
+        with safe_open(str(path / "model.safetensors"), "pt") as weights:
+            stored = sum(math.prod(weights.get_slice(k).get_shape()) for k in weights.keys())  # noqa: SIM118
+    except Exception as exc:  # its reader's own error types
+        raise CheckpointError(f"cannot read {path / 'model.safetensors'}: {exc}") from None
+    if stored < params:
+        raise CheckpointError(
+            f"{path / 'model.safetensors'} holds {stored:,} values for a model of {params:,} "
+            "parameters: weights are missing"
+        )
 
 
 def model_info(

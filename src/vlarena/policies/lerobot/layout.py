@@ -99,9 +99,12 @@ def split_spec(text: str) -> tuple[str, str] | None:
 
 def is_checkpoint(directory: Path) -> bool:
     """Whether `directory` looks like a LeRobot pretrained-policy directory."""
-    if not os.path.isdir(directory) or (directory / OUR_METADATA_FILE).exists():
+    try:
+        if not os.path.isdir(directory) or (directory / OUR_METADATA_FILE).exists():
+            return False
+        return (directory / PREPROCESSOR_FILE).is_file() and "type" in _config(directory)
+    except (OSError, ValueError):  # unreadable, or a name too long to be a path: not one
         return False
-    return (directory / PREPROCESSOR_FILE).is_file() and "type" in _config(directory)
 
 
 def policy_type(directory: Path) -> str:

@@ -100,16 +100,18 @@ def build(
     *,
     image_size: int = IMAGE_SIZE,
     vlm: Path | None = None,
+    **config_fields: Any,
 ) -> Path:
     """Write a random-weight `kind` checkpoint to `out` as LeRobot saves one: tiny, or with
-    `vlm` (a SmolVLA on that VLM directory) at LeRobot's default sizes for everything else."""
+    `vlm` (a SmolVLA on that VLM directory) at LeRobot's default sizes for everything else;
+    `config_fields` set more of its LeRobot config."""
     if kind not in TYPES:
         raise ValueError(f"no tiny {kind!r}; valid: {', '.join(TYPES)}")
     out.mkdir(parents=True, exist_ok=True)
     image = PolicyFeature(FeatureType.VISUAL, (3, image_size, image_size))
     inputs = {f"observation.images.{c}": image for c in cameras}
     inputs["observation.state"] = PolicyFeature(FeatureType.STATE, (STATE_DIM,))
-    sizes = _SIZES[kind] if vlm is None else {}
+    sizes = (_SIZES[kind] if vlm is None else {}) | config_fields
     if kind == "smolvla":
         sizes = sizes | {"vlm_model_name": str(vlm or smolvlm(out / "vlm"))}
     config = make_policy_config(
