@@ -1,7 +1,8 @@
 """The model-agnostic seam: every policy, native or adapted, implements these classes."""
 
+import threading
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Self
@@ -76,6 +77,26 @@ class SplitPolicy(ABC):
         self, features: VLFeatures, states: Sequence[RobotState], seeds: Seeds = None
     ) -> list[ActionChunk]:
         """Run the fast stage on cached features and the newest proprioception/sensor input."""
+
+
+class SeededNoise:
+    """Per-sample noise, each drawn from its own seed (None: from this stream), so batching
+    never changes a result."""
+
+    def __init__(self, seed: int = 0) -> None:
+        self._stream = torch.Generator().manual_seed(seed)
+        self._lock = threading.Lock()  # the stream is shared by the threads calling a policy
+
+    def draw(
+        self, sample: Callable[[torch.Generator], torch.Tensor], seeds: Seeds, batch: int
+    ) -> torch.Tensor:
+        """`sample` once per observation, stacked (B, ...) on the CPU."""
+        with self._lock:
+            draws = [
+                sample(self._stream if s is None else torch.Generator().manual_seed(s))
+                for s in seeds or [None] * batch
+            ]
+        return torch.stack(draws)
 
 
 def check_batch(name: str, items: object, kind: type) -> None:

@@ -13,6 +13,7 @@ from torch import nn
 from vlarena.errors import CheckpointError, InvalidObservationError, UnknownNameError
 from vlarena.policies.base import (
     CheckpointPolicy,
+    SeededNoise,
     Seeds,
     SplitPolicy,
     VLFeatures,
@@ -150,8 +151,7 @@ class NativeVLAPolicy(CheckpointPolicy, SplitPolicy):
             model.head.compile()
         self.config, self.meta, self.norm_stats = config, meta, norm_stats
         self._device = self.model.normalizer.state_mean.device
-        self._rng = torch.Generator().manual_seed(seed)
-        self._rng_lock = threading.Lock()
+        self._seeded = SeededNoise(seed)
         state_low, state_high = norm_stats.state_limits()
         self._info = ModelInfo(
             name=meta.name,
@@ -281,7 +281,9 @@ class NativeVLAPolicy(CheckpointPolicy, SplitPolicy):
             features.tokens, features.padding, state.to(self._device), sensor
         )
         actions, confidence = self.model.act(
-            cond, self._noise(seeds, len(states)), state.to(self._device)
+            cond,
+            self._seeded.draw(self.model.head.draw_noise, seeds, len(states)).to(self._device),
+            state.to(self._device),
         )
         elapsed_ms = (time.perf_counter() - started) * 1000.0
         actions_np = actions.cpu().numpy()
@@ -311,15 +313,6 @@ class NativeVLAPolicy(CheckpointPolicy, SplitPolicy):
                 f"features {tuple(tokens.shape)} {tokens.dtype} on {tokens.device} do not fit "
                 f"model {self._info.name!r} (B, N, {width}) {self.model.dtype} on {self._device}"
             )
-
-    def _noise(self, seeds: Seeds, batch: int) -> torch.Tensor:
-        """Per-sample noise, each drawn from its own seed so batching never changes a result."""
-        draws = []
-        with self._rng_lock:
-            for seed in seeds or [None] * batch:
-                gen = self._rng if seed is None else torch.Generator().manual_seed(seed)
-                draws.append(self.model.head.draw_noise(gen))
-        return torch.stack(draws).to(self._device)
 
 
 _INIT_LOCK = threading.Lock()  # fork_rng + seeding of the global CPU generator is not thread-safe

@@ -41,7 +41,15 @@ from safetensors import safe_open
 from transformers import DynamicCache
 
 from vlarena.errors import CheckpointError, ConfigError, InvalidObservationError, UnknownNameError
-from vlarena.policies.base import Policy, Seeds, SplitPolicy, VLFeatures, check_batch, check_seeds
+from vlarena.policies.base import (
+    Policy,
+    SeededNoise,
+    Seeds,
+    SplitPolicy,
+    VLFeatures,
+    check_batch,
+    check_seeds,
+)
 from vlarena.policies.device import DeviceConfig
 from vlarena.policies.lerobot.layout import LeRobotOptions, policy_type
 from vlarena.types import ActionChunk, ModelInfo, Observation, RobotState
@@ -68,8 +76,9 @@ class LeRobotPolicy(Policy):
         self._info = info
         self._config: Any = policy.config
         self._device = next(policy.parameters()).device  # where its weights are: cuda:0, not cuda
-        self._rng = torch.Generator().manual_seed(0)
-        self._rng_lock = threading.Lock()
+        # (our camera, the checkpoint's camera) for every camera the model takes
+        self._cameras = list(zip(info.camera_names, _their_cameras(policy.config), strict=True))
+        self._seeded = SeededNoise()
         # LeRobot's pipeline steps keep the call in progress on themselves (the tokenizer reads
         # the task from it): one thread at a time. With relative actions the postprocessor adds
         # back the state of the preprocessor's last call, so a whole call holds the lock.
@@ -122,28 +131,13 @@ class LeRobotPolicy(Policy):
                 batch[key] = value.expand(-1, steps, *value.shape[2:])
         return batch
 
-    @property
-    def _cameras(self) -> list[tuple[str, str]]:
-        """(our camera, the checkpoint's camera) for every camera the model takes."""
-        return list(zip(self._info.camera_names, self._their_cameras, strict=True))
-
-    @property
-    def _their_cameras(self) -> list[str]:
-        return [key.removeprefix(f"{OBS_IMAGES}.") for key in _image_keys(self._config)]
-
     def _noise(self, seeds: Seeds, batch: int) -> torch.Tensor | None:
         """Per-sample noise, each from its own seed, so batching never changes a result."""
         if self._family.noise is None:
             return None
         shape = self._family.noise(self._config)
-        with self._rng_lock:
-            draws = [
-                torch.randn(
-                    shape, generator=self._rng if s is None else torch.Generator().manual_seed(s)
-                )
-                for s in seeds or [None] * batch
-            ]
-        return torch.stack(draws).to(self._device)
+        draws = self._seeded.draw(lambda rng: torch.randn(shape, generator=rng), seeds, batch)
+        return draws.to(self._device)
 
     def _chunks(self, actions: torch.Tensor, started: float) -> list[ActionChunk]:
         """The model's normalized actions (B, H', D') as our chunks, timed from `started`."""
@@ -164,6 +158,16 @@ class LeRobotPi0Policy(LeRobotPolicy, SplitPolicy):
     The features are the prefix's keys and values, one feature token per prefix token: for each
     layer, keys then values, each as (kv_heads x head_dim) values per token.
     """
+
+    def __init__(
+        self, policy: Any, processors: tuple[Any, Any], family: Family, info: ModelInfo
+    ) -> None:
+        super().__init__(policy, processors, family, info)
+        language = policy.model.paligemma_with_expert.paligemma.model.language_model
+        text = language.config
+        # (layers, kv heads, head dim) of the prefix's key/value cache, and its dtype
+        self._layout = (text.num_hidden_layers, text.num_key_value_heads, text.head_dim)
+        self._cache_dtype = language.layers[0].self_attn.k_proj.weight.dtype  # not SigLIP's
 
     def extract_features(self, observations: Sequence[Observation]) -> VLFeatures:
         self._check(observations, None)
@@ -229,13 +233,8 @@ class LeRobotPi0Policy(LeRobotPolicy, SplitPolicy):
                     state = observation["observation"][OBS_STATE]
         return state
 
-    def _layout(self) -> tuple[int, int, int]:
-        """(layers, kv heads, head dim) of the prefix's key/value cache."""
-        text = self._policy.model.paligemma_with_expert.paligemma.config.text_config
-        return text.num_hidden_layers, text.num_key_value_heads, text.head_dim
-
     def _cache(self, tokens: torch.Tensor) -> DynamicCache:
-        layers, heads, dim = self._layout()
+        layers, heads, dim = self._layout
         parts = tokens.reshape(*tokens.shape[:2], 2 * layers, heads, dim).permute(2, 0, 3, 1, 4)
         return DynamicCache(tuple((parts[2 * i], parts[2 * i + 1], None) for i in range(layers)))
 
@@ -245,11 +244,9 @@ class LeRobotPi0Policy(LeRobotPolicy, SplitPolicy):
             raise InvalidObservationError(
                 f"features come from {source!r}, not from model {self._info.name!r}"
             )
-        layers, heads, dim = self._layout()
         tokens, padding = features.tokens, features.padding
-        width = 2 * layers * heads * dim
-        language = self._policy.model.paligemma_with_expert.paligemma.model.language_model
-        dtype = language.layers[0].self_attn.k_proj.weight.dtype  # the cache's (not SigLIP's)
+        width = 2 * math.prod(self._layout)
+        dtype = self._cache_dtype
         if (
             tokens.ndim != 3
             or tokens.shape[2] != width
@@ -357,14 +354,13 @@ def model_info(
 ) -> ModelInfo:
     """Our contract for a LeRobot config: its cameras (renamed by `options`), one image size,
     its state and action sizes, the chunk it executes (ConfigError where they do not fit)."""
-    keys = _image_keys(config)
-    theirs = [key.removeprefix(f"{OBS_IMAGES}.") for key in keys]
+    theirs = _their_cameras(config)
     unknown = sorted({t for _, t in options.cameras} - set(theirs))
     if unknown:
         raise ConfigError(f"camera map names {unknown}; {path} has cameras {theirs}")
-    if not keys:
+    if not theirs:
         raise ConfigError(f"{path} takes no camera images")
-    sizes = {tuple(config.input_features[key].shape) for key in keys}
+    sizes = {tuple(config.input_features[f"{OBS_IMAGES}.{t}"].shape) for t in theirs}
     if len(sizes) != 1 or len(next(iter(sizes))) != 3 or next(iter(sizes))[0] != 3:
         raise ConfigError(f"{path} takes images of shapes {sorted(sizes)}; one 3xHxW is needed")
     _, height, width = next(iter(sizes))
@@ -396,10 +392,10 @@ def model_info(
     )
 
 
-def _image_keys(config: Any) -> list[str]:
-    """The checkpoint's camera features, in its order (padding cameras it fills itself left out)."""
+def _their_cameras(config: Any) -> list[str]:
+    """The checkpoint's camera names, in its order (padding cameras it fills itself left out)."""
     return [
-        key
+        key.removeprefix(f"{OBS_IMAGES}.")
         for key, feature in config.input_features.items()
         if feature.type is FeatureType.VISUAL and ".empty_camera_" not in key
     ]
