@@ -55,14 +55,14 @@ def read_section(directory: Path, filename: str, codec: JsonCodec[T]) -> T:
     path = directory / filename
     if not path.is_file():
         raise CheckpointError(f"checkpoint file missing: {path}")
-    raw = _small_file(path)
+    raw = small_file(path)
     try:
         return codec.loads(raw)
     except ConfigError as exc:
         raise CheckpointError(f"{path}: {exc}") from None
 
 
-def _small_file(path: Path) -> bytes:
+def small_file(path: Path) -> bytes:
     """A checkpoint's JSON file, read whole (CheckpointError if too large or unreadable)."""
     try:
         if path.stat().st_size > MAX_JSON_BYTES:
@@ -92,7 +92,7 @@ def read_card(directory: Path, meta: CheckpointMeta) -> str:
     path = directory / CARD_FILE
     if path.is_file():
         try:
-            extra = json.loads(_small_file(path))
+            extra = json.loads(small_file(path))
         except ValueError as exc:
             raise CheckpointError(f"cannot read {path}: {exc}") from None
         if not isinstance(extra, dict):

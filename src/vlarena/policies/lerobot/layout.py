@@ -19,12 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vlarena.errors import CheckpointError, ConfigError, echo
+from vlarena.policies.checkpoint import METADATA_FILE, small_file
 
 PREFIX = "lerobot:"
 CONFIG_FILE = "config.json"
 PREPROCESSOR_FILE = "policy_preprocessor.json"
-OUR_METADATA_FILE = "metadata.json"  # a vlarena checkpoint's; a LeRobot directory has none
-MAX_CONFIG_BYTES = 1 << 20
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _OPTION_KEYS = ("name", "embodiment")
 
@@ -100,7 +99,8 @@ def split_spec(text: str) -> tuple[str, str] | None:
 def is_checkpoint(directory: Path) -> bool:
     """Whether `directory` looks like a LeRobot pretrained-policy directory."""
     try:
-        if not os.path.isdir(directory) or (directory / OUR_METADATA_FILE).exists():
+        # Ours hold a metadata file; a LeRobot directory has none.
+        if not os.path.isdir(directory) or (directory / METADATA_FILE).exists():
             return False
         return (directory / PREPROCESSOR_FILE).is_file() and "type" in _config(directory)
     except (OSError, ValueError):  # unreadable, or a name too long to be a path: not one
@@ -116,11 +116,9 @@ def policy_type(directory: Path) -> str:
 
 
 def _config(directory: Path) -> dict[str, object]:
-    path = directory / CONFIG_FILE
+    """Its config.json as a JSON object ({} if missing, too large or not an object)."""
     try:
-        if not path.is_file() or path.stat().st_size > MAX_CONFIG_BYTES:
-            return {}
-        config = json.loads(path.read_bytes())
-    except (OSError, ValueError):
+        config = json.loads(small_file(directory / CONFIG_FILE))
+    except (CheckpointError, ValueError):
         return {}
     return config if isinstance(config, dict) else {}
