@@ -22,7 +22,6 @@ import grpc
 import torch
 from lerobot.async_inference.configs import PolicyServerConfig
 from lerobot.async_inference.helpers import RemotePolicyConfig, TimedObservation
-from lerobot.async_inference.policy_server import PolicyServer
 from lerobot.policies.factory import get_policy_class, make_pre_post_processors
 from lerobot.transport import services_pb2, services_pb2_grpc
 from lerobot.transport.utils import send_bytes_in_chunks
@@ -66,7 +65,10 @@ def serve_ours(path: str, grpc_port: str, http_port: str) -> None:
 
 
 def serve_lerobot(port: str) -> None:
-    """LeRobot's own PolicyServer, with no artificial latency (it pads to 1/fps by default)."""
+    """LeRobot's own PolicyServer, with no artificial latency (it pads to 1/fps by default).
+    Imported here: its module opens a log file under `logs/` in the working directory."""
+    from lerobot.async_inference.policy_server import PolicyServer
+
     config = PolicyServerConfig(host="127.0.0.1", port=int(port), inference_latency=0.0)
     server = grpc.server(__import__("concurrent.futures").futures.ThreadPoolExecutor(4))
     services_pb2_grpc.add_AsyncInferenceServicer_to_server(PolicyServer(config), server)
@@ -176,9 +178,9 @@ def measure_type(kind: str, root: Path, samples: int) -> dict[str, Any]:
     path = tiny.build(kind, root / kind)
     with tiny.tiny_pi_sizes():
         ours = resolve_policy(str(path))
-        theirs = lerobot_alone(kind, path, synthetic_observation(ours.info, seed=0))
-    obs = synthetic_observation(ours.info, seed=0)
-    batch = [synthetic_observation(ours.info, seed=i) for i in range(4)]
+        batch = [synthetic_observation(ours.info, seed=i) for i in range(4)]
+        obs = batch[0]
+        theirs = lerobot_alone(kind, path, obs)
     return {
         "type": kind,
         "params": ours.info.num_params,
