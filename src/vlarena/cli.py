@@ -376,6 +376,9 @@ def dagger(
     tasks: Annotated[str, typer.Option(help="comma-separated; repeat one to weight it")] = "all",
     takeovers: Annotated[int, typer.Option(min=1, help="expert takeovers per episode")] = 3,
     horizon: Annotated[int, typer.Option(min=1, help="policy actions run per chunk")] = 4,
+    ensemble: Annotated[
+        bool, typer.Option(help="the policy runs the mean of the chunks that predict each step")
+    ] = False,
     workers: Annotated[int, typer.Option(min=0, help="rollout processes")] = 2,
     seed: Annotated[int, typer.Option(min=0, help="first policy episode seed")] = 500_000,
 ) -> None:
@@ -393,6 +396,7 @@ def dagger(
             tasks=_names(tasks, TASK_NAMES),
             takeovers=takeovers,
             horizon=horizon,
+            ensemble=ensemble,
             seed=seed,
             workers=workers,
         )
@@ -487,7 +491,10 @@ def eval_command(
     ],
     tasks: Annotated[str, typer.Option(help="comma-separated task names, or all")] = "all",
     episodes: Annotated[int, typer.Option(min=1, help="episodes per task")] = 20,
-    horizon: Annotated[int, typer.Option(min=1, help="actions run per chunk")] = 4,
+    horizon: Annotated[int, typer.Option(min=1, help="actions run per chunk")] = 1,
+    ensemble: Annotated[
+        bool, typer.Option(help="run each step's mean over the chunks that predict it")
+    ] = True,
     workers: Annotated[int, typer.Option(min=0, help="worker processes")] = 2,
     use_ray: Annotated[
         bool, typer.Option("--ray", help="run the episodes on a Ray cluster")
@@ -514,6 +521,7 @@ def eval_command(
             tasks=_names(tasks, TASK_NAMES),
             episodes=episodes,
             horizon=horizon,
+            ensemble=ensemble,
             workers=workers,
             videos=videos,
             wordings=wordings,

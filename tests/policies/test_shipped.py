@@ -6,14 +6,14 @@ from vlarena.evaluation import EvalConfig, evaluate, summarize
 from vlarena.policies import DeviceConfig, load_policy
 from vlarena.policies.shipped import SHIPPED, shipped_checkpoint, shipped_checkpoints
 
-# Floors on the first 10 fixed eval seeds of each task: (success, correct-target rate), set below
-# what was measured on this machine on 2026-12-06 (flow: touch 10/10, lift 8/10, targets 10/10;
-# AR: touch 9/10 with 9/9 on target, lift 4/10 with 9/9; docs/models.md), leaving room for
-# CPU floating point that differs across machines, and above random weights (0/10: the last
-# test).
+# Floors on the first 10 fixed eval seeds of each task, run as `vlarena eval` runs them (asked
+# every step, chunks ensembled): (success, correct-target rate), set below what was measured on
+# this machine on 2026-12-07 (flow: touch 10/10, lift 9/10, targets 10/10; AR: touch 9/10 with
+# 9/9 on target, lift 6/10 with 10/10; docs/models.md), leaving room for CPU floating point that
+# differs across machines, and above random weights (0/10: the last test).
 FLOORS = {
     "vla-flow-small": {"touch": (0.8, 0.9), "lift": (0.6, 0.9)},
-    "vla-ar-small": {"touch": (0.7, 0.8), "lift": (0.2, 0.8)},
+    "vla-ar-small": {"touch": (0.7, 0.8), "lift": (0.4, 0.8)},
 }
 
 

@@ -11,11 +11,12 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 from tests.serving.conftest import StartServer
-from vlarena.errors import InvalidObservationError, PolicyOutputError
+from vlarena.errors import ConfigError, InvalidObservationError, PolicyOutputError
 from vlarena.policies import PRESETS, FlowVLAPolicy, Policy, Seeds
 from vlarena.runtime import DualRateConfig, DualRateRuntime
 from vlarena.serving.client import ClientOptions, RemotePolicy, VLAClient
 from vlarena.sim import (
+    Controller,
     DualRateController,
     Episode,
     ExpertController,
@@ -24,7 +25,8 @@ from vlarena.sim import (
     PolicyController,
     run_episode,
 )
-from vlarena.sim.tasks import EXAMPLES
+from vlarena.sim.controllers import Produce
+from vlarena.sim.tasks import EXAMPLES, Task
 from vlarena.sim.world import COLORS
 from vlarena.types import ActionChunk, ModelInfo, Observation
 
@@ -167,6 +169,47 @@ def test_realtime_synchronous_policy_lets_the_world_move_on(blend: str) -> None:
     fresh = [s.inference_ms for s in episode.steps if s.inference_ms > 0]
     assert fresh  # each new chunk's measured latency, on the step it arrived
     assert min(fresh) >= 250
+
+
+class Numbered(Controller):
+    """Chunks of 8 whose action j of call c is the start pose plus 1e-3·(8c + j) (joints)."""
+
+    def start(self, world: FrankaWorld, task: Task, seed: int) -> str:
+        self.pose = np.concatenate([world.qpos[:7], [0.5]]).astype(np.float32)
+        self.calls: list[int] = []
+        return "numbered"
+
+    def prepare(self, world: FrankaWorld, instruction: str, step: int) -> Produce:
+        call = len(self.calls)
+        self.calls.append(step)
+        offsets = 1e-3 * (8 * call + np.arange(8, dtype=np.float32))
+        actions = np.tile(self.pose, (8, 1))
+        actions[:, :7] += offsets[:, None]
+        return lambda: ActionChunk(actions, "numbered")
+
+
+@pytest.mark.parametrize("horizon", [1, 3])
+def test_ensembled_episode_runs_the_mean_of_the_chunks_predicting_each_step(horizon: int) -> None:
+    controller = Numbered()
+    episode = run_episode(
+        FrankaWorld("table"), controller, "wave", 0, 12, horizon=horizon, ensemble=True
+    )
+    assert controller.calls == list(range(0, 12, horizon))  # asked every `horizon` steps
+    for t, step in enumerate(episode.steps):
+        # the calls made by step t whose chunk covers it, oldest first (weights exp(-0.01 i))
+        covering = [c for c, s in enumerate(controller.calls) if s <= t < s + 8]
+        offsets = np.array([8 * c + t - controller.calls[c] for c in covering]) * 1e-3
+        weights = np.exp(-0.01 * np.arange(len(covering)))
+        expected = controller.pose[0] + weights @ offsets / weights.sum()
+        assert step.action[0] == pytest.approx(expected, abs=1e-6)
+        assert step.action[7] == pytest.approx(0.5)
+    plain = run_episode(FrankaWorld("table"), Numbered(), "wave", 0, 12, horizon=horizon)
+    assert plain.steps[5].action[0] != pytest.approx(episode.steps[5].action[0], abs=1e-6)
+
+
+def test_ensembling_is_refused_in_real_time() -> None:
+    with pytest.raises(ConfigError, match="simulated time"):
+        run_episode(FrankaWorld("table"), Numbered(), "wave", 0, 5, realtime=True, ensemble=True)
 
 
 def test_realtime_needs_a_model() -> None:

@@ -50,7 +50,9 @@ class EvalConfig:
 
     tasks: tuple[str, ...] = TASK_NAMES  # task names (data.paraphrases.TASK_NAMES)
     episodes: int = 20  # per task; episode i of a task always gets the same seed
-    horizon: int = 4  # actions of each chunk executed before the model is asked again
+    horizon: int = 1  # actions of each chunk executed before the model is asked again
+    ensemble: bool = True  # run each step's mean over the chunks predicting it (ACT's temporal
+    # ensembling, control.TemporalEnsemble); False: the newest chunk's action
     workers: int = 2  # worker processes (0: in this process)
     videos: int = 0  # MP4s of the first episodes of each task (needs an output directory)
     wordings: str = "trained"  # WORDINGS: instructions worded as in training, or held out
@@ -135,6 +137,7 @@ class EpisodeJob:
     task: str
     seed: int
     horizon: int  # actions of each chunk run before the model is asked again
+    ensemble: bool = True  # temporal ensembling of overlapping chunks
     wordings: str = "trained"  # WORDINGS
     feature_reuse: int = 1  # model calls per feature refresh
     video: Path | None = None  # MP4 to record, if any
@@ -172,6 +175,7 @@ def evaluate_episode(job: EpisodeJob) -> EpisodeResult:
         max_steps=MAX_STEPS[task],
         horizon=job.horizon,
         on_step=watch,
+        ensemble=job.ensemble,
     )
     if video is not None and frames:
         import imageio.v3 as iio
@@ -207,7 +211,16 @@ def jobs_for(model: str, cfg: EvalConfig, video_dir: Path | None) -> list[Episod
         for i, seed in enumerate(eval_seeds(task, cfg.episodes)):
             video = video_dir / f"{task}_{seed}.mp4" if video_dir and i < cfg.videos else None
             jobs.append(
-                EpisodeJob(model, task, seed, cfg.horizon, cfg.wordings, cfg.feature_reuse, video)
+                EpisodeJob(
+                    model,
+                    task,
+                    seed,
+                    cfg.horizon,
+                    cfg.ensemble,
+                    cfg.wordings,
+                    cfg.feature_reuse,
+                    video,
+                )
             )
     return jobs
 

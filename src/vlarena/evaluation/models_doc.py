@@ -258,15 +258,16 @@ trained on all of that data.
 
 ## Scores
 
-`vlarena eval` on the fixed evaluation seeds (never used in training), horizon 4, step budgets
-40 (touch), 50 (push), 60 (lift), 120 (stack, next to, bin). Success with Wilson 95% intervals;
+`vlarena eval` on the fixed evaluation seeds (never used in training), step budgets 40 (touch),
+50 (push), 60 (lift), 120 (stack, next to, bin). The model is asked at every control step and
+each step runs the mean of the 8 chunks that predict it (temporal ensembling, as ACT does; the
+arena's episodes run the same way). Success with Wilson 95% intervals;
 "target": of the episodes in which the robot acted on a cube (touched it, came within 4.5 cm, or
 moved it 1.5 cm), the share whose first cube was the named one. *Trained wordings* are the
 paraphrases the demonstrations use; *held-out wordings* recombine their words in ways the data
 never does, in mixed case and with punctuation (`--wordings held-out`). *Features reused*: the
 dual-rate schedule in simulated time, vision-language features refreshed every third control
-step and an action chunk from the fresh joint state at every step (`--horizon 1
---feature-reuse 3`).
+step and an action chunk from the fresh joint state at every step (`--feature-reuse 3`).
 
 {table}
 
@@ -279,7 +280,8 @@ step and an action chunk from the fresh joint state at every step (`--horizon 1
 ## Reproduce
 
 ```bash
-make ship      # datagen, both families, eval on both wording splits, this page
+make ship      # datagen, both families, then make ship-eval
+make ship-eval # the shipped checkpoints: eval on both wording splits, this page
 vlarena eval --model vla-flow-small --episodes 50 --wordings held-out --out runs/eval/flow
 ```
 """
@@ -300,6 +302,7 @@ def write_cards(runs: Path) -> list[Path]:
             "evaluated": (
                 f"vlarena eval: {config['episodes']} episodes per task on the fixed evaluation "
                 f"seeds, {config['wordings']} wordings, horizon {config['horizon']}"
+                + (", temporal ensembling" if config.get("ensemble") else "")
             ),
             "evaluation": payload["tasks"],
         }

@@ -155,6 +155,7 @@ class EpisodeService:
                 self.settings.horizon,
                 progress,
                 task=valid.task,
+                ensemble=self.settings.ensemble,
             )
         except _StoppedError:  # nobody waits for it; its frames are freed on this thread
             return None

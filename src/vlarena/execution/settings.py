@@ -84,7 +84,8 @@ class ExecutionSettings(BaseSettings):
     max_waiting_episodes: int = Field(4, ge=0, le=1000)  # queued beyond those, then 503
     default_max_steps: int = Field(50, ge=1)
     max_steps_cap: int = Field(200, ge=1, le=MAX_STEPS_CAP)
-    horizon: int | None = Field(None, ge=1)  # actions of a chunk run open-loop (None: all)
+    horizon: int = Field(1, ge=1)  # actions of each chunk run before re-planning (at most all)
+    ensemble: bool = True  # each step runs the mean of every chunk's prediction for it
     stored_async_episodes: int = Field(256, ge=1)  # finished async episodes kept for polling
 
     @field_validator("presets")

@@ -15,9 +15,9 @@ import mujoco
 import numpy as np
 from numpy.typing import NDArray
 
-from vlarena.control import ChunkScheduler
+from vlarena.control import ChunkScheduler, TemporalEnsemble
 from vlarena.control.scheduler import Actions
-from vlarena.errors import InvalidObservationError, PolicyOutputError
+from vlarena.errors import ConfigError, InvalidObservationError, PolicyOutputError
 from vlarena.sim.controllers import ACTION_DIM, Controller, ExpertController
 from vlarena.sim.tasks import SuccessChecker, Task, check_scene, parse_instruction
 from vlarena.sim.world import CONTROL_HZ, FrankaWorld
@@ -77,7 +77,7 @@ class _Recorder:
         self.hold = np.concatenate([world.data.ctrl[:7], [1.0]])  # what idle steps apply
         self.clock_start = time.perf_counter()
 
-    def record(self, action: NDArray[np.float64] | None, inference_ms: float = 0.0) -> bool:
+    def record(self, action: NDArray[np.floating] | None, inference_ms: float = 0.0) -> bool:
         """Apply one action (None: hold the last one); True when the episode is over."""
         world, episode = self.world, self.episode
         if action is not None:
@@ -116,8 +116,11 @@ def run_episode(
     realtime: bool = False,
     task: Task | None = None,
     blend: str = "latest",
+    ensemble: bool = False,
 ) -> Episode:
     """Run one episode; `horizon` caps how many actions of each chunk run before re-planning.
+    With `ensemble` (simulated time only) each step runs the mean of every chunk's prediction
+    for it (`TemporalEnsemble`), not the newest chunk's alone.
 
     `on_step(n)` is called after every step with the number of steps done (progress reports).
     With `realtime`, control steps are paced to the wall clock and the world does not wait for
@@ -132,6 +135,8 @@ def run_episode(
         raise InvalidObservationError(f"max_steps must be in 1..{MAX_STEPS_CAP}")
     if realtime and isinstance(controller, ExpertController):
         raise InvalidObservationError("real time needs a model: the expert plans one step ahead")
+    if realtime and ensemble:
+        raise ConfigError("temporal ensembling runs in simulated time; real time uses a blend")
     started = time.perf_counter()
     if task is None:
         task = parse_instruction(instruction)
@@ -154,21 +159,30 @@ def run_episode(
     if realtime:
         _in_real_time(recorder, controller, instruction, horizon, blend)
     else:
-        _in_sim_time(recorder, controller, instruction, horizon)
+        _in_sim_time(recorder, controller, instruction, horizon, ensemble)
     episode.success = checker(world)
     episode.duration_ms = (time.perf_counter() - started) * 1000.0
     return episode
 
 
 def _in_sim_time(
-    recorder: _Recorder, controller: Controller, instruction: str, horizon: int | None
+    recorder: _Recorder,
+    controller: Controller,
+    instruction: str,
+    horizon: int | None,
+    ensemble: bool,
 ) -> None:
     """Ask, run up to `horizon` actions of the chunk, ask again: the world waits for the model."""
+    ensembled = TemporalEnsemble() if ensemble else None
     done = False
     while not done:
-        chunk = controller.next_chunk(recorder.world, instruction, len(recorder.episode.steps))
+        step = len(recorder.episode.steps)
+        chunk = controller.next_chunk(recorder.world, instruction, step)
         actions = _checked(chunk, recorder.episode.model_id)
-        for i, action in enumerate(actions[: horizon or len(actions)]):
+        if ensembled is not None:
+            ensembled.add(step, actions)
+        for i in range(min(horizon or len(actions), len(actions))):
+            action = actions[i] if ensembled is None else ensembled.action(step + i)
             # the latency the robot waited for this chunk, on the step it arrived
             if done := recorder.record(action, chunk.latency_ms if i == 0 else 0.0):
                 break

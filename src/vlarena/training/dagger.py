@@ -43,7 +43,8 @@ class DaggerConfig:
     episodes: int = 300  # policy episodes rolled out, tasks drawn round-robin
     tasks: tuple[str, ...] = TASK_NAMES  # repeat one to weight it
     takeovers: int = 3  # expert takeovers per policy episode, at distinct random steps
-    horizon: int = 4  # actions of each policy chunk run before it is asked again (as evaluated)
+    horizon: int = 4  # actions of each policy chunk run before it is asked again
+    ensemble: bool = False  # the policy's steps run the mean of the chunks predicting them
     max_steps: int = 80  # expert steps after a takeover; longer counts as failed
     seed: int = 500_000  # policy episode i uses seed `seed + i` (below the evaluation seeds)
     workers: int = 2  # rollout processes (0: in this process)
@@ -106,6 +107,7 @@ def _policy_episode(job: _Job) -> _Outcome:
         horizon=cfg.horizon,
         on_step=lambda _: states.append(_save(world)),
         task=task,
+        ensemble=cfg.ensemble,
     )
     # States before the last one (the last may be the success itself); the start state is the
     # demonstrations' own.
