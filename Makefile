@@ -102,15 +102,18 @@ test: install install-lerobot lint $(CHROMIUM) ## Lint, then run the whole test 
 bench: install install-lerobot ## Run the benchmarks and write docs/benchmarks.md
 	VLA_LEROBOT_PYTHON=$(LEROBOT_VENV)/bin/python $(BIN)/python -m benchmarks
 
-# The pipeline behind the shipped checkpoints (docs/models.md): 76-83 minutes of training on
-# two CPU cores, then about 20 minutes of evaluation. Stage wall times go to times.txt.
+# The pipeline behind the shipped checkpoints (docs/models.md): 100-117 minutes of training on
+# two CPU cores, then about 25 minutes of evaluation (make ship-eval). Stage times: times.txt.
 # The flow model learns from the expert's demonstrations, then in two DAgger rounds it drives
 # and the expert's takeovers from the states it reached are added to the data (docs/training.md);
-# the AR head learns last, on the final trunk and all of the data.
+# the AR head learns on that trunk and all of the data. A last round for each model rolls out as
+# it is deployed (asked every step, chunks ensembled), on the demonstrations plus its takeovers.
 SHIP_DATA ?= data/demos
 SHIP_RUNS ?= runs/ship
 SHIP_TASKS := touch,push_left,push_right,lift,lift,stack,stack,next_to,next_to,bin,bin
 DAGGER_TASKS := push_left,push_right,lift,stack,stack,stack,next_to,next_to,bin
+LAST_DAGGER_TASKS := push_left,push_right,lift,stack,stack,stack,stack,next_to,next_to,bin
+AR_DAGGER_TASKS := push_left,push_right,lift,stack,stack,stack,next_to,next_to,bin
 SHIPPED := src/vlarena/policies/checkpoints
 SHIP_EVAL := $(BIN)/vlarena eval --episodes 50
 TIMED = start=$$(date +%s) && $(2) && echo "$(1) $$(( $$(date +%s) - start )) s" >> $(SHIP_RUNS)/times.txt
@@ -132,14 +135,27 @@ ship: install ## Regenerate the shipped checkpoints: datagen, both families, eva
 	rm -rf $(SHIP_DATA)-dagger1
 	$(call TIMED,ar,$(BIN)/vlarena train $(SHIP_DATA)-dagger2 $(SHIP_RUNS)/ar --recipe ship-head \
 	  --family vla-ar --init $(SHIP_RUNS)/dagger2/full/checkpoint --name vla-ar-small)
+	rm -rf $(SHIP_DATA)-dagger2
+	$(call TIMED,dagger3,$(BIN)/vlarena dagger $(SHIP_DATA) $(SHIP_DATA)-dagger3 \
+	  --model $(SHIP_RUNS)/dagger2/full/checkpoint --seed 700000 --episodes 300 --takeovers 3 \
+	  --horizon 1 --ensemble --tasks $(LAST_DAGGER_TASKS))
+	$(call TIMED,flow-dagger3,$(BIN)/vlarena train $(SHIP_DATA)-dagger3 $(SHIP_RUNS)/dagger3 \
+	  --recipe ship-dagger-ensembled --family vla-flow --init $(SHIP_RUNS)/dagger2/full/checkpoint \
+	  --name vla-flow-small)
+	$(call TIMED,dagger-ar,$(BIN)/vlarena dagger $(SHIP_DATA) $(SHIP_DATA)-dagger-ar \
+	  --model $(SHIP_RUNS)/ar/expert/checkpoint --seed 800000 --episodes 300 --takeovers 3 \
+	  --horizon 1 --ensemble --tasks $(AR_DAGGER_TASKS))
+	$(call TIMED,ar-dagger,$(BIN)/vlarena train $(SHIP_DATA)-dagger-ar $(SHIP_RUNS)/ar-dagger \
+	  --recipe ship-head-dagger --family vla-ar --init $(SHIP_RUNS)/ar/expert/checkpoint \
+	  --name vla-ar-small)
 	rm -rf $(SHIPPED)/vla-flow-small $(SHIPPED)/vla-ar-small
-	cp -r $(SHIP_RUNS)/dagger2/full/checkpoint $(SHIPPED)/vla-flow-small
-	cp -r $(SHIP_RUNS)/ar/expert/checkpoint $(SHIPPED)/vla-ar-small
+	cp -r $(SHIP_RUNS)/dagger3/full/checkpoint $(SHIPPED)/vla-flow-small
+	cp -r $(SHIP_RUNS)/ar-dagger/expert/checkpoint $(SHIPPED)/vla-ar-small
 	$(MAKE) ship-eval
 
 # The shipped checkpoints' scores (the evaluation's default execution: the model is asked every
 # step and each step runs the mean of the chunks that predict it), written to docs/models.md with
-# the training times and loss plots $(SHIP_RUNS) holds.
+# the training times and loss plots of the make ship run in $(SHIP_RUNS) (it needs times.txt).
 ship-eval: install ## Evaluate the shipped checkpoints and regenerate docs/models.md
 	for w in trained held-out; do for m in vla-flow-small vla-ar-small; do \
 	  $(SHIP_EVAL) --model $$m --wordings $$w --out $(SHIP_RUNS)/eval/$$m-$$w || exit 1; done; done

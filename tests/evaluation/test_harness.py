@@ -4,6 +4,7 @@ import json
 import pickle
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import imageio.v3 as iio
 import pytest
@@ -24,6 +25,7 @@ from vlarena.evaluation import (
     wilson_interval,
 )
 from vlarena.policies import NativeVLAPolicy, VLFeatures
+from vlarena.sim import run_episode
 from vlarena.sim.tasks import parse_instruction
 from vlarena.types import ActionChunk, Observation
 
@@ -209,3 +211,23 @@ def test_cli_writes_results_a_plot_and_videos(tmp_path: Path) -> None:
     )
     assert bad.exit_code == 2
     assert "error" in bad.output
+
+
+def test_the_execution_options_reach_every_episode(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[tuple[int | None, bool]] = []
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        seen.append((kwargs["horizon"], kwargs["ensemble"]))
+        return run_episode(*args, **kwargs)
+
+    monkeypatch.setattr("vlarena.evaluation.harness.run_episode", spy)
+    evaluate("vla-flow:tiny", EvalConfig(tasks=("touch",), episodes=1, workers=0))
+    args = ["eval", "--model", "vla-flow:tiny", "--tasks", "touch", "--episodes", "1"]
+    options = ["--workers", "0", "--horizon", "3", "--no-ensemble", "--out", str(tmp_path)]
+    result = CliRunner().invoke(app, [*args, *options])
+    assert result.exit_code == 0, result.output
+    assert seen == [(1, True), (3, False)]  # the defaults, then the command's options
+    config = json.loads((tmp_path / "results.json").read_text())["config"]
+    assert (config["horizon"], config["ensemble"]) == (3, False)

@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+import pytest
+
 from vlarena.data import TASK_NAMES
 from vlarena.evaluation import EpisodeResult, write_report
 from vlarena.evaluation.models_doc import verdicts, write
@@ -56,10 +58,13 @@ def test_the_page_reports_targets_met_missed_and_the_wording_gap(tmp_path: Path)
     assert "| **total** | **51.0 min** |" in text
     assert (
         "- **vla-flow-small** meets every target (correct target 70/70 = 100%); held-out"
-        " wordings more than 10 points lower on: touch +20%" in text
+        " wordings more than 10 points lower on: touch (20 points)" in text
     )
     ar = next(line for line in text.splitlines() if line.startswith("- **vla-ar-small**"))
     assert "misses: touch 50% < 85%" in ar
     assert "correct target 63/70 = 90%" in ar  # 1 of 10 per task wrong: exactly the floor
     assert "held-out wordings within 10 points on every task" in ar
     assert "| touch | 10/10 = 100% (72%-100%); target 100%" in text
+    (runs / "times.txt").unlink()  # not a make ship run: no page without its training times
+    with pytest.raises(FileNotFoundError, match=r"times\.txt is missing"):
+        write(runs, docs)

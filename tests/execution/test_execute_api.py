@@ -11,6 +11,7 @@ import pytest
 
 from tests.execution.conftest import StartService, body
 from vlarena.policies import PRESETS, FlowVLAPolicy
+from vlarena.sim import run_episode
 
 
 def test_execute_with_the_scripted_expert(start_service: StartService) -> None:
@@ -153,3 +154,25 @@ def test_check_refuses_a_model_that_does_not_fit(
         assert reply.status_code == 422, reply.text
         assert "action_dim 7 and state_dim 9" in reply.json()["detail"]
     assert client.get("/health").json()["episodes_admitted"] == 0
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected"), [({}, (1, True)), ({"horizon": 3, "ensemble": False}, (3, False))]
+)
+def test_episodes_run_as_the_settings_say(
+    start_service: StartService,
+    monkeypatch: pytest.MonkeyPatch,
+    settings: dict[str, Any],
+    expected: tuple[int, bool],
+) -> None:
+    seen: list[tuple[int, bool]] = []
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        seen.append((args[5], kwargs["ensemble"]))  # horizon is passed sixth
+        return run_episode(*args, **kwargs)
+
+    monkeypatch.setattr("vlarena.execution.episodes.run_episode", spy)
+    client = start_service(**settings)
+    reply = client.post("/execute", json=body(model_id="flow-tiny", max_steps=3))
+    assert reply.status_code == 200, reply.text
+    assert seen == [expected]

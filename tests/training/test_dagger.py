@@ -56,6 +56,29 @@ def test_recovery_episodes_follow_the_base_demonstrations(
         assert not np.allclose(state[:7], HOME_QPOS[:7], atol=1e-2)
 
 
+def test_an_ensembled_round_takes_over_where_the_ensembled_policy_went(
+    demo_dataset: Path, tmp_path: Path
+) -> None:
+    cfg = DaggerConfig(
+        model=RANDOM, episodes=1, tasks=("lift",), takeovers=2, horizon=1, ensemble=True, workers=0
+    )
+    collect(cfg, demo_dataset, tmp_path / "out")
+    data, n = DemoDataset(tmp_path / "out"), len(DemoDataset(demo_dataset).meta.episodes)
+    assert data.meta.episodes[n:]
+    controller, differs = make_controller(RANDOM), []
+    for e in data.meta.episodes[n:]:
+        reached = {}
+        for ensemble in (True, False):
+            world = shared_world(e.scene_id)
+            run_episode(
+                world, controller, e.instruction, e.seed, e.takeover, horizon=1, ensemble=ensemble
+            )
+            reached[ensemble] = np.concatenate([world.qpos, world.qvel])
+        np.testing.assert_allclose(data.state[e.start], reached[True], atol=1e-5)
+        differs.append(not np.allclose(reached[True], reached[False], atol=1e-5))
+    assert any(differs)  # the newest chunk alone would have gone elsewhere
+
+
 def test_a_run_from_a_checkpoint_keeps_its_normalization(
     demo_dataset: Path, aggregated: Path, tmp_path: Path
 ) -> None:

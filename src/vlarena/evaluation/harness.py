@@ -137,8 +137,8 @@ class EpisodeJob:
     task: str
     seed: int
     horizon: int  # actions of each chunk run before the model is asked again
-    ensemble: bool = True  # temporal ensembling of overlapping chunks
-    wordings: str = "trained"  # WORDINGS
+    ensemble: bool  # temporal ensembling of overlapping chunks
+    wordings: str  # WORDINGS
     feature_reuse: int = 1  # model calls per feature refresh
     video: Path | None = None  # MP4 to record, if any
 

@@ -172,7 +172,8 @@ def _in_sim_time(
     horizon: int | None,
     ensemble: bool,
 ) -> None:
-    """Ask, run up to `horizon` actions of the chunk, ask again: the world waits for the model."""
+    """Ask, run up to `horizon` actions of the chunk, ask again: the world waits for the model.
+    With `ensemble` each step runs the mean of the recent chunks' predictions for it."""
     ensembled = TemporalEnsemble() if ensemble else None
     done = False
     while not done:

@@ -140,6 +140,36 @@ RECIPES: dict[str, tuple[TrainConfig, ...]] = {
             checkpoint_every=1000,
         ),
     ),
+    # A last round for the flow model, after the AR head has its trunk: its rollouts run as the
+    # model is deployed (asked every step, chunks ensembled) and the data is the demonstrations
+    # plus these takeovers. No grounding loss: it depends only on the checkpoint, not on the
+    # training state beside it, so the shipped checkpoint alone reproduces the round.
+    "ship-dagger-ensembled": (
+        TrainConfig(
+            preset="film",
+            stage="full",
+            steps=2000,
+            batch_size=64,
+            lr=3e-4,
+            warmup_steps=100,
+            log_every=50,
+            checkpoint_every=1000,
+        ),
+    ),
+    # ...and one for the AR head, from its own rollouts, run the same way (its trunk stays frozen).
+    "ship-head-dagger": (
+        TrainConfig(
+            preset="film",
+            stage="expert",
+            steps=4000,
+            batch_size=64,
+            lr=3e-4,
+            warmup_steps=100,
+            vlm_reuse_count=2,
+            log_every=50,
+            checkpoint_every=1000,
+        ),
+    ),
     "smoke": tuple(_smoke(stage=stage) for stage in ("pretrain", "expert", "lora")),
 }
 
