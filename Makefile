@@ -102,7 +102,7 @@ test: install install-lerobot lint $(CHROMIUM) ## Lint, then run the whole test 
 bench: install install-lerobot ## Run the benchmarks and write docs/benchmarks.md
 	VLA_LEROBOT_PYTHON=$(LEROBOT_VENV)/bin/python $(BIN)/python -m benchmarks
 
-# The pipeline behind the shipped checkpoints (docs/models.md): 100-117 minutes of training on
+# The pipeline behind the shipped checkpoints (docs/models.md): an estimated 100-117 minutes on
 # two CPU cores, then about 25 minutes of evaluation (make ship-eval). Stage times: times.txt.
 # The flow model learns from the expert's demonstrations, then in two DAgger rounds it drives
 # and the expert's takeovers from the states it reached are added to the data (docs/training.md);
@@ -142,13 +142,14 @@ ship: install ## Regenerate the shipped checkpoints: datagen, both families, eva
 	$(call TIMED,flow-dagger3,$(BIN)/vlarena train $(SHIP_DATA)-dagger3 $(SHIP_RUNS)/dagger3 \
 	  --recipe ship-dagger-ensembled --family vla-flow --init $(SHIP_RUNS)/dagger2/full/checkpoint \
 	  --name vla-flow-small)
+	rm -rf $(SHIP_DATA)-dagger3
 	$(call TIMED,dagger-ar,$(BIN)/vlarena dagger $(SHIP_DATA) $(SHIP_DATA)-dagger-ar \
 	  --model $(SHIP_RUNS)/ar/expert/checkpoint --seed 800000 --episodes 300 --takeovers 3 \
 	  --horizon 1 --ensemble --tasks $(AR_DAGGER_TASKS))
 	$(call TIMED,ar-dagger,$(BIN)/vlarena train $(SHIP_DATA)-dagger-ar $(SHIP_RUNS)/ar-dagger \
 	  --recipe ship-head-dagger --family vla-ar --init $(SHIP_RUNS)/ar/expert/checkpoint \
 	  --name vla-ar-small)
-	rm -rf $(SHIPPED)/vla-flow-small $(SHIPPED)/vla-ar-small
+	rm -rf $(SHIP_DATA)-dagger-ar $(SHIPPED)/vla-flow-small $(SHIPPED)/vla-ar-small
 	cp -r $(SHIP_RUNS)/dagger3/full/checkpoint $(SHIPPED)/vla-flow-small
 	cp -r $(SHIP_RUNS)/ar-dagger/expert/checkpoint $(SHIPPED)/vla-ar-small
 	$(MAKE) ship-eval

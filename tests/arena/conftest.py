@@ -36,9 +36,16 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
 @pytest.fixture(scope="module")
 def execution() -> Iterator[RunningServer]:
-    """The execution service with the scripted expert and two random-weight tiny natives."""
+    """The execution service with the scripted expert and two random-weight tiny natives, running
+    whole chunks (a call per 8 steps: these tests are about the arena; tests/execution covers the
+    default of a call per step, ensembled)."""
     settings = ExecutionSettings(
-        port=0, presets="vla-flow:tiny,vla-ar:tiny", shipped_models=False, max_waiting_episodes=8
+        port=0,
+        presets="vla-flow:tiny,vla-ar:tiny",
+        shipped_models=False,
+        max_waiting_episodes=8,
+        horizon=8,
+        ensemble=False,
     )
     server = serve_in_thread(create_execution(settings))
     yield server

@@ -65,7 +65,9 @@ schema = schemathesis.openapi.from_asgi("/openapi.json", WithoutLifespan(app))
 @pytest.fixture(scope="module")
 def auth() -> Iterator[dict[str, str]]:
     """A session's Authorization header, with the execution service up behind the arena."""
-    settings = ExecutionSettings(presets="vla-flow:tiny,vla-ar:tiny", shipped_models=False)
+    settings = ExecutionSettings(  # whole chunks: the fuzzing is about the arena's API
+        presets="vla-flow:tiny,vla-ar:tiny", shipped_models=False, horizon=8, ensemble=False
+    )
     execution = serve_in_thread(create_execution(settings), port=EXECUTION_PORT)
     transport = httpx.ASGITransport(app)
 

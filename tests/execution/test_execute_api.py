@@ -1,5 +1,6 @@
 """`POST /execute` and `POST /execute/check` over real HTTP: episodes, errors, saturation."""
 
+import inspect
 import threading
 import time
 from dataclasses import replace
@@ -168,9 +169,12 @@ def test_episodes_run_as_the_settings_say(
     seen: list[tuple[int, bool]] = []
 
     def spy(*args: Any, **kwargs: Any) -> Any:
-        seen.append((args[5], kwargs["ensemble"]))  # horizon is passed sixth
+        bound = inspect.signature(run_episode).bind(*args, **kwargs).arguments
+        seen.append((bound["horizon"], bound["ensemble"]))
         return run_episode(*args, **kwargs)
 
+    for name in ("VLA_EXEC_HORIZON", "VLA_EXEC_ENSEMBLE"):  # the defaults, not the environment's
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr("vlarena.execution.episodes.run_episode", spy)
     client = start_service(**settings)
     reply = client.post("/execute", json=body(model_id="flow-tiny", max_steps=3))

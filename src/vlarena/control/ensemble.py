@@ -9,20 +9,20 @@ decay, 0.01, is nearly a plain mean; a negative one favours the newest chunks. O
 would otherwise average plans made seconds apart.
 """
 
-import math
-
 import numpy as np
 
 from vlarena.control.scheduler import Actions
 from vlarena.errors import ConfigError
+
+MAX_DECAY = 100.0  # beyond this the oldest (or newest) prediction alone has the weight anyway
 
 
 class TemporalEnsemble:
     """Chunks in, as they are predicted; the action for each control step out."""
 
     def __init__(self, decay_per_chunk: float = 0.01, max_chunks: int = 8) -> None:
-        if not math.isfinite(decay_per_chunk) or max_chunks < 1:
-            raise ConfigError("the ensemble needs a finite decay and at least one chunk")
+        if not abs(decay_per_chunk) <= MAX_DECAY or max_chunks < 1:
+            raise ConfigError(f"the ensemble needs a decay within ±{MAX_DECAY} and a chunk or more")
         self.decay_per_chunk, self.max_chunks = decay_per_chunk, max_chunks
         self._chunks: list[tuple[int, Actions]] = []  # (first step, actions), oldest first
 
@@ -37,6 +37,6 @@ class TemporalEnsemble:
         predictions = [a[step - s] for s, a in self._chunks if 0 <= step - s < len(a)]
         assert predictions, f"no chunk predicts control step {step}"
         exponents = -self.decay_per_chunk * np.arange(len(predictions))
-        weights = np.exp(exponents - exponents.max())  # no overflow, whatever the decay
+        weights = np.exp(exponents - exponents.max())  # no overflow
         mean = weights @ np.stack(predictions) / weights.sum()
         return mean.astype(np.float32)

@@ -253,6 +253,9 @@ trained on the data of rounds 1 and 2, then in a round of its own.
 
 ## Training time (2-core CPU, no GPU)
 
+The wall time of each stage in the runs that made the shipped checkpoints; where stages ran on
+different machines or shared the cores, the design note says so.
+
 | stage | wall time |
 |---|---:|
 {times}
@@ -264,7 +267,7 @@ trained on the data of rounds 1 and 2, then in a round of its own.
 
 `vlarena eval` on the fixed evaluation seeds (never used in training), step budgets 40 (touch),
 50 (push), 60 (lift), 120 (stack, next to, bin). The model is asked at every control step and
-each step runs the mean of every chunk's prediction for it, 8 once 8 steps have passed (temporal
+each step runs the mean of the newest 8 chunks' predictions for it, from the 8th step on (temporal
 ensembling, as ACT does; the arena's episodes run the same way). Success with Wilson 95% intervals;
 "target": of the episodes in which the robot acted on a cube (touched it, came within 4.5 cm, or
 moved it 1.5 cm), the share whose first cube was the named one. *Trained wordings* are the

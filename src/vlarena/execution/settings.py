@@ -85,7 +85,7 @@ class ExecutionSettings(BaseSettings):
     default_max_steps: int = Field(50, ge=1)
     max_steps_cap: int = Field(200, ge=1, le=MAX_STEPS_CAP)
     horizon: int = Field(1, ge=1)  # actions of each chunk run before re-planning (at most all)
-    ensemble: bool = True  # each step runs the mean of every chunk's prediction for it
+    ensemble: bool = True  # each step runs the mean of the newest chunks' predictions for it
     stored_async_episodes: int = Field(256, ge=1)  # finished async episodes kept for polling
 
     @field_validator("presets")

@@ -119,7 +119,7 @@ def run_episode(
     ensemble: bool = False,
 ) -> Episode:
     """Run one episode; `horizon` caps how many actions of each chunk run before re-planning.
-    With `ensemble` (simulated time only) each step runs the mean of every chunk's prediction
+    With `ensemble` (simulated time only) each step runs the mean of the newest chunks' predictions
     for it (`TemporalEnsemble`), not the newest chunk's alone.
 
     `on_step(n)` is called after every step with the number of steps done (progress reports).
