@@ -84,92 +84,31 @@ _smoke = partial(
 
 # The recipes that produced the shipped checkpoints (docs/models.md): stage configs in order,
 # each stage initialized from the previous one's checkpoint.
+# What every stage of the shipped recipes shares, and the two stages the last rounds vary.
+_ship = partial(TrainConfig, preset="film", batch_size=64, log_every=50, checkpoint_every=1000)
+_SHIP_DAGGER = _ship(stage="full", steps=2000, lr=3e-4, warmup_steps=100, grounding_weight=0.5)
+_SHIP_HEAD = _ship(stage="expert", steps=16000, lr=1e-3, warmup_steps=200, vlm_reuse_count=2)
+
 RECIPES: dict[str, tuple[TrainConfig, ...]] = {
     # The shipped checkpoints (docs/models.md). The FiLM trunk first learns to find the named
     # cube (grounding targets, no actions: fast), then trunk and flow head learn together end
     # to end, keeping the grounding targets as an auxiliary loss...
     "ship": (
-        TrainConfig(
-            preset="film",
-            stage="pretrain",
-            steps=2000,
-            batch_size=64,
-            lr=1e-3,
-            warmup_steps=100,
-            log_every=50,
-            checkpoint_every=1000,
-        ),
-        TrainConfig(
-            preset="film",
-            stage="full",
-            steps=9000,
-            batch_size=64,
-            lr=1e-3,
-            warmup_steps=200,
-            grounding_weight=0.5,
-            log_every=50,
-            checkpoint_every=1000,
-        ),
+        _ship(stage="pretrain", steps=2000, lr=1e-3, warmup_steps=100),
+        _ship(stage="full", steps=9000, lr=1e-3, warmup_steps=200, grounding_weight=0.5),
     ),
     # ...then, once per DAgger round, the same end to end on the demonstrations plus the expert's
     # takeovers from the states the model reached (`vlarena dagger`), from its last checkpoint.
-    "ship-dagger": (
-        TrainConfig(
-            preset="film",
-            stage="full",
-            steps=2000,
-            batch_size=64,
-            lr=3e-4,
-            warmup_steps=100,
-            grounding_weight=0.5,
-            log_every=50,
-            checkpoint_every=1000,
-        ),
-    ),
+    "ship-dagger": (_SHIP_DAGGER,),
     # ...then a second family's head learns on the frozen trunk's cached features (--init).
-    "ship-head": (
-        TrainConfig(
-            preset="film",
-            stage="expert",
-            steps=16000,
-            batch_size=64,
-            lr=1e-3,
-            warmup_steps=200,
-            vlm_reuse_count=2,
-            log_every=50,
-            checkpoint_every=1000,
-        ),
-    ),
+    "ship-head": (_SHIP_HEAD,),
     # A last round for the flow model, after the AR head has its trunk: its rollouts run as the
     # model is deployed (asked every step, chunks ensembled) and the data is the demonstrations
     # plus these takeovers. No grounding loss: it depends only on the checkpoint, not on the
     # training state beside it, so the shipped checkpoint alone reproduces the round.
-    "ship-dagger-ensembled": (
-        TrainConfig(
-            preset="film",
-            stage="full",
-            steps=2000,
-            batch_size=64,
-            lr=3e-4,
-            warmup_steps=100,
-            log_every=50,
-            checkpoint_every=1000,
-        ),
-    ),
+    "ship-dagger-ensembled": (replace(_SHIP_DAGGER, grounding_weight=0.0),),
     # ...and one for the AR head, from its own rollouts, run the same way (its trunk stays frozen).
-    "ship-head-dagger": (
-        TrainConfig(
-            preset="film",
-            stage="expert",
-            steps=4000,
-            batch_size=64,
-            lr=3e-4,
-            warmup_steps=100,
-            vlm_reuse_count=2,
-            log_every=50,
-            checkpoint_every=1000,
-        ),
-    ),
+    "ship-head-dagger": (replace(_SHIP_HEAD, steps=4000, lr=3e-4, warmup_steps=100),),
     "smoke": tuple(_smoke(stage=stage) for stage in ("pretrain", "expert", "lora")),
 }
 
