@@ -437,6 +437,9 @@ def train_command(
     grounding_weight: Annotated[
         float, typer.Option(help="full / lora: weight of the auxiliary grounding loss")
     ] = 0.0,
+    word_noise: Annotated[
+        float, typer.Option(help="film: chance an instruction word is replaced by a random one")
+    ] = 0.0,
     seed: Annotated[int, typer.Option(help="weights, data order, noise")] = 0,
     init: Annotated[Path | None, typer.Option(help="start from this checkpoint")] = None,
     resume: Annotated[bool, typer.Option(help="continue an interrupted run in OUT")] = False,
@@ -464,6 +467,7 @@ def train_command(
                     lr=lr,
                     vlm_reuse_count=vlm_reuse_count,
                     grounding_weight=grounding_weight,
+                    word_noise=word_noise,
                     seed=seed,
                 ),
             )

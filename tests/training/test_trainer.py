@@ -14,17 +14,22 @@ from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
 
 from vlarena.cli import app
+from vlarena.data import DemoDataset
 from vlarena.errors import ConfigError, UnknownNameError
 from vlarena.policies import DeviceConfig, NativeVLAPolicy, load_policy
 from vlarena.policies.native import NativeVLA
 from vlarena.training import TrainConfig, get_recipe, train
+from vlarena.training.batches import Batch
 from vlarena.training.modules import TrainModule
 from vlarena.training.trainer import (
     CHECKPOINT_DIR,
+    KEPT_WORD_IDS,
     LOG_FILE,
     PLOT_FILE,
     STATE_FILE,
     _carry_grounding,
+    _Dist,
+    _Run,
 )
 
 
@@ -149,6 +154,37 @@ def test_the_shipping_pipeline_on_the_film_architecture(demo_dataset: Path, tmp_
         replace(film, stage="expert", grounding_weight=0.5)
 
 
+def test_word_noise_changes_only_the_words(demo_dataset: Path, tmp_path: Path) -> None:
+    film = replace(TINY, preset="film-tiny", batch_size=32)
+    data = DemoDataset(demo_dataset)
+
+    def batch(cfg: TrainConfig) -> Batch:
+        with torch.random.fork_rng(devices=[]):  # _batch seeds the global RNG, as train does
+            return _Run(cfg, data, tmp_path, _Dist(0, 1), "x", None)._batch(3)
+
+    noisy_cfg = replace(film, word_noise=0.5)
+    plain, noisy = batch(film), batch(noisy_cfg)
+    assert torch.equal(plain.images, noisy.images)  # the same augmentation draws
+    assert torch.equal(plain.actions, noisy.actions)
+    changed = plain.text_ids != noisy.text_ids
+    assert changed.any()
+    assert not torch.isin(plain.text_ids[changed], KEPT_WORD_IDS).any()  # colours, sides kept
+    # Noisy runs still resume exactly: the noise is a function of (seed, rank, step).
+    straight = train(noisy_cfg, demo_dataset, tmp_path / "a", progress=False)
+    train(noisy_cfg, demo_dataset, tmp_path / "b", progress=False, stop_at=3)
+    train(noisy_cfg, demo_dataset, tmp_path / "b", resume=True, progress=False)
+    a, b = _weights(tmp_path / "a"), _weights(tmp_path / "b")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    unnoised = train(film, demo_dataset, tmp_path / "c", progress=False)
+    assert straight.replica_checksums != unnoised.replica_checksums  # the noise reaches training
+    with pytest.raises(ConfigError, match="needs a film backbone"):
+        replace(TINY, word_noise=0.1)
+    with pytest.raises(ConfigError, match="needs a stage that reads the text"):
+        replace(film, stage="expert", word_noise=0.1)
+    with pytest.raises(ConfigError, match=r"word_noise must be in \[0, 1\)"):
+        replace(film, word_noise=1.0)
+
+
 def test_stages_train_what_they_say(demo_dataset: Path, tmp_path: Path) -> None:
     runs = {}
     init = None
@@ -265,6 +301,14 @@ def test_cli_runs_a_recipe(demo_dataset: Path, tmp_path: Path) -> None:
     )
     assert no_init.exit_code == 2
     assert "--from-stage needs --recipe and --init" in no_init.output
+    noisy = [
+        *("train", str(demo_dataset), str(tmp_path / "noisy"), "--steps", "2", "--batch-size"),
+        *("4", "--word-noise", "0.2", "--preset"),
+    ]
+    assert CliRunner().invoke(app, [*noisy, "film-tiny"]).exit_code == 0
+    bytes_preset = CliRunner().invoke(app, [*noisy, "tiny"])
+    assert bytes_preset.exit_code == 2
+    assert "word_noise needs a film backbone" in bytes_preset.output
     bad = CliRunner().invoke(app, ["train", str(demo_dataset), str(tmp_path), "--recipe", "x"])
     assert bad.exit_code == 2
     listed = "valid: ship, ship-dagger, ship-dagger-ensembled, ship-head, ship-head-dagger, smoke"

@@ -35,6 +35,7 @@ class TrainConfig:
     lora_alpha: int = 16  # lora stage: adapter scale numerator (scale = alpha / rank)
     grad_clip: float = 1.0  # global gradient-norm clip
     grounding_weight: float = 0.0  # full / lora stages: weight of the auxiliary grounding loss
+    word_noise: float = 0.0  # film, not expert: chance a word (not colour or side) is replaced
     seed: int = 0  # weights, sampling and augmentation draw from this
     log_every: int = 20  # steps between loss log lines
     checkpoint_every: int = 500  # steps between checkpoints (and at the end)
@@ -64,6 +65,12 @@ class TrainConfig:
             raise ConfigError("warmup_steps, weight_decay and seed must be ≥ 0")
         if not 0 <= self.grounding_weight < 100:
             raise ConfigError(f"grounding_weight must be in [0, 100), got {self.grounding_weight}")
+        if not 0 <= self.word_noise < 1:
+            raise ConfigError(f"word_noise must be in [0, 1), got {self.word_noise}")
+        if self.word_noise and self.stage == "expert":
+            raise ConfigError("word_noise needs a stage that reads the text (not expert)")
+        if self.word_noise and PRESETS[self.preset].backbone.arch != "film":
+            raise ConfigError(f"word_noise needs a film backbone; {self.preset!r} reads bytes")
         if self.grounding_weight and self.stage not in ("full", "lora"):
             raise ConfigError(
                 "grounding_weight needs a stage that trains the backbone and the "

@@ -31,7 +31,9 @@ from vlarena.policies.checkpoint import (
 )
 from vlarena.policies.config import VLA_CONFIG_JSON, VLAConfig, get_preset
 from vlarena.policies.native import NativeVLA, native_policy_types
+from vlarena.policies.networks.tokenizer import replace_words, word_id
 from vlarena.policies.normalization import NORM_STATS_JSON, NormStats
+from vlarena.sim.world import COLORS
 from vlarena.training.batches import Batch, BatchSampler, augment
 from vlarena.training.config import TrainConfig
 from vlarena.training.modules import TrainModule, add_lora, plain_state_dict
@@ -44,6 +46,9 @@ LOG_FILE = "log.jsonl"
 PLOT_FILE = "loss.png"
 RESULT_FILE = "result.json"  # the TrainResult of the last run
 CACHE_BATCH = 128  # frames per backbone call when caching features
+# Words that word noise never replaces: the colours and the push sides, which tell the cubes and
+# the directions apart (the verbs and prepositions that name a task can be replaced).
+KEPT_WORD_IDS = torch.tensor([word_id(w) for w in (*COLORS, "left", "right")])
 
 
 @dataclass(frozen=True)
@@ -212,9 +217,12 @@ class _Run:
         # so a resumed run continues exactly where the interrupted one would have gone.
         seed = int(self.sampler.rng(step).integers(2**62))
         torch.manual_seed(seed)
+        gen = torch.Generator().manual_seed(seed + 1)
         if cfg.augment and cfg.stage != "expert":
-            gen = torch.Generator().manual_seed(seed + 1)
             batch = dataclasses.replace(batch, images=augment(batch.images, gen))
+        if cfg.word_noise:
+            ids = replace_words(batch.text_ids, cfg.word_noise, KEPT_WORD_IDS, gen)
+            batch = dataclasses.replace(batch, text_ids=ids)
         return batch
 
     def _param_groups(self, module: TrainModule) -> list[dict[str, object]]:

@@ -22,7 +22,14 @@ from vlarena.policies import (
 )
 from vlarena.policies.networks import FilmBackbone
 from vlarena.policies.networks.film import FilmCNN
-from vlarena.policies.networks.tokenizer import BOS_ID, PAD_ID, encode_words
+from vlarena.policies.networks.tokenizer import (
+    BOS_ID,
+    PAD_ID,
+    VOCAB_WORDS,
+    encode_words,
+    replace_words,
+    word_id,
+)
 from vlarena.sim.world import COLORS
 
 FILM = PRESETS["film-tiny"]
@@ -50,6 +57,19 @@ def test_every_task_word_and_colour_has_a_bucket_of_its_own() -> None:
     words -= {"a", "b"}  # the colour placeholders
     ids, _ = encode_words(sorted(words), 2)
     assert len(set(ids[:, 1].tolist())) == len(words)
+
+
+def test_word_noise_replaces_only_unkept_words_at_its_rate() -> None:
+    ids, pad = encode_words(["put the red cube on the blue cube"] * 2000, 12)
+    kept = torch.tensor([word_id("red"), word_id("blue")])
+    assert torch.equal(replace_words(ids, 0.0, kept, torch.Generator()), ids)
+    noisy = replace_words(ids, 0.25, kept, torch.Generator().manual_seed(0))
+    changed = noisy != ids
+    free = ~pad & (ids != BOS_ID) & ~torch.isin(ids, kept)  # 6 of the 8 words per row
+    assert not changed[~free].any()  # BOS, padding and the colours stay
+    assert 0.22 < changed[free].float().mean() < 0.28
+    assert ((noisy[changed] > BOS_ID) & (noisy[changed] < VOCAB_WORDS)).all()  # word ids
+    assert torch.equal(replace_words(ids, 0.25, kept, torch.Generator().manual_seed(0)), noisy)
 
 
 def test_film_backbone_image_tokens_depend_on_the_words() -> None:

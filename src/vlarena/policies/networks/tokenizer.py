@@ -33,10 +33,26 @@ def encode_words(texts: list[str], max_len: int) -> tuple[torch.Tensor, torch.Te
     """
     ids = torch.full((len(texts), max_len), PAD_ID, dtype=torch.long)
     for row, text in enumerate(texts):
-        words = _WORD.findall(text.lower())
-        tokens = [BOS_ID, *(_BYTE_OFFSET + zlib.crc32(w.encode()) % WORD_BUCKETS for w in words)]
+        tokens = [BOS_ID, *(word_id(w) for w in _WORD.findall(text.lower()))]
         ids[row, : min(max_len, len(tokens))] = torch.tensor(tokens[:max_len], dtype=torch.long)
     return ids, ids == PAD_ID
+
+
+def word_id(word: str) -> int:
+    """The id of one lowercase word."""
+    return _BYTE_OFFSET + zlib.crc32(word.encode()) % WORD_BUCKETS
+
+
+def replace_words(
+    ids: torch.Tensor, rate: float, kept: torch.Tensor, generator: torch.Generator
+) -> torch.Tensor:
+    """Word ids (B, L) with each word (not BOS or padding, not one of the `kept` ids) replaced by
+    a random word id, any of them, with chance `rate`: training noise that keeps a model from
+    leaning on any one wording."""
+    words = (ids >= _BYTE_OFFSET) & ~torch.isin(ids, kept)
+    hit = words & (torch.rand(ids.shape, generator=generator) < rate)
+    noise = torch.randint(_BYTE_OFFSET, VOCAB_WORDS, ids.shape, generator=generator)
+    return torch.where(hit, noise, ids)
 
 
 def encode_instructions(
