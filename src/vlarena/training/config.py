@@ -89,13 +89,13 @@ _smoke = partial(
     checkpoint_every=3,
 )
 
-# The recipes that produced the shipped checkpoints (docs/models.md): stage configs in order,
-# each stage initialized from the previous one's checkpoint.
 # What every stage of the shipped recipes shares, and the two stages the last rounds vary.
 _ship = partial(TrainConfig, preset="film", batch_size=64, log_every=50, checkpoint_every=1000)
 _SHIP_DAGGER = _ship(stage="full", steps=2000, lr=3e-4, warmup_steps=100, grounding_weight=0.5)
 _SHIP_HEAD = _ship(stage="expert", steps=16000, lr=1e-3, warmup_steps=200, vlm_reuse_count=2)
 
+# Named recipes: stage configs in order, each stage initialized from the previous one's
+# checkpoint.
 RECIPES: dict[str, tuple[TrainConfig, ...]] = {
     # The shipped checkpoints (docs/models.md). The FiLM trunk first learns to find the named
     # cube (grounding targets, no actions: fast), then trunk and flow head learn together end
