@@ -437,6 +437,9 @@ def train_command(
     grounding_weight: Annotated[
         float, typer.Option(help="full / lora: weight of the auxiliary grounding loss")
     ] = 0.0,
+    grounding_place: Annotated[
+        bool, typer.Option(help="grounding also learns where the task places the cube")
+    ] = False,
     word_noise: Annotated[
         float, typer.Option(help="film: chance an instruction word is replaced by a random one")
     ] = 0.0,
@@ -467,6 +470,7 @@ def train_command(
                     lr=lr,
                     vlm_reuse_count=vlm_reuse_count,
                     grounding_weight=grounding_weight,
+                    grounding_place=grounding_place,
                     word_noise=word_noise,
                     seed=seed,
                 ),

@@ -46,6 +46,30 @@ def test_dataset_holds_one_valid_episode_per_task(demo_dataset: Path) -> None:
     assert np.allclose(stats.action_mean, np.asarray(data.action).mean(0), atol=1e-5)
 
 
+def test_grounding_targets_locate_the_cube_the_grip_and_the_place(demo_dataset: Path) -> None:
+    """Each frame's targets: the named cube, its yaw, the grip, then where the task places the
+    cube (the other cube, the bin, or the named cube itself when nothing is placed)."""
+    data = DemoDataset(demo_dataset)
+    assert data.target.shape == (len(data), 11)
+    for ep in data.meta.episodes:
+        world = FrankaWorld(ep.scene_id)
+        world.reset(ep.seed)
+        task = parse_instruction(ep.instruction)
+        assert task.color is not None
+        target = data.target[ep.start]
+        np.testing.assert_allclose(target[:3], world.cube(task.color).position, atol=1e-6)
+        np.testing.assert_allclose(target[5:8], world.grip_position, atol=1e-6)
+        if ep.task in ("stack", "next_to"):
+            assert task.other is not None
+            place = world.cube(task.other).position
+        elif ep.task == "bin":
+            place = world.data.body("bin").xpos
+        else:
+            place = world.cube(task.color).position
+        np.testing.assert_allclose(target[8:], place, atol=1e-6)
+        world.close()
+
+
 def test_recorded_actions_replay_to_success(demo_dataset: Path) -> None:
     """The episodes are real: their actions, replayed open loop from the seed, solve the task."""
     data = DemoDataset(demo_dataset)

@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 
 from vlarena.cli import app
 from vlarena.data import DemoDataset
+from vlarena.data.dataset import write_dataset
 from vlarena.errors import ConfigError
 from vlarena.evaluation import make_controller
 from vlarena.policies import DeviceConfig, NativeVLAPolicy, load_policy
@@ -105,6 +106,21 @@ def test_a_run_from_a_checkpoint_keeps_its_normalization(
     train(more, demo_dataset, where, init=tuned.checkpoint, progress=False, stop_at=4)
     resumed = train(more, demo_dataset, where, resume=True, progress=False)
     assert stats(resumed.checkpoint) == stats(first.checkpoint)
+
+
+def test_a_base_written_before_the_place_targets_keeps_its_layout(
+    demo_dataset: Path, tmp_path: Path
+) -> None:
+    base = DemoDataset(demo_dataset)
+    old = tmp_path / "old"
+    records = [replace(r, targets=r.targets[:, :8]) for r in base.records()]
+    write_dataset(old, records, base.meta.image_size, base.meta.cameras, {}, base.meta.dropped)
+    cfg = DaggerConfig(model=RANDOM, episodes=1, tasks=("lift",), takeovers=2, workers=0)
+    collect(cfg, old, tmp_path / "out")
+    data = DemoDataset(tmp_path / "out")
+    assert len(data.meta.episodes) > len(base.meta.episodes)
+    assert data.target.shape == (len(data), 8)
+    np.testing.assert_array_equal(data.target[: len(base)], base.target[:, :8])
 
 
 def test_cli_collects_a_round_and_reports_how_the_policy_did(

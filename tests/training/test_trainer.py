@@ -1,6 +1,7 @@
 """Training: losses fall, stages train what they say, runs resume exactly, torchrun DDP syncs."""
 
 import json
+import math
 import os
 import socket
 import subprocess
@@ -8,6 +9,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
@@ -15,6 +17,7 @@ from typer.testing import CliRunner
 
 from vlarena.cli import app
 from vlarena.data import DemoDataset
+from vlarena.data.dataset import write_dataset
 from vlarena.errors import ConfigError, UnknownNameError
 from vlarena.policies import DeviceConfig, NativeVLAPolicy, load_policy
 from vlarena.policies.native import NativeVLA
@@ -183,6 +186,54 @@ def test_word_noise_changes_only_the_words(demo_dataset: Path, tmp_path: Path) -
         replace(film, stage="expert", word_noise=0.1)
     with pytest.raises(ConfigError, match=r"word_noise must be in \[0, 1\)"):
         replace(film, word_noise=1.0)
+
+
+def test_grounding_can_learn_where_the_cube_goes(demo_dataset: Path, tmp_path: Path) -> None:
+    film = replace(TINY, preset="film-tiny", stage="pretrain")
+    placed = replace(film, grounding_place=True)
+    data = DemoDataset(demo_dataset)
+    targets = {}
+    for cfg in (film, placed):
+        with torch.random.fork_rng(devices=[]):
+            run = _Run(cfg, data, tmp_path / "probe", _Dist(0, 1), "x", None)
+            batch = run._batch(0)
+        targets[cfg] = batch.targets
+        module = TrainModule(run.model, cfg)
+        assert module.grounding is not None
+        tokens, padding = run.model.features(batch.images, batch.text_ids, batch.text_pad)
+        assert module.grounding(tokens, padding).shape == batch.targets.shape
+    # The same frames: the first 8 columns as before, then the place targets, standardized.
+    assert targets[film].shape == (film.batch_size, 8)
+    torch.testing.assert_close(targets[placed][:, :8], targets[film])
+    place = torch.as_tensor(data.target[np.asarray(batch.anchors), 8:], dtype=torch.float64)
+    standardized = (place - place.new_tensor(data.target[:, 8:].mean(0))) / place.new_tensor(
+        data.target[:, 8:].astype(np.float64).std(0)
+    )
+    torch.testing.assert_close(targets[placed][:, 8:], standardized.float(), rtol=0, atol=1e-4)
+    # Pretrained on 8 targets, then the full stage on 11: the head carries over but its output.
+    first = train(film, demo_dataset, tmp_path / "pre", progress=False)
+    full = replace(placed, stage="full", grounding_weight=0.5)
+    module = TrainModule(load_policy_model(first.checkpoint), full)
+    _carry_grounding(module, first.checkpoint)
+    saved = torch.load(tmp_path / "pre" / STATE_FILE, weights_only=True)["module"]
+    assert module.grounding is not None
+    own = module.grounding.state_dict()
+    assert torch.equal(own["query"], saved["grounding.query"])
+    assert own["out.2.weight"].shape == (11, saved["grounding.out.2.weight"].shape[1])
+    result = train(full, demo_dataset, tmp_path / "full", init=first.checkpoint, progress=False)
+    assert math.isfinite(result.last_loss)
+    # A dataset recorded before the place targets: a clear error, not a shape crash.
+    old = tmp_path / "old"
+    records = [replace(r, targets=r.targets[:, :8]) for r in data.records()]
+    write_dataset(old, records, data.meta.image_size, data.meta.cameras, {}, data.meta.dropped)
+    train(film, old, tmp_path / "old-run", progress=False)  # the first 8 are all it needs
+    with pytest.raises(ConfigError, match="records only 8"):
+        train(placed, old, tmp_path / "old-placed", progress=False)
+    with pytest.raises(ConfigError, match="grounding_place needs grounding"):
+        replace(TINY, grounding_place=True)
+    with pytest.raises(ConfigError, match="different layouts"):
+        write_dataset(tmp_path / "mixed", [*data.records(), *records], 32, ("front",), {}, {})
+    assert not (tmp_path / "mixed").exists()
 
 
 def test_stages_train_what_they_say(demo_dataset: Path, tmp_path: Path) -> None:

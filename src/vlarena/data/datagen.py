@@ -15,7 +15,7 @@ from vlarena.data.paraphrases import TASK_NAMES, draw_instruction
 from vlarena.errors import ConfigError
 from vlarena.sim import ExpertController, run_episode
 from vlarena.sim.tasks import Task
-from vlarena.sim.world import CAMERAS, COLORS, FrankaWorld, shared_world
+from vlarena.sim.world import CAMERAS, FrankaWorld, shared_world
 from vlarena.types import ActionChunk
 
 DATAGEN_SEED_LIMIT = 1_000_000  # evaluation start states use seeds from here on: never trained on
@@ -59,18 +59,18 @@ class RecordingExpert(ExpertController):
         self.frames: dict[str, list[NDArray[np.uint8]]] = {c: [] for c in CAMERAS}
         self.states: list[NDArray[np.float32]] = []
         self.targets: list[NDArray[np.float32]] = []
-        self._color = COLORS[0]
+        self._task: Task | None = None
 
     def start(self, world: FrankaWorld, task: Task, seed: int) -> str:
-        assert task.color is not None
-        self._color = task.color
+        self._task = task
         return super().start(world, task, seed)
 
     def next_chunk(self, world: FrankaWorld, instruction: str, step: int) -> ActionChunk:
         for camera in CAMERAS:
             self.frames[camera].append(world.render(camera, self.size, self.size))
         self.states.append(np.concatenate([world.qpos, world.qvel]).astype(np.float32))
-        self.targets.append(grounding_target(world, self._color))
+        assert self._task is not None, "start() first"
+        self.targets.append(grounding_target(world, self._task))
         return super().next_chunk(world, instruction, step)
 
     def record(
@@ -96,12 +96,20 @@ class RecordingExpert(ExpertController):
         )
 
 
-def grounding_target(world: FrankaWorld, color: str) -> NDArray[np.float32]:
-    """What the backbone learns to see: the named cube (xyz, sin/cos of 4·yaw) and the grip xyz."""
-    cube = world.cube(color)
+def grounding_target(world: FrankaWorld, task: Task) -> NDArray[np.float32]:
+    """What the backbone learns to see: the named cube (xyz, sin/cos of 4·yaw) and the grip xyz
+    (GROUNDING_DIM), then where the task places the cube (PLACE_DIM): the other cube (stack, next
+    to), the bin's floor centre, or the named cube itself (tasks that place nothing)."""
+    assert task.color is not None
+    cube = world.cube(task.color)
     angle = 4.0 * cube.yaw  # a cube looks the same every 90°
+    place = cube.position  # tasks that place nothing
+    if task.other is not None:
+        place = world.cube(task.other).position
+    elif task.kind == "bin" and (bin_at := world.bin_position) is not None:
+        place = bin_at
     return np.concatenate(
-        [cube.position, [np.sin(angle), np.cos(angle)], world.grip_position]
+        [cube.position, [np.sin(angle), np.cos(angle)], world.grip_position, place]
     ).astype(np.float32)
 
 

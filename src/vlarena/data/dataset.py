@@ -8,7 +8,8 @@ Layout of a dataset directory (no pickle anywhere; `np.load(..., allow_pickle=Fa
     images.<camera>.npy  (N, S, S, 3) uint8, the observation before each action
     state.npy            (N, 18) float32, joint positions then velocities
     action.npy           (N, 8) float32, the expert's action (7 joint targets, gripper)
-    target.npy           (N, 8) float32, grounding targets: named cube xyz, sin/cos 4·yaw, grip xyz
+    target.npy           (N, 11) float32, grounding targets: GROUNDING_DIM then PLACE_DIM
+                         (datasets written before the place targets: GROUNDING_DIM only)
     episode.npy          (N,) int32, the episode each frame belongs to
 
 Frames of an episode are contiguous and in time order.
@@ -32,6 +33,8 @@ VERSION = 1
 META_FILE = "meta.json"
 NORM_FILE = "norm_stats.json"
 FIELDS = ("state", "action", "target", "episode")
+GROUNDING_DIM = 8  # grounding targets: the named cube's xyz, sin/cos of 4·yaw, the grip's xyz...
+PLACE_DIM = 3  # ...then where the task places the cube, xyz (datagen.grounding_target)
 
 
 @dataclass
@@ -45,7 +48,7 @@ class EpisodeRecord:
     images: dict[str, NDArray[np.uint8]]  # camera → (T, S, S, 3)
     states: NDArray[np.float32]  # (T, 18)
     actions: NDArray[np.float32]  # (T, 8)
-    targets: NDArray[np.float32]  # (T, 8)
+    targets: NDArray[np.float32]  # (T, GROUNDING_DIM + PLACE_DIM), or older: GROUNDING_DIM
     takeover: int = 0  # recovery data: policy steps before the expert took over (0: a demo)
 
 
@@ -88,6 +91,9 @@ def write_dataset(
     """Write episodes as a dataset directory (fields are streamed, never concatenated)."""
     if not records:
         raise ConfigError("no episodes to write")
+    widths = {(r.states.shape[1], r.actions.shape[1], r.targets.shape[1]) for r in records}
+    if len(widths) > 1:
+        raise ConfigError(f"episodes of different layouts (state, action, target widths): {widths}")
     out.mkdir(parents=True, exist_ok=True)
     total = sum(len(r.actions) for r in records)
     episodes, start = [], 0

@@ -141,7 +141,9 @@ def plan(world: FrankaWorld, task: Task) -> list[Waypoint]:
         hold_x, hold_y = pick[-1].position[:2] if pick else grip[:2]
         return [*pick, Waypoint((float(hold_x), float(hold_y), CARRY_Z), yaw, CLOSED, 3)]
     if task.kind == "bin":
-        bx, by = world.data.body("bin").xpos[:2]
+        bin_at = world.bin_position
+        assert bin_at is not None  # check_scene refused the task in a scene without a bin
+        bx, by = bin_at[:2]
         return [
             *pick,
             Waypoint((bx, by, CARRY_Z), 0.0, CLOSED),

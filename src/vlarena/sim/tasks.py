@@ -106,9 +106,11 @@ class SuccessChecker:
         if task.kind == "lift":
             return bool(cube[2] - CUBE_HALF_M >= LIFT_HEIGHT_M and world.touching(task.color))
         if task.kind == "bin":
-            bin_xy = world.data.body("bin").xpos[:2] if world.scene_id in BIN_SCENES else None
+            bin_at = world.bin_position
             return bool(
-                bin_xy is not None and np.all(np.abs(cube[:2] - bin_xy) < 0.07) and cube[2] < 0.06
+                bin_at is not None
+                and np.all(np.abs(cube[:2] - bin_at[:2]) < 0.07)
+                and cube[2] < 0.06
             )
         assert task.other is not None
         other = world.cube(task.other).position

@@ -112,6 +112,11 @@ class FrankaWorld:
         return self.data.site_xpos[self._grip_site].copy()
 
     @property
+    def bin_position(self) -> NDArray[np.float64] | None:
+        """The centre of the bin's floor, in the world frame; None in a scene without a bin."""
+        return self.data.body("bin").xpos.copy() if self.scene_id in BIN_SCENES else None
+
+    @property
     def gripper_opening_m(self) -> float:
         return float(self.data.qpos[7] + self.data.qpos[8])
 

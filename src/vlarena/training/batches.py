@@ -24,7 +24,7 @@ class Batch:
     images: torch.Tensor  # (B, C, H, W, 3) uint8
     text_ids: torch.Tensor  # (B, L)
     text_pad: torch.Tensor  # (B, L) True where padded
-    targets: torch.Tensor  # (B, 8) grounding targets of the anchors, standardized
+    targets: torch.Tensor  # (B, G) grounding targets of the anchors, standardized
     states: torch.Tensor  # (B·reuse, 2J) raw proprioception of the acting frames
     actions: torch.Tensor  # (B·reuse, H, D) raw action chunks from the acting frames
     reuse: int  # samples per anchor
@@ -40,8 +40,10 @@ class BatchSampler:
         chunk_size: int,
         reuse: int,
         seed: int,
+        target_dims: int,
         rank: int = 0,
     ) -> None:
+        """`target_dims`: the leading grounding targets used (the dataset may record more)."""
         cameras, size = backbone.camera_names, data.meta.image_size
         missing = sorted(set(cameras) - set(data.images))
         if missing:
@@ -58,7 +60,14 @@ class BatchSampler:
         self.text_ids, self.text_pad = encode_instructions(
             backbone.arch, [e.instruction for e in data.meta.episodes], backbone.max_text_len
         )
-        target = np.asarray(data.target, dtype=np.float64)
+        if data.target.shape[1] < target_dims:
+            raise ConfigError(
+                f"grounding_place needs the place targets; the dataset records only "
+                f"{data.target.shape[1]} grounding targets (regenerate it with this version's "
+                "vlarena datagen, and any DAgger rounds on it)"
+            )
+        self.target_dims = target_dims
+        target = np.asarray(data.target[:, :target_dims], dtype=np.float64)
         self.target_mean = target.mean(0)
         self.target_std = np.maximum(target.std(0), 1e-6)
 
@@ -77,7 +86,8 @@ class BatchSampler:
         acting = data.later_frames(np.repeat(anchors, self.reuse), offsets.ravel())
         episodes = np.asarray(data.episode[anchors], dtype=np.int64)
         images = np.stack([np.asarray(data.images[c][anchors]) for c in self.cameras], axis=1)
-        targets = (np.asarray(data.target[anchors]) - self.target_mean) / self.target_std
+        rows = np.asarray(data.target[anchors, : self.target_dims])
+        targets = (rows - self.target_mean) / self.target_std
         return Batch(
             anchors=torch.from_numpy(anchors),
             images=torch.from_numpy(images),

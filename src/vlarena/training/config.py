@@ -35,6 +35,7 @@ class TrainConfig:
     lora_alpha: int = 16  # lora stage: adapter scale numerator (scale = alpha / rank)
     grad_clip: float = 1.0  # global gradient-norm clip
     grounding_weight: float = 0.0  # full / lora stages: weight of the auxiliary grounding loss
+    grounding_place: bool = False  # grounding also learns where the task places the cube
     word_noise: float = 0.0  # film, not expert: chance a word (not colour or side) is replaced
     seed: int = 0  # weights, sampling and augmentation draw from this
     log_every: int = 20  # steps between loss log lines
@@ -71,6 +72,8 @@ class TrainConfig:
             raise ConfigError("word_noise needs a stage that reads the text (not expert)")
         if self.word_noise and PRESETS[self.preset].backbone.arch != "film":
             raise ConfigError(f"word_noise needs a film backbone; {self.preset!r} reads bytes")
+        if self.grounding_place and not (self.grounding_weight or self.stage == "pretrain"):
+            raise ConfigError("grounding_place needs grounding (pretrain, or grounding_weight)")
         if self.grounding_weight and self.stage not in ("full", "lora"):
             raise ConfigError(
                 "grounding_weight needs a stage that trains the backbone and the "

@@ -10,7 +10,7 @@ base demonstrations plus these recovery episodes, so training on it aggregates b
 
 import multiprocessing as mp
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import mujoco
@@ -196,7 +196,9 @@ def collect(
     finally:
         if pool is not None:
             pool.terminate()
-    recovered = [r for o in outcomes for r in o.records]
+    # In the base's layout: a dataset written before the place targets keeps its 8 columns.
+    width = demos.target.shape[1]
+    recovered = [replace(r, targets=r.targets[:, :width]) for o in outcomes for r in o.records]
     if not recovered:
         raise ConfigError("no expert takeover succeeded: nothing to add")
     previous = demos.meta.datagen.get("dagger", [])

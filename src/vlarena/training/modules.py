@@ -6,25 +6,27 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
+from vlarena.data.dataset import GROUNDING_DIM, PLACE_DIM
 from vlarena.errors import ConfigError
 from vlarena.policies.native import NativeVLA
 from vlarena.policies.networks import VLBackbone
 from vlarena.training.batches import Batch
 from vlarena.training.config import TrainConfig
 
-GROUNDING_DIM = 8  # named cube xyz, sin/cos of 4·yaw, grip xyz
+
+def grounding_dims(cfg: TrainConfig) -> int:
+    """How many of a dataset's grounding targets the run learns (the leading ones)."""
+    return GROUNDING_DIM + (PLACE_DIM if cfg.grounding_place else 0)
 
 
 class GroundingHead(nn.Module):
     """Attention-pools the feature tokens and regresses the grounding targets."""
 
-    def __init__(self, d_model: int, n_heads: int) -> None:
+    def __init__(self, d_model: int, n_heads: int, dims: int) -> None:
         super().__init__()
         self.query = nn.Parameter(torch.randn(1, 1, d_model) * 0.02)
         self.pool = nn.MultiheadAttention(d_model, n_heads, batch_first=True)
-        self.out = nn.Sequential(
-            nn.Linear(d_model, d_model), nn.GELU(), nn.Linear(d_model, GROUNDING_DIM)
-        )
+        self.out = nn.Sequential(nn.Linear(d_model, d_model), nn.GELU(), nn.Linear(d_model, dims))
 
     def forward(self, tokens: torch.Tensor, padding: torch.Tensor) -> torch.Tensor:
         query = self.query.expand(len(tokens), -1, -1)
@@ -73,7 +75,9 @@ class TrainModule(nn.Module):
         # actions may keep them as an auxiliary loss (grounding_weight).
         self.grounding_weight = 1.0 if cfg.stage == "pretrain" else cfg.grounding_weight
         self.grounding = (
-            GroundingHead(backbone.d_model, backbone.n_heads) if self.grounding_weight else None
+            GroundingHead(backbone.d_model, backbone.n_heads, grounding_dims(cfg))
+            if self.grounding_weight
+            else None
         )
 
     def forward(

@@ -36,7 +36,7 @@ from vlarena.policies.normalization import NORM_STATS_JSON, NormStats
 from vlarena.sim.world import COLORS
 from vlarena.training.batches import Batch, BatchSampler, augment
 from vlarena.training.config import TrainConfig
-from vlarena.training.modules import TrainModule, add_lora, plain_state_dict
+from vlarena.training.modules import TrainModule, add_lora, grounding_dims, plain_state_dict
 from vlarena.training.plots import plot_losses
 
 CHECKPOINT_DIR = "checkpoint"  # the policy checkpoint (LoRA merged): load_policy reads it
@@ -138,7 +138,7 @@ class _Run:
         self.model: NativeVLA = self.policy.model
         reuse = 1 if cfg.stage == "pretrain" else cfg.vlm_reuse_count
         self.sampler = BatchSampler(
-            data, config.backbone, config.chunk_size, reuse, cfg.seed, ctx.rank
+            data, config.backbone, config.chunk_size, reuse, cfg.seed, grounding_dims(cfg), ctx.rank
         )
 
     def run(self, init: Path | None, resume: bool, progress: bool, last: int) -> TrainResult:
@@ -369,7 +369,8 @@ def _kept_stats(checkpoint: Path, family: str, config: VLAConfig, fitted: NormSt
 
 def _carry_grounding(module: TrainModule, init: Path) -> None:
     """Continue with the grounding head of the run that wrote `init`, when its training state
-    holds one (pretrain → full): a fresh head's first errors would flow into a trained trunk."""
+    holds one (pretrain → full): a fresh head's first errors would flow into a trained trunk.
+    Tensors of another shape (its output, when the run learns more targets) start fresh."""
     state_path = init.parent / STATE_FILE
     if not state_path.is_file():
         return
@@ -381,8 +382,8 @@ def _carry_grounding(module: TrainModule, init: Path) -> None:
     head = {k.removeprefix(prefix): v for k, v in saved.items() if k.startswith(prefix)}
     assert module.grounding is not None
     own = module.grounding.state_dict()
-    if head.keys() == own.keys() and all(own[k].shape == v.shape for k, v in head.items()):
-        module.grounding.load_state_dict(head)
+    kept = {k: v for k, v in head.items() if k in own and own[k].shape == v.shape}
+    module.grounding.load_state_dict({**own, **kept})
 
 
 def _mean_across(values: list[float], ctx: _Dist) -> float:
