@@ -24,7 +24,7 @@ from vlarena.policies import load_policy
 from vlarena.policies.native import NativeVLAPolicy
 from vlarena.training.batches import BatchSampler
 from vlarena.training.modules import GroundingHead
-from vlarena.training.trainer import CACHE_BATCH
+from vlarena.training.trainer import frame_features
 
 # The probed columns of the grounding targets: the named cube's x, y, then the place's x, y.
 COLUMNS = (0, 1, GROUNDING_DIM, GROUNDING_DIM + 1)
@@ -64,15 +64,8 @@ def _features(
     sampler = BatchSampler(
         data, model.cfg.backbone, model.cfg.chunk_size, 1, 0, GROUNDING_DIM + PLACE_DIM
     )
-    tokens, pads = [], []
-    with torch.no_grad():
-        for start in range(0, len(frames), CACHE_BATCH):
-            chunk = frames[start : start + CACHE_BATCH]
-            batch = sampler.make(chunk, np.zeros((len(chunk), 1), np.int64))
-            feats, pad = model.features(batch.images, batch.text_ids, batch.text_pad)
-            tokens.append(feats.float())
-            pads.append(pad)
-    return torch.cat(tokens), torch.cat(pads)
+    computed = list(frame_features(model, sampler, frames))
+    return torch.cat([f.float() for _, f, _ in computed]), torch.cat([p for _, _, p in computed])
 
 
 def fit_mask(data: DemoDataset, frames: np.ndarray, test_share: float) -> np.ndarray:

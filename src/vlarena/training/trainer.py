@@ -8,6 +8,7 @@ import os
 import pickle
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -242,22 +243,20 @@ class _Run:
         progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
         return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
-    @torch.no_grad()
     def _cache_features(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Stage 1: the frozen backbone's features of every frame, computed once (float16)."""
-        model, sampler, n = self.model, self.sampler, len(self.data)
-        model.backbone.eval()
+        n = len(self.data)
+        self.model.backbone.eval()
         tokens = pads = torch.empty(0)
-        for start in tqdm(
-            range(0, n, CACHE_BATCH),
+        computed = frame_features(self.model, self.sampler, np.arange(n))
+        for frames, feats, pad in tqdm(
+            computed,
+            total=math.ceil(n / CACHE_BATCH),
             desc="caching features",
             disable=not self.ctx.main,
             dynamic_ncols=True,
         ):
-            frames = torch.arange(start, min(n, start + CACHE_BATCH))
-            batch = sampler.make(frames.numpy(), np.zeros((len(frames), sampler.reuse), np.int64))
-            feats, pad = model.features(batch.images, batch.text_ids, batch.text_pad)
-            if start == 0:  # allocated once: no second copy at the end
+            if frames[0] == 0:  # allocated once: no second copy at the end
                 tokens = torch.empty((n, *feats.shape[1:]), dtype=torch.float16)
                 pads = torch.empty((n, pad.shape[1]), dtype=torch.bool)
             tokens[frames] = feats.half()
@@ -340,6 +339,19 @@ class _Run:
             (self.out / f"{STATE_FILE}.tmp").replace(self.out / STATE_FILE)
         if self.ctx.world > 1:
             dist.barrier()
+
+
+def frame_features(
+    model: NativeVLA, sampler: BatchSampler, frames: np.ndarray
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """The backbone's features of `frames`, CACHE_BATCH at a time and without gradients: the
+    frame indices (as a tensor), their tokens and their padding mask."""
+    for start in range(0, len(frames), CACHE_BATCH):
+        chunk = frames[start : start + CACHE_BATCH]
+        batch = sampler.make(chunk, np.zeros((len(chunk), sampler.reuse), np.int64))
+        with torch.no_grad():
+            feats, pad = model.features(batch.images, batch.text_ids, batch.text_pad)
+        yield torch.as_tensor(chunk), feats, pad
 
 
 def _load_init(model: NativeVLA, path: Path) -> None:
