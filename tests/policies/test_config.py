@@ -1,10 +1,13 @@
 """Model configs validate themselves; both patch stems give one token per patch."""
 
+import json
+
 import pytest
 import torch
 
 from vlarena.errors import ConfigError
 from vlarena.policies import BackboneConfig, get_preset
+from vlarena.policies.config import VLA_CONFIG_JSON
 from vlarena.policies.networks.backbone import VLBackbone
 
 
@@ -36,3 +39,11 @@ def test_stem_errors_are_clear() -> None:
     with pytest.raises(ConfigError, match="divisible by 4"):
         BackboneConfig(image_height=30, image_width=30, patch_size=6, stem="conv")
     assert get_preset("small").backbone.stem == "conv"
+
+
+def test_a_config_written_before_parallel_decoding_existed_decodes_step_by_step() -> None:
+    film = get_preset("film")
+    assert film.expert.parallel_decoding  # what make ship trains
+    written = json.loads(VLA_CONFIG_JSON.dumps(film))
+    del written["expert"]["parallel_decoding"]
+    assert not VLA_CONFIG_JSON.loads(json.dumps(written).encode()).expert.parallel_decoding

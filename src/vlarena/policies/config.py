@@ -112,6 +112,8 @@ class ExpertConfig:
     flow_steps: int = 10  # flow family: Euler steps from noise to actions
     n_bins: int = 256  # autoregressive family: bins per action dimension
     temperature: float = 0.0  # autoregressive family: 0 decodes medians, > 0 samples
+    # autoregressive family: decode the chunk's steps at once, none seeing the bins before it
+    parallel_decoding: bool = False
 
     def __post_init__(self) -> None:
         _check_transformer("expert", self.d_model, self.n_layers, self.n_heads, self.mlp_ratio)
@@ -219,7 +221,7 @@ PRESETS: dict[str, VLAConfig] = {
     # the heads predict joint-target deltas (docs/design/shipped-models.md).
     "film": VLAConfig(
         backbone=BackboneConfig(arch="film", image_height=64, image_width=64, max_text_len=16),
-        expert=ExpertConfig(d_model=128, n_layers=2, flow_steps=5),
+        expert=ExpertConfig(d_model=128, n_layers=2, flow_steps=5, parallel_decoding=True),
         action_space="delta",
     ),
     # The shape of pi0 (~3B parameters, 3 cameras at 224x224): GPU benchmarks only.

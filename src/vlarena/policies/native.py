@@ -359,7 +359,7 @@ class FlowVLAPolicy(NativeVLAPolicy):
 
 @register_policy
 class AutoregressiveVLAPolicy(NativeVLAPolicy):
-    """Autoregressive VLA: decodes binned action chunks one step at a time."""
+    """Autoregressive VLA: decodes binned action chunks (step by step or all steps at once)."""
 
     policy_type = "vla-ar"
     head_type = TokenDecoder

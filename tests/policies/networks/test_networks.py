@@ -65,6 +65,23 @@ def test_sampling_follows_each_steps_noise_and_each_step_sees_the_ones_before() 
 
 
 @torch.inference_mode()
+def test_parallel_decoding_gives_every_step_from_its_position_alone() -> None:
+    torch.manual_seed(0)
+    head = TokenDecoder(replace(CFG, expert=replace(CFG.expert, parallel_decoding=True))).eval()
+    assert not hasattr(head, "bin_emb")  # no step reads a chosen bin
+    cond = _conditioning(head)
+    actions, confidence = head.sample(cond, torch.zeros(2, CFG.chunk_size, CFG.action_dim))  # type: ignore[arg-type]
+    bins = head.to_bins(actions)
+    probs = head(cond, bins[:, :-1]).softmax(-1)
+    assert torch.equal((probs.cumsum(-1) <= 0.5).sum(-1), bins)  # one pass: the medians
+    probs = probs.gather(3, bins[..., None])[..., 0].flatten(1).mean(1)
+    torch.testing.assert_close(probs, confidence, atol=1e-5, rtol=1e-4)
+    # What the earlier steps were does not move any later step's prediction.
+    other = (bins + CFG.expert.n_bins // 2) % CFG.expert.n_bins
+    torch.testing.assert_close(head(cond, bins[:, :-1]), head(cond, other[:, :-1]))
+
+
+@torch.inference_mode()
 def test_padded_features_are_ignored() -> None:
     torch.manual_seed(0)
     head = FlowExpert(CFG).eval()

@@ -1,9 +1,12 @@
-"""Autoregressive token decoder (the RT-1 / OpenVLA family, decoded step by step).
+"""Token decoder (the RT-1 / OpenVLA family): binned actions, chosen per dimension.
 
 Each normalized action value in [-1, 1] is discretized into `n_bins` bins. The H steps of a
 chunk are decoded one at a time, causally, cross-attending to the vision-language features; the
 D bins of one step are chosen together from that step's output (as RT-1 does within a step), so
-a chunk is H decoder steps rather than H·D.
+a chunk is H decoder steps rather than H·D. With `parallel_decoding` (as OpenVLA-OFT) no step
+sees the bins chosen before it: every step's input is the same learned token plus its position,
+and one decoder pass yields the whole chunk, so an early error cannot compound along it
+(docs/design/shipped-models.md measures both).
 """
 
 import torch
@@ -15,7 +18,7 @@ from vlarena.policies.networks.heads import ActionHead, Conditioning
 
 
 class TokenDecoder(ActionHead):
-    """Decodes an HxD action chunk step by step; confidence = mean chosen-bin probability."""
+    """Decodes an HxD action chunk of bins; confidence = mean chosen-bin probability."""
 
     unit_actions = True
 
@@ -23,7 +26,8 @@ class TokenDecoder(ActionHead):
         super().__init__(cfg)
         e, n_bins, dims = cfg.expert.d_model, cfg.expert.n_bins, cfg.action_dim
         self.bos = nn.Parameter(torch.randn(1, 1, e) * 0.02)  # stands before the first step
-        self.bin_emb = nn.Embedding(dims * n_bins, e)  # row j·n_bins + b: bin b of dimension j
+        if not cfg.expert.parallel_decoding:
+            self.bin_emb = nn.Embedding(dims * n_bins, e)  # row j·n_bins + b: bin b of dim j
         self.step_pos = nn.Parameter(torch.randn(1, cfg.chunk_size, e) * 0.02)
         self.logits_out = nn.Linear(e, dims * n_bins)
 
@@ -39,10 +43,14 @@ class TokenDecoder(ActionHead):
         return self._logits(out[:, cond.prefix.shape[1] :])
 
     def _inputs(self, steps_in: torch.Tensor) -> torch.Tensor:
-        """The start token and the embedded steps (B, m, D), with their positions (B, m + 1, e)."""
-        bos = self.bos.expand(steps_in.shape[0], -1, -1)
-        embedded = torch.cat([bos, self._embed(steps_in)], dim=1)
-        return embedded + self.step_pos[:, : embedded.shape[1]]
+        """The start token and the embedded steps (B, m, D), with their positions (B, m + 1, e);
+        decoding in parallel, the start token stands in for every step."""
+        batch, m = steps_in.shape[:2]
+        if self.cfg.expert.parallel_decoding:
+            embedded = self.bos.expand(batch, m + 1, -1)
+        else:
+            embedded = torch.cat([self.bos.expand(batch, -1, -1), self._embed(steps_in)], dim=1)
+        return embedded + self.step_pos[:, : m + 1]
 
     def _embed(self, bins: torch.Tensor) -> torch.Tensor:
         """Each step's D bins (..., D) → the sum of their embeddings (..., e)."""
@@ -73,9 +81,12 @@ class TokenDecoder(ActionHead):
         """At temperature 0 each dimension's median bin (the mode would pick a sharp "hold" over
         a spread "move" that has more mass), else inverse-CDF sampling driven by `noise` (B, H, D).
 
-        Decodes with a KV cache: each step feeds one token through the decoder.
+        Decoding step by step uses a KV cache: each step feeds one token through the decoder.
         """
-        temperature = self.cfg.expert.temperature
+        if self.cfg.expert.parallel_decoding:
+            queries = noise.new_zeros(noise.shape[0], self.cfg.chunk_size - 1, 1, dtype=torch.long)
+            bins, probs = self._choose(self(cond, queries), noise)
+            return self.from_bins(bins), probs.flatten(1).mean(1)
         start = self._inputs(
             noise.new_zeros(noise.shape[0], 0, self.cfg.action_dim, dtype=torch.long)
         )
@@ -84,12 +95,9 @@ class TokenDecoder(ActionHead):
         )
         steps, chosen_probs = [], []
         for k in range(self.cfg.chunk_size):
-            probs = (self._logits(out[:, -1]).float() / (temperature or 1.0)).softmax(-1)
-            cdf = probs.cumsum(-1)  # (B, D, n_bins)
-            u = (noise[:, k, :, None] if temperature else 0.5) * cdf[..., -1:]
-            nxt = torch.searchsorted(cdf, u, right=True)[..., 0].clamp(max=probs.shape[-1] - 1)
+            nxt, chosen = self._choose(self._logits(out[:, -1]), noise[:, k])
             steps.append(nxt)
-            chosen_probs.append(probs.gather(-1, nxt[..., None])[..., 0])
+            chosen_probs.append(chosen)
             if k + 1 < self.cfg.chunk_size:
                 step_in = self._embed(nxt[:, None])
                 out, cache = self.decoder(
@@ -100,3 +108,15 @@ class TokenDecoder(ActionHead):
                 )
         confidence = torch.stack(chosen_probs, dim=1).flatten(1).mean(1)
         return self.from_bins(torch.stack(steps, dim=1)), confidence
+
+    def _choose(
+        self, logits: torch.Tensor, noise: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits (..., D, n_bins) and noise (..., D) → the chosen bins (..., D), their
+        probabilities (..., D)."""
+        temperature = self.cfg.expert.temperature
+        probs = (logits.float() / (temperature or 1.0)).softmax(-1)
+        cdf = probs.cumsum(-1)
+        u = (noise[..., None] if temperature else 0.5) * cdf[..., -1:]
+        chosen = torch.searchsorted(cdf, u, right=True)[..., 0].clamp(max=probs.shape[-1] - 1)
+        return chosen, probs.gather(-1, chosen[..., None])[..., 0]
