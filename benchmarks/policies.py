@@ -48,7 +48,8 @@ def run(samples: int, progress: Progress) -> str:
             "",
             "Split API at batch 1: `extract_features` (vision-language stage) vs "
             "`predict_from_features` (action stage on cached features: every Euler step for "
-            "`vla-flow`, every chunk step for `vla-ar`).",
+            "`vla-flow`, every chunk step for `vla-ar`, "
+            "or one pass when it decodes in parallel as `film` does).",
             "",
             *split,
             "",

@@ -1,4 +1,5 @@
-"""Model configs validate themselves; both patch stems give one token per patch."""
+"""Model configs validate themselves; both patch stems give one token per patch; a config written
+before a field existed keeps its old meaning."""
 
 import json
 

@@ -151,6 +151,7 @@ def test_the_shipping_pipeline_on_the_film_architecture(demo_dataset: Path, tmp_
     ar_weights = _weights(tmp_path / "ar")
     assert all(torch.equal(ar_weights[k], v) for k, v in backbone.items())  # the shared trunk
     assert ar.info.policy_type == "vla-ar"
+    assert "head.bin_emb.weight" not in ar_weights  # film presets decode the chunk in parallel
     with pytest.raises(ConfigError, match="LoRA adapts transformer backbones"):
         train(replace(film, stage="lora", steps=2), demo_dataset, tmp_path / "lora", progress=False)
     with pytest.raises(ConfigError, match="grounding_weight needs"):
@@ -300,10 +301,12 @@ def test_bad_configs_fail_clearly(demo_dataset: Path, tmp_path: Path) -> None:
     other = tmp_path / "other"
     train(TINY, demo_dataset, other, progress=False)
     weights = _weights(other)
-    weights["backbone.patch.weight"] = torch.zeros(1)
-    save_file(weights, str(other / CHECKPOINT_DIR / "model.safetensors"))
-    with pytest.raises(ConfigError, match="does not fit this model's backbone"):
-        train(TINY, demo_dataset, tmp_path / "x", init=other / CHECKPOINT_DIR, progress=False)
+    reshaped_backbone = {**weights, "backbone.patch.weight": torch.zeros(1)}
+    foreign_head = {**weights, "head.bin_emb.weight": torch.zeros(4, 4)}  # same family, new key
+    for changed in (reshaped_backbone, foreign_head):
+        save_file(changed, str(other / CHECKPOINT_DIR / "model.safetensors"))
+        with pytest.raises(ConfigError, match="does not fit this model"):
+            train(TINY, demo_dataset, tmp_path / "x", init=other / CHECKPOINT_DIR, progress=False)
 
 
 @pytest.mark.slow

@@ -112,7 +112,8 @@ class ExpertConfig:
     flow_steps: int = 10  # flow family: Euler steps from noise to actions
     n_bins: int = 256  # autoregressive family: bins per action dimension
     temperature: float = 0.0  # autoregressive family: 0 decodes medians, > 0 samples
-    # autoregressive family: decode the chunk's steps at once, none seeing the bins before it
+    # autoregressive family: decode the chunk's steps in one pass, attending to one another both
+    # ways, none seeing the bins chosen for the others
     parallel_decoding: bool = False
 
     def __post_init__(self) -> None:
@@ -210,7 +211,9 @@ PRESETS: dict[str, VLAConfig] = {
             text_width=32,
             camera_tokens=2,
         ),
-        expert=ExpertConfig(d_model=32, n_layers=1, n_heads=2, flow_steps=4, n_bins=32),
+        expert=ExpertConfig(
+            d_model=32, n_layers=1, n_heads=2, flow_steps=4, n_bins=32, parallel_decoding=True
+        ),
         chunk_size=4,
         action_space="delta",
     ),

@@ -145,7 +145,7 @@ class _Run:
     def run(self, init: Path | None, resume: bool, progress: bool, last: int) -> TrainResult:
         cfg, ctx, model = self.cfg, self.ctx, self.model
         if init is not None:
-            _load_init(model, init)
+            _load_init(model, init, cfg.family)
         model.train()
         if cfg.stage == "pretrain":
             model.head.requires_grad_(False)
@@ -354,15 +354,18 @@ def frame_features(
         yield torch.as_tensor(chunk), feats, pad
 
 
-def _load_init(model: NativeVLA, path: Path) -> None:
-    """Start from a checkpoint: every tensor whose name and shape match (at least the backbone)."""
+def _load_init(model: NativeVLA, path: Path, family: str) -> None:
+    """Start from a checkpoint: every tensor whose name and shape match. The backbone must fit,
+    and so must the whole head when the checkpoint holds the same family (a head of another
+    layout, such as one decoded step by step for one decoded in parallel, would half load)."""
     weights = read_weights(path)
     own = model.state_dict()
     matched = {k: v for k, v in weights.items() if k in own and own[k].shape == v.shape}
-    missing = [k for k in own if k.startswith("backbone.") and k not in matched]
-    if missing:
+    fitted = ("backbone.", "head.") if read_metadata(path).policy_type == family else ("backbone.",)
+    unfit = [k for k in {*own, *weights} if k.startswith(fitted) and k not in matched]
+    if unfit:
         raise ConfigError(
-            f"{path} does not fit this model's backbone (missing or reshaped: {missing[:3]}...)"
+            f"{path} does not fit this model (missing, extra or reshaped: {sorted(unfit)[:3]}...)"
         )
     model.load_state_dict(matched, strict=False)
 

@@ -2,6 +2,7 @@
 
 from dataclasses import replace
 
+import pytest
 import torch
 
 from vlarena.policies import PRESETS
@@ -64,21 +65,26 @@ def test_sampling_follows_each_steps_noise_and_each_step_sees_the_ones_before() 
     assert not torch.allclose(logits[:, 1], moved[:, 1])
 
 
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
 @torch.inference_mode()
-def test_parallel_decoding_gives_every_step_from_its_position_alone() -> None:
+def test_parallel_decoding_takes_every_step_from_one_pass(temperature: float) -> None:
     torch.manual_seed(0)
-    head = TokenDecoder(replace(CFG, expert=replace(CFG.expert, parallel_decoding=True))).eval()
+    expert = replace(CFG.expert, parallel_decoding=True, temperature=temperature)
+    head = TokenDecoder(replace(CFG, expert=expert)).eval()
     assert not hasattr(head, "bin_emb")  # no step reads a chosen bin
     cond = _conditioning(head)
-    actions, confidence = head.sample(cond, torch.zeros(2, CFG.chunk_size, CFG.action_dim))  # type: ignore[arg-type]
+    noise = torch.rand(2, CFG.chunk_size, CFG.action_dim)
+    actions, confidence = head.sample(cond, noise)  # type: ignore[arg-type]
     bins = head.to_bins(actions)
-    probs = head(cond, bins[:, :-1]).softmax(-1)
-    assert torch.equal((probs.cumsum(-1) <= 0.5).sum(-1), bins)  # one pass: the medians
-    probs = probs.gather(3, bins[..., None])[..., 0].flatten(1).mean(1)
-    torch.testing.assert_close(probs, confidence, atol=1e-5, rtol=1e-4)
-    # What the earlier steps were does not move any later step's prediction.
-    other = (bins + CFG.expert.n_bins // 2) % CFG.expert.n_bins
-    torch.testing.assert_close(head(cond, bins[:, :-1]), head(cond, other[:, :-1]))
+    logits = head(cond, bins[:, :-1])  # what training scores: the same pass
+    cdf = logits.softmax(-1).cumsum(-1)
+    u = noise[..., None] if temperature else 0.5
+    assert torch.equal((cdf <= u * cdf[..., -1:]).sum(-1), bins)  # each step: its own draw
+    probs = (logits / (temperature or 1.0)).softmax(-1).gather(3, bins[..., None])[..., 0]
+    torch.testing.assert_close(probs.flatten(1).mean(1), confidence, atol=1e-5, rtol=1e-4)
+    # The steps attend to one another both ways: the last step's position reaches the first.
+    head.step_pos[:, -1] += torch.randn(CFG.expert.d_model)
+    assert not torch.allclose(head(cond, bins[:, :-1])[:, 0], logits[:, 0])
 
 
 @torch.inference_mode()

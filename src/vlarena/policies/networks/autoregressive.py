@@ -3,9 +3,10 @@
 Each normalized action value in [-1, 1] is discretized into `n_bins` bins. The H steps of a
 chunk are decoded one at a time, causally, cross-attending to the vision-language features; the
 D bins of one step are chosen together from that step's output (as RT-1 does within a step), so
-a chunk is H decoder steps rather than H·D. With `parallel_decoding` (as OpenVLA-OFT) no step
-sees the bins chosen before it: every step's input is the same learned token plus its position,
-and one decoder pass yields the whole chunk, so an early error cannot compound along it
+a chunk is H decoder steps rather than H·D. With `parallel_decoding` no step sees the bins
+chosen before it: every step's input is the same learned token plus its position, the steps
+attend to one another both ways (as OpenVLA-OFT's parallel decoding does), and one decoder pass
+yields the whole chunk, so an early error cannot compound along it
 (docs/design/shipped-models.md measures both).
 """
 
@@ -33,24 +34,27 @@ class TokenDecoder(ActionHead):
 
     def forward(self, cond: Conditioning, steps_in: torch.Tensor) -> torch.Tensor:
         """Teacher-forced logits (B, m + 1, D, n_bins) for steps 0..m, given the bins of steps
-        0..m-1 (B, m, D)."""
+        0..m-1 (B, m, D); decoding in parallel, the bins are not read and all H steps come."""
+        if self.cfg.expert.parallel_decoding:
+            return self._decode(cond, self._queries(steps_in.shape[0]))
+        bos = self.bos.expand(steps_in.shape[0], -1, -1)
+        embedded = torch.cat([bos, self._embed(steps_in)], dim=1)
+        return self._decode(cond, embedded + self.step_pos[:, : embedded.shape[1]])
+
+    def _decode(self, cond: Conditioning, inputs: torch.Tensor) -> torch.Tensor:
+        """Logits (B, L, D, n_bins) for the step inputs (B, L, e), in one decoder pass: causal
+        step by step, bidirectional among the steps decoded in parallel."""
         out, _ = self.decoder(
-            torch.cat([cond.prefix, self._inputs(steps_in)], dim=1),
+            torch.cat([cond.prefix, inputs], dim=1),
             cond.memory,
             cond.memory_mask,
-            causal=True,
+            causal=not self.cfg.expert.parallel_decoding,
         )
         return self._logits(out[:, cond.prefix.shape[1] :])
 
-    def _inputs(self, steps_in: torch.Tensor) -> torch.Tensor:
-        """The start token and the embedded steps (B, m, D), with their positions (B, m + 1, e);
-        decoding in parallel, the start token stands in for every step."""
-        batch, m = steps_in.shape[:2]
-        if self.cfg.expert.parallel_decoding:
-            embedded = self.bos.expand(batch, m + 1, -1)
-        else:
-            embedded = torch.cat([self.bos.expand(batch, -1, -1), self._embed(steps_in)], dim=1)
-        return embedded + self.step_pos[:, : m + 1]
+    def _queries(self, batch: int) -> torch.Tensor:
+        """Parallel decoding's inputs (B, H, e): the start token at every step's position."""
+        return self.bos.expand(batch, self.cfg.chunk_size, -1) + self.step_pos
 
     def _embed(self, bins: torch.Tensor) -> torch.Tensor:
         """Each step's D bins (..., D) → the sum of their embeddings (..., e)."""
@@ -84,12 +88,9 @@ class TokenDecoder(ActionHead):
         Decoding step by step uses a KV cache: each step feeds one token through the decoder.
         """
         if self.cfg.expert.parallel_decoding:
-            queries = noise.new_zeros(noise.shape[0], self.cfg.chunk_size - 1, 1, dtype=torch.long)
-            bins, probs = self._choose(self(cond, queries), noise)
+            bins, probs = self._choose(self._decode(cond, self._queries(noise.shape[0])), noise)
             return self.from_bins(bins), probs.flatten(1).mean(1)
-        start = self._inputs(
-            noise.new_zeros(noise.shape[0], 0, self.cfg.action_dim, dtype=torch.long)
-        )
+        start = self.bos.expand(noise.shape[0], -1, -1) + self.step_pos[:, :1]
         out, cache = self.decoder(
             torch.cat([cond.prefix, start], dim=1), cond.memory, cond.memory_mask, causal=True
         )
