@@ -102,8 +102,8 @@ test: install install-lerobot lint $(CHROMIUM) ## Lint, then run the whole test 
 bench: install install-lerobot ## Run the benchmarks and write docs/benchmarks.md
 	VLA_LEROBOT_PYTHON=$(LEROBOT_VENV)/bin/python $(BIN)/python -m benchmarks
 
-# The pipeline behind the shipped checkpoints (docs/models.md): an estimated 100-117 minutes on
-# two CPU cores, then about 25 minutes of evaluation (make ship-eval). Stage times: times.txt.
+# The pipeline behind the shipped checkpoints (docs/models.md): 76 minutes measured on two fast
+# CPU cores (about 74 alone), then 7-25 minutes of evaluation (make ship-eval). Stage times: times.txt.
 # The flow model learns from the expert's demonstrations, then in two DAgger rounds it drives
 # and the expert's takeovers from the states it reached are added to the data (docs/training.md);
 # the AR head learns on that trunk and all of the data. A last round for each model rolls out as

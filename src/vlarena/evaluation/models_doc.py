@@ -248,8 +248,9 @@ instruction's words, with the 9 joint positions and velocities, and return 8-act
 (7 joint targets + gripper, predicted relative to the current joints) at 10 Hz. The flow model
 learns from the scripted expert's demonstrations, then in {rounds} DAgger rounds from the expert
 taking over from the states the model itself reached (`vlarena dagger`). The AR model shares
-the trunk of round 2's flow model and has its own token head, decoded one chunk step at a time,
-trained on the data of rounds 1 and 2, then in a round of its own.
+the trunk of round 2's flow model and has its own token head, trained on the data of rounds 1
+and 2, then in a round of its own; it decodes a chunk's 8 steps in one pass (parallel
+decoding).
 
 ## Training time (2-core CPU, no GPU)
 
