@@ -103,7 +103,8 @@ bench: install install-lerobot ## Run the benchmarks and write docs/benchmarks.m
 	VLA_LEROBOT_PYTHON=$(LEROBOT_VENV)/bin/python $(BIN)/python -m benchmarks
 
 # The pipeline behind the shipped checkpoints (docs/models.md): 76 minutes measured on two fast
-# CPU cores (about 74 alone), then 7-25 minutes of evaluation (make ship-eval). Stage times: times.txt.
+# CPU cores (about 74 alone), then 9 (here) to 25 minutes of evaluation (make ship-eval).
+# Stage times: times.txt.
 # The flow model learns from the expert's demonstrations, then in two DAgger rounds it drives
 # and the expert's takeovers from the states it reached are added to the data (docs/training.md);
 # the AR head learns on that trunk and all of the data. A last round for each model rolls out as
